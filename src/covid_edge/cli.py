@@ -1,0 +1,53 @@
+"""The `covid-edge` command. Sub-commands are imported only when run, so that `classify`
+starts fast and never pulls TensorFlow in through a sibling command."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from . import DISCLAIMER, __version__
+
+# name -> "module:attribute" of a click.Command; one verb per job.
+COMMANDS = {
+    "train": "covid_edge.convert.train_cli:train",
+    "convert": "covid_edge.convert.convert_cli:convert",
+    "classify": "covid_edge.edge_runtime.classify_cli:classify",
+    "info": "covid_edge.edge_runtime.info_cli:info",
+    "bench": "covid_edge.benchmarks.cli:bench",
+    "check-edgetpu": "covid_edge.edgetpu.check_cli:check_edgetpu",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("covid_edge"):
+                return None  # a command not built yet
+            raise
+        return getattr(module, attribute)
+
+
+@click.group(cls=LazyGroup, epilog=DISCLAIMER)
+@click.version_option(__version__, prog_name="covid-edge")
+def main():
+    """covid-edge: train, quantize, run and benchmark a chest X-ray COVID-19 classifier
+    on edge devices (Raspberry Pi, Coral Edge TPU).
+
+    \b
+    Pipeline:
+      covid-edge train DATA_DIR --out RUN_DIR      train MobileNetV2 (needs the [train] extra)
+      covid-edge convert RUN_DIR/model.keras --out DIR   float/int8 TFLite + model card
+      covid-edge classify IMAGE...                 run the int8 model, no TensorFlow
+      covid-edge bench latency|drift               benchmarks for the device
+    """

@@ -1,0 +1,97 @@
+"""Finding a TFLite interpreter: ai_edge_litert, else tflite_runtime, else tensorflow.lite.
+
+LiteRT (ai-edge-litert) is the maintained successor of tflite-runtime; TensorFlow is the last
+resort because importing it costs seconds and hundreds of MB on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+# (runtime name, module holding Interpreter, distribution whose version we report)
+RUNTIME_CANDIDATES = (
+    ("ai_edge_litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow", "tensorflow.lite", "tensorflow"),
+)
+RUNTIME_NAMES = tuple(name for name, _, _ in RUNTIME_CANDIDATES)
+
+
+class RuntimeNotFound(Exception):
+    """No TFLite interpreter is installed."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    version: str
+    module: Any
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def interpreter(self, model_path: str, num_threads: int | None = None,
+                    delegates: list | None = None, xnnpack: bool = True):
+        """A new Interpreter for `model_path` (tensors not yet allocated).
+
+        `xnnpack=False` asks for the plain builtin kernels, which is how a benchmark shows what
+        the XNNPACK delegate is worth; tensorflow.lite and tflite_runtime accept it too.
+        """
+        module = self.module
+        kwargs: dict[str, Any] = {"model_path": str(model_path), "num_threads": num_threads}
+        if delegates:
+            kwargs["experimental_delegates"] = delegates
+        if not xnnpack:
+            resolver = getattr(module, "experimental", module)
+            op_resolver = getattr(resolver, "OpResolverType", None) or module.OpResolverType
+            kwargs["experimental_op_resolver_type"] = op_resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return module.Interpreter(**kwargs)
+
+    def load_delegate(self, library: str, options: dict | None = None):
+        loader = getattr(self.module, "load_delegate", None)
+        if loader is None:
+            loader = self.module.experimental.load_delegate
+        return loader(library, options)
+
+
+@cache
+def _load(name: str) -> Runtime | None:
+    for candidate, module_name, distribution in RUNTIME_CANDIDATES:
+        if candidate != name:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            version = getattr(module, "__version__", "unknown")
+        return Runtime(name, version, module)
+    raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIME_NAMES)}")
+
+
+def select_runtime(name: str | None = None) -> Runtime:
+    """The named runtime, or the first installed one in order of preference."""
+    if name is not None:
+        runtime = _load(name)
+        if runtime is None:
+            raise RuntimeNotFound(f"the {name} runtime is not installed")
+        return runtime
+    for candidate in RUNTIME_NAMES:
+        runtime = _load(candidate)
+        if runtime is not None:
+            return runtime
+    raise RuntimeNotFound(
+        "no TFLite interpreter is installed: pip install ai-edge-litert "
+        "(or tflite-runtime on platforms without a LiteRT wheel)")
+
+
+def available_runtimes() -> list[Runtime]:
+    """Every installed runtime, in order of preference (imports each, TensorFlow included)."""
+    return [runtime for name in RUNTIME_NAMES if (runtime := _load(name)) is not None]

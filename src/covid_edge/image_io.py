@@ -1,0 +1,85 @@
+"""Reading X-ray files as they are found in the wild into one 8-bit grayscale picture.
+
+Everything a user can throw at `classify` passes through `read_grayscale`, so every way a file
+can be bad ends here as an `ImageReadError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# A 4300x3500 digital radiograph is 15 MP; 100 MP leaves room for scans of film while refusing
+# decompression bombs (a few kB of PNG that would inflate to gigabytes).
+MAX_PIXELS = 100_000_000
+
+# Pillow opens these and we can turn them into 8-bit grayscale.
+HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+class ImageReadError(Exception):
+    """A file that cannot be read as an image; the message says why and what to do."""
+
+
+def read_grayscale(path: str | Path, target_size: tuple[int, int] | None = None,
+                   max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open `path` and return an upright 8-bit grayscale ("L") image.
+
+    `target_size` (width, height) lets a large JPEG be decoded at a reduced scale in the DCT
+    domain (Pillow's draft mode), which makes a 4000-pixel X-ray decode several times faster.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own pixel limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageReadError(
+                        f"{width}x{height} pixels is over the {max_pixels // 1_000_000} MP limit "
+                        "(a decompression bomb or a scan far larger than any X-ray); "
+                        "downscale it first")
+                if target_size is not None and img.format == "JPEG":
+                    # Keep at least twice the target so the final resize still filters properly.
+                    img.draft("L", (2 * target_size[0], 2 * target_size[1]))
+                img = ImageOps.exif_transpose(img)  # also forces the decode
+                return _to_8bit_gray(img)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError("no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError("is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageReadError("permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            "not an image format covid-edge can read (use PNG, JPEG, BMP or TIFF)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    if img.mode == "L":
+        return img
+    if img.mode in HIGH_BIT_DEPTH_MODES:
+        # 12- and 16-bit radiographs rarely use the full range: stretch what is there.
+        values = np.asarray(img, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            return Image.fromarray(np.zeros(values.shape, dtype=np.uint8), mode="L")
+        scaled = np.rint((values - lo) * (255.0 / (hi - lo)))
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels are shown on black, as an X-ray viewer would.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("L")
+    return img.convert("L")

@@ -1,0 +1,82 @@
+"""The model card: the contract between conversion and the device.
+
+`covid-edge convert` writes `model_card.json` beside the .tflite files; the runtime reads the
+preprocessing spec, labels and decision threshold from it, so training and device cannot drift.
+This module is TensorFlow-free: the runtime imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .preprocess import PreprocessSpec
+
+CARD_FILENAME = "model_card.json"
+CARD_MARKDOWN_FILENAME = "MODEL_CARD.md"
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("labels", "positive_label", "preprocessing", "threshold", "variants")
+
+
+class ModelCardError(Exception):
+    """A model card that is missing, unreadable or does not describe the model file."""
+
+
+def released_models_dir() -> Path:
+    """models/ of the repository, or its copy inside an installed wheel."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_models", package.parent.parent / "models"):
+        if (candidate / CARD_FILENAME).is_file():
+            return candidate
+    raise ModelCardError(
+        "the released model is not installed with this copy of covid-edge; "
+        "pass --model PATH/TO/model.tflite")
+
+
+def load_card(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelCardError(f"{path}: no model card here") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"{path}: not a readable model card ({exc})") from None
+    missing = [key for key in REQUIRED_KEYS if key not in card]
+    if missing:
+        raise ModelCardError(f"{path}: model card lacks {', '.join(missing)}")
+    return card
+
+
+def card_for_model(model_path: str | Path) -> tuple[dict, str]:
+    """The card beside `model_path` and the name of the variant that file is."""
+    model_path = Path(model_path)
+    card_path = model_path.parent / CARD_FILENAME
+    if not card_path.is_file():
+        raise ModelCardError(
+            f"no {CARD_FILENAME} beside {model_path}: covid-edge needs the model card that "
+            "`covid-edge convert` writes next to the model to know its preprocessing and "
+            "threshold")
+    card = load_card(card_path)
+    for name, variant in card["variants"].items():
+        if variant.get("file") == model_path.name:
+            return card, name
+    raise ModelCardError(f"{card_path} does not describe {model_path.name}")
+
+
+def preprocess_spec(card: dict) -> PreprocessSpec:
+    return PreprocessSpec.from_dict(card["preprocessing"])
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(card: dict, directory: str | Path) -> Path:
+    path = Path(directory) / CARD_FILENAME
+    path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
