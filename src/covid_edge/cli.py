@@ -51,3 +51,7 @@ def main():
       covid-edge classify IMAGE...                 run the int8 model, no TensorFlow
       covid-edge bench latency|drift               benchmarks for the device
     """
+
+
+if __name__ == "__main__":
+    main()

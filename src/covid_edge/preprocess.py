@@ -81,3 +81,19 @@ def to_model_input(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def preprocess_file(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
     """A file as the float model sees it: float32 (height, width, channels)."""
     return to_model_input(load_pixels(path, spec), spec)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """float32 model input -> the integer input of an int8/uint8 model.
+
+    Same arithmetic as TFLite's reference Quantize kernel (float32 x / scale, std::round, i.e.
+    half away from zero, then + zero_point, clamped), because an integer-input model is the
+    float graph with that kernel removed from its front. With the [-1, 1] scaling, x / scale
+    lands on or near .5 for many pixels, so the rounding rule matters.
+    """
+    scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    magnitude = np.abs(scaled)
+    whole = np.floor(magnitude)
+    rounded = np.sign(scaled) * (whole + (magnitude - whole >= 0.5))
+    limits = np.iinfo(dtype)
+    return np.clip(rounded + zero_point, limits.min, limits.max).astype(dtype)

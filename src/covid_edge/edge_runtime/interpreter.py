@@ -68,10 +68,18 @@ def _load(name: str) -> Runtime | None:
             module = importlib.import_module(module_name)
         except ImportError:
             return None
+        if not hasattr(module, "Interpreter"):
+            # import_module("tensorflow.lite") is TensorFlow's source package, without the
+            # public API; that is the attribute path tf.lite.
+            module = importlib.import_module(module_name.split(".")[0])
+            for attribute in module_name.split(".")[1:]:
+                module = getattr(module, attribute)
         try:
             version = metadata.version(distribution)
         except metadata.PackageNotFoundError:
-            version = getattr(module, "__version__", "unknown")
+            # e.g. tensorflow-cpu: ask the top-level package, which is already imported.
+            top = importlib.import_module(module_name.split(".")[0])
+            version = getattr(top, "__version__", "unknown")
         return Runtime(name, version, module)
     raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIME_NAMES)}")
 

@@ -1,0 +1,133 @@
+"""Cold start of the edge path: how long `covid-edge classify <one image>` takes in a fresh
+process, and what importing the LiteRT interpreter costs against an empty Python.
+
+    python scripts/cold_start.py [--model DIR_OR_TFLITE] [--image FILE] [--runs 5]
+                                 [--with-tensorflow]
+
+Each figure is the median wall time of --runs fresh processes and the largest peak RSS among
+them (VmHWM on Linux, ru_maxrss elsewhere). Prints a table for the README; measures, asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SRC = REPO_ROOT / "src"
+
+
+# Appended to each child's code: its own peak RSS. VmHWM belongs to the process image, so it
+# is not inflated by the parent that forked it (ru_maxrss is, on Linux).
+PEAK_PROBE = """
+import sys as _sys
+try:
+    with open("/proc/self/status") as _status:
+        _kb = int(next(l for l in _status if l.startswith("VmHWM")).split()[1])
+except OSError:
+    import resource as _resource
+    _kb = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss // (
+        1024 if _sys.platform == "darwin" else 1)
+_sys.stderr.write(f"\\nPEAK_KB {_kb}\\n")
+"""
+
+# The console script `covid-edge` is `sys.exit(covid_edge.cli.main())`; this is the same.
+CLASSIFY_CODE = """
+from covid_edge.cli import main
+try:
+    main({args!r}, prog_name="covid-edge")
+except SystemExit as _exit:
+    _code = _exit.code
+{probe}
+raise SystemExit(_code)
+"""
+
+
+def measure(code: str, runs: int, env: dict) -> tuple[float, float, int]:
+    """(median wall ms, peak RSS MB, exit code of the last run) over `runs` fresh processes."""
+    walls, peaks, exit_code = [], [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+        walls.append((time.perf_counter() - start) * 1000.0)
+        exit_code = done.returncode
+        peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")]
+        peaks.append(int(peak[-1].split()[1]) / 1024 if peak else float("nan"))
+    return statistics.median(walls), max(peaks), exit_code
+
+
+def default_image(model: str | None) -> Path:
+    from covid_edge.model_card import ModelCardError, released_models_dir
+    folders = []
+    if model:
+        path = Path(model)
+        folders.append((path if path.is_dir() else path.parent) / "samples")
+    try:
+        folders.append(released_models_dir() / "samples")
+    except ModelCardError:
+        pass
+    for folder in folders:
+        samples = sorted(folder.glob("*.jpg")) + sorted(folder.glob("*.png"))
+        if samples:
+            return samples[0]
+    return sorted((REPO_ROOT.parent / "shared" / "data" / "cxr" / "covid").glob("*.jpg"))[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model file or folder (default: the released model)")
+    parser.add_argument("--image", type=Path, help="X-ray to classify (default: a sample)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--with-tensorflow", action="store_true",
+                        help="also time `import tensorflow`, what the edge path avoids")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(SRC))  # only for finding a default image
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    image = args.image or default_image(args.model)
+    classify_args = ["classify", str(image)]
+    if args.model:
+        classify_args += ["--model", args.model]
+    if args.threads:
+        classify_args += ["--threads", str(args.threads)]
+
+    cases = [
+        ("python -c pass", "pass"),
+        ("import numpy, PIL.Image", "import numpy, PIL.Image"),
+        ("import ai_edge_litert.interpreter", "import ai_edge_litert.interpreter"),
+        ("covid-edge classify <1 image>",
+         CLASSIFY_CODE.format(args=classify_args, probe=PEAK_PROBE)),
+    ]
+    if args.with_tensorflow:
+        cases.append(("import tensorflow", "import tensorflow"))
+
+    from covid_edge import __version__
+    print(f"covid-edge {__version__}, Python {platform.python_version()}, "
+          f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs; "
+          f"median of {args.runs} fresh processes")
+    print(f"image: {image}")
+    print(f"{'command':<48} {'wall ms':>9} {'peak RSS MB':>12}")
+    baseline = None
+    for label, command in cases:
+        if not command.endswith(PEAK_PROBE):
+            command += "\n" + PEAK_PROBE
+        wall, rss, code = measure(command, args.runs, env)
+        baseline = baseline if baseline is not None else (wall, rss)
+        failed = "" if code == 0 else f"   (exit code {code})"
+        print(f"{label:<48} {wall:>9.0f} {rss:>12.0f}{failed}")
+    print(f"(an empty Python is {baseline[0]:.0f} ms and {baseline[1]:.0f} MB: subtract it to "
+          "see what each import costs)")
+
+
+if __name__ == "__main__":
+    main()

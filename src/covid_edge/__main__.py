@@ -1,0 +1,6 @@
+"""`python -m covid_edge` is the `covid-edge` command (handy where the script is not on PATH)."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main(prog_name="covid-edge")

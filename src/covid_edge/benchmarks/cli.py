@@ -1,0 +1,47 @@
+"""`covid-edge bench`: a group whose sub-commands live in their own modules.
+
+This module stays light (click only) so that `covid-edge bench --help` is instant and one
+benchmark's imports never slow down another. To add a benchmark, add a line to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import DISCLAIMER
+
+# name -> "module:attribute" of a click.Command
+BENCHMARKS = {
+    "latency": "covid_edge.benchmarks.latency_cli:latency",
+    "drift": "covid_edge.benchmarks.drift_cli:drift",
+}
+
+
+class _LazyBenchGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in BENCHMARKS if self.get_command(ctx, name) is not None)
+
+    def get_command(self, ctx, name):
+        target = BENCHMARKS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("covid_edge"):
+                return None  # a benchmark not built yet
+            raise
+        return getattr(module, attribute)
+
+
+@click.group(cls=_LazyBenchGroup, epilog=DISCLAIMER)
+def bench():
+    """Benchmarks for the device this runs on.
+
+    \b
+      covid-edge bench latency   speed, load time and memory of the .tflite models
+      covid-edge bench drift     (when available) how predictions hold up on new data
+    """

@@ -1,0 +1,160 @@
+"""`covid-edge bench latency`: how fast the models run on this device."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .. import DISCLAIMER
+
+
+def _parse_threads(ctx, param, value):
+    """'1,2,4' or '1-4' -> [1, 2, 4] / [1, 2, 3, 4]."""
+    if value is None:
+        return None
+    counts = []
+    try:
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                counts += range(low, high + 1)
+            elif part:
+                counts.append(int(part))
+    except ValueError:
+        raise click.BadParameter("give thread counts like 1,2,4 or 1-4") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter("thread counts must be 1 or more")
+    return sorted(set(counts))
+
+
+def _command_line(models, reference, runtimes, threads, xnnpack, device, runs, warmup, images,
+                  end_to_end) -> str:
+    """The run spelled out in full, for the report: what to type to repeat it."""
+    words = ["covid-edge", "bench", "latency", *map(str, models)]
+    if reference:
+        words += ["--reference", str(reference)]
+    words += ["--runtime", ",".join(runtimes), "--threads", ",".join(map(str, threads)),
+              "--xnnpack", xnnpack, "--device", device, "--runs", str(runs),
+              "--warmup", str(warmup)]
+    if images:
+        words += ["--images", str(images)]
+    if not end_to_end:
+        words.append("--no-end-to-end")
+    return shlex.join(words)
+
+
+EPILOG = f"""\b
+Examples:
+  covid-edge bench latency --reference mobilenet_v2_1.0_224_quant.tflite
+  covid-edge bench latency models/ --threads 1 --xnnpack on --out bench/
+  covid-edge bench latency my.tflite --runtime all --json > latency.json
+  covid-edge bench latency --device auto      # adds the Coral Edge TPU if present
+
+\b
+Exit status: 0 every configuration was measured or skipped for a reason
+(an Edge TPU model without an Edge TPU); 1 one failed or the run could not
+start; 2 bad options.
+
+{DISCLAIMER}"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A model to compare against, measured in the same run, thread for thread: "
+                   "Google's uint8 ImageNet MobileNetV2 (mobilenet_v2_1.0_224_quant.tflite) "
+                   "has our backbone, so our int8 model should be about as fast.")
+@click.option("--runtime", "runtime", metavar="NAME[,NAME]|all",
+              help="ai_edge_litert, tflite_runtime, tensorflow, or all installed. "
+                   "Default: the first installed, in that order (TensorFlow only if asked).")
+@click.option("--threads", callback=_parse_threads, metavar="LIST",
+              help="Thread counts to sweep, e.g. 1,2 or 1-4. Default: 1 to the number of cores.")
+@click.option("--xnnpack", type=click.Choice(["on", "off", "both"]), default="both",
+              show_default=True, help="Run with the XNNPACK CPU delegate, without, or both.")
+@click.option("--device", type=click.Choice(["cpu", "edgetpu", "auto"]), default="cpu",
+              show_default=True,
+              help="cpu; edgetpu: the Coral Edge TPU delegate (fails without one); "
+                   "auto: CPU, plus the Edge TPU when its delegate loads.")
+@click.option("--runs", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Timed runs per configuration.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed runs before timing.")
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Images for end-to-end timing (decode + preprocess + inference). "
+                   "Default: the samples shipped with the model.")
+@click.option("--end-to-end/--no-end-to-end", default=True, show_default=True,
+              help="Also time the whole path from an image file to a probability.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write latency.json, latency.md and plots/*.png here.")
+@click.option("--force", is_flag=True, help="Overwrite an earlier report in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, images,
+            end_to_end, out_dir, force, as_json):
+    """Measure latency, load time and memory of .tflite models on this device.
+
+    MODELS are .tflite files or folders written by `covid-edge convert` (every
+    variant in the model card); default: the released models. Each
+    configuration (model x runtime x XNNPACK on/off x threads) runs in a fresh
+    process: warm-up, then timed runs; p50/p90/p99, mean and std of inference
+    alone and end-to-end, model load time and peak memory.
+
+    The device (CPU, cores, OS, Python, runtime versions; on a Raspberry Pi
+    the board, temperature and throttling before and after) is recorded with
+    the results, with a warning when heat or a weak power supply slowed it.
+    """
+    from . import report as reporting
+    from . import runner
+
+    try:
+        if out_dir is not None:
+            reporting.check_writable(out_dir, force)
+        runtimes = runner.choose_runtimes(runtime)
+        entries = runner.resolve_models([str(m) for m in models],
+                                        str(reference) if reference else None)
+        image_files = runner.resolve_images(str(images) if images else None, entries)
+        thread_counts = threads or runner.default_threads()
+        targets, notes = runner.targets_for(device, xnnpack, runtimes)
+    except (runner.BenchmarkError, reporting.ReportExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not image_files:
+        notes.append("no sample images found (pass --images DIR): inference used a random "
+                     "input and end-to-end timing was skipped")
+
+    jobs = runner.plan(entries, runtimes, thread_counts, targets, runs, warmup, image_files,
+                       end_to_end)
+    settings = {
+        "command": _command_line(models, reference, runtimes, thread_counts, xnnpack, device,
+                                 runs, warmup, images, end_to_end),
+        "runs": runs, "warmup": warmup, "threads": thread_counts, "xnnpack": xnnpack,
+        "device": device, "runtimes": runtimes, "end_to_end": end_to_end and bool(image_files),
+        "images": image_files,
+    }
+    click.echo(f"measuring {len(jobs)} configurations ({len(entries)} models x "
+               f"{len(runtimes)} runtimes x {len(targets)} targets x {len(thread_counts)} "
+               "thread counts), each in a fresh process", err=True)
+    with click.progressbar(length=len(jobs), label="bench latency", file=sys.stderr,
+                           item_show_func=lambda job: job.describe() if job else None) as bar:
+        result = runner.run_benchmark(entries, jobs, settings, notes,
+                                      progress=lambda job, steps: bar.update(steps, job))
+
+    if as_json:
+        click.echo(reporting.to_json(result), nl=False)
+    else:
+        click.echo(reporting.terminal_table(result))
+    if out_dir is not None:
+        try:
+            written, plot_note = reporting.write_report(result, out_dir, force=True)
+        except OSError as exc:
+            raise click.ClickException(f"could not write the report: {exc}") from None
+        click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+        if plot_note:
+            click.echo(f"note: {plot_note}", err=True)
+    failed = [r for r in result["results"] if r.get("status") == "error"]
+    if failed:
+        click.echo(f"error: {len(failed)} configurations failed; first: {failed[0]['model']} "
+                   f"{failed[0].get('runtime')}: {failed[0].get('reason')}", err=True)
+        sys.exit(1)

@@ -1,0 +1,237 @@
+"""`covid-edge convert`: a trained run -> TFLite variants, each loaded back, evaluated on the
+test split through the edge runtime, and described in a model card."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import shutil
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from .. import DISCLAIMER, __version__, dataset, metrics, model_card
+from ..preprocess import PreprocessSpec, load_pixels
+from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_variant,
+                       export_saved_model, representative_images, variant_filename)
+
+TRAINING_FILES = ("training_curves.png", "confusion_matrix.png", "test_predictions.png",
+                  "metrics.json", "history.csv", "split.csv")
+REFERENCE_TOLERANCE_STEPS = 2  # int8 output steps a device may differ from the reference by
+
+
+class ConvertError(Exception):
+    """A run folder or output folder that conversion cannot use."""
+
+
+def load_run(model_path: Path) -> dict:
+    run_path = model_path.parent / "run.json"
+    if not run_path.is_file():
+        raise ConvertError(f"no run.json beside {model_path}: convert needs the folder that "
+                           "`covid-edge train` wrote (model.keras, run.json, split.csv)")
+    return json.loads(run_path.read_text())
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    ours = [variant_filename(v) for v in VARIANTS] + [model_card.CARD_FILENAME]
+    existing = [name for name in ours if (out_dir / name).exists()]
+    if existing and not force:
+        raise ConvertError(f"{out_dir} already holds {', '.join(existing)}; choose another "
+                           "--out or pass --force to overwrite")
+
+
+def pick_samples(items, split, count: int, seed: int) -> list[dataset.Item]:
+    """`count` test images, half of each class, to ship and to pin reference outputs on."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in reversed(dataset.LABELS):
+        pool = [item for item, part in zip(items, split) if part == "test" and item.label == label]
+        take = count // 2 if label == dataset.POSITIVE else count - count // 2
+        chosen += [pool[i] for i in sorted(rng.permutation(len(pool))[:take])]
+    return chosen
+
+
+def evaluate(classifier, data_dir: Path, items, progress) -> np.ndarray:
+    probabilities = np.empty(len(items))
+    for index, item in enumerate(progress(items, f"testing {classifier.variant}")):
+        prediction = classifier.classify_file(data_dir / item.path)
+        if prediction.error:
+            raise ConvertError(f"{item.path}: {prediction.error}")
+        probabilities[index] = prediction.probability
+    return probabilities
+
+
+def keras_probabilities(run_dir: Path) -> dict[str, float]:
+    with open(run_dir / "predictions.csv", newline="") as handle:
+        return {row["path"]: float(row["probability"]) for row in csv.DictReader(handle)}
+
+
+def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
+            calibration_size: int = 300, sample_count: int = 6, seed: int = 0,
+            log=print, progress=None, force: bool = False) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from ..edge_runtime.classifier import Classifier
+
+    progress = progress or (lambda items, label: items)
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    run_dir = model_path.parent
+    run = load_run(model_path)
+    data_dir = Path(data_dir or run["data_dir"])
+    if not data_dir.is_dir():
+        raise ConvertError(f"data folder {data_dir} (from run.json) is not here; pass --data DIR")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, force)
+
+    spec = PreprocessSpec.from_dict(run["preprocessing"])
+    items, _, split = dataset.read_split(run_dir / "split.csv")
+    train_items = [item for item, part in zip(items, split) if part == "train"]
+    rng = np.random.default_rng(seed)
+    calibration = [data_dir / train_items[i].path
+                   for i in sorted(rng.permutation(len(train_items))[:calibration_size])]
+    log(f"loading {model_path}")
+    model = keras.models.load_model(model_path, compile=False)
+
+    variants = {}
+    scratch = Path(tempfile.mkdtemp(prefix="covid-edge-convert-"))
+    saved_model = export_saved_model(model, scratch / "saved_model")
+    for variant in VARIANTS:
+        log(f"converting {variant}: {VARIANT_DESCRIPTIONS[variant]}"
+            + (f" (calibrated on {len(calibration)} training images)" if variant == "int8" else ""))
+        path = out_dir / variant_filename(variant)
+        path.write_bytes(convert_variant(saved_model, variant, representative_images(calibration, spec)))
+        variants[variant] = {
+            "file": path.name,
+            "description": VARIANT_DESCRIPTIONS[variant],
+            "bytes": path.stat().st_size,
+            "sha256": model_card.sha256_file(path),
+        }
+        try:
+            variants[variant].update(check_loadable(path, variant))
+        except ValueError as exc:
+            raise ConvertError(f"the {variant} file failed its check: {exc}") from None
+
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    samples_dir = out_dir / "samples"
+    samples_dir.mkdir(exist_ok=True)
+    samples = []
+    for item in pick_samples(items, split, sample_count, seed):
+        target = samples_dir / f"{item.label}-{Path(item.path).name}"
+        shutil.copyfile(data_dir / item.path, target)
+        samples.append((item, target))
+
+    card = {
+        "schema_version": model_card.SCHEMA_VERSION,
+        "name": "covid-edge-mobilenetv2",
+        "version": __version__,
+        "created": date.today().isoformat(),
+        "disclaimer": DISCLAIMER,
+        "task": "frontal chest X-ray: COVID-19 vs normal (screening research)",
+        "architecture": "MobileNetV2 (alpha 1.0), ImageNet-initialised, GAP -> dropout -> "
+                        "dense(1, sigmoid)",
+        "labels": run["labels"],
+        "positive_label": run["positive_label"],
+        "output": "one value: probability of the positive label",
+        "preprocessing": spec.to_dict(),
+        "threshold": run["threshold"],
+        "threshold_rule": run["threshold_rule"],
+        "default_variant": "int8",
+        "variants": variants,
+    }
+    model_card.write_json(card, out_dir)  # the runtime needs it to evaluate the files below
+
+    test = [item for item, part in zip(items, split) if part == "test"]
+    labels = dataset.label_indices(test)
+    keras_probs = keras_probabilities(run_dir)
+    keras_test = np.array([keras_probs[item.path] for item in test])
+    threshold = run["threshold"]
+    keras_verdicts = keras_test >= threshold
+    probabilities = {}
+    for variant in VARIANTS:
+        classifier = Classifier.load(out_dir / variants[variant]["file"], num_threads=None)
+        probabilities[variant] = probs = evaluate(classifier, data_dir, test, progress)
+        variants[variant]["metrics"] = metrics.binary_metrics(labels, probs, threshold)
+        variants[variant]["versus_keras"] = {
+            "agreement": float(np.mean((probs >= threshold) == keras_verdicts)),
+            "mean_abs_probability_difference": float(np.mean(np.abs(probs - keras_test))),
+            "max_abs_probability_difference": float(np.max(np.abs(probs - keras_test))),
+        }
+        shown = variants[variant]["metrics"]
+        log(f"{variant:>8} test: accuracy {shown['accuracy']:.4f}  AUC {shown['roc_auc']:.4f}  "
+            f"sensitivity {shown['sensitivity']:.4f}  agreement with Keras "
+            f"{variants[variant]['versus_keras']['agreement']:.4f}")
+    int8_flips = [item.path for item, a, b in zip(test, probabilities["int8"] >= threshold,
+                                                   probabilities["float32"] >= threshold) if a != b]
+    variants["int8"]["versus_float32"] = {
+        "agreement": 1.0 - len(int8_flips) / len(test),
+        "flipped": int8_flips,
+    }
+
+    int8 = Classifier.load(out_dir / variants["int8"]["file"])
+    step = variants["int8"]["output_quantization"]["scale"]
+    reference = []
+    for item, path in samples:
+        raw, probability, _ = int8.infer(int8.prepare_input(load_pixels(path, spec)))
+        reference.append({"file": f"samples/{path.name}", "sha256": model_card.sha256_file(path),
+                          "label": item.label, "raw_output": int(raw),
+                          "probability": probability, "verdict": int8.verdict(probability)})
+
+    card.update({
+        "keras_metrics": run["metrics"],
+        "reference_outputs": {
+            "variant": "int8",
+            "tolerance": {"raw_output_steps": REFERENCE_TOLERANCE_STEPS,
+                          "probability": REFERENCE_TOLERANCE_STEPS * step},
+            "images": reference,
+        },
+        "data": {
+            "source": "COVID-19 Radiography Database (COVID and Normal), 224x224 grayscale "
+                      "copy in ../shared/data/cxr; see its README for origin and caveats",
+            "content_sha256": run["data_sha256"],
+            "manifest_sha256": _manifest_hash(data_dir),
+            "split": "stratified by class, near-duplicate groups kept within one split "
+                     "(training/split.csv)",
+            "split_counts": run["split_counts"],
+            "duplicate_groups": run["duplicate_groups"],
+            "calibration_images": len(calibration),
+        },
+        "training": run["config"] | {"seconds": run.get("seconds")},
+        "versions": run["versions"] | {
+            "converter_tensorflow": tf.__version__, "keras_converter": keras.__version__,
+            "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
+        "reproduce": reproduce_commands(run, data_dir, calibration_size, seed),
+    })
+    model_card.write_json(card, out_dir)
+    training_dir = out_dir / "training"
+    training_dir.mkdir(exist_ok=True)
+    for name in TRAINING_FILES:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, training_dir / name)
+    from .card_markdown import write_markdown
+
+    write_markdown(card, out_dir)
+    return card
+
+
+def _manifest_hash(data_dir: Path) -> str | None:
+    manifest = data_dir / "MANIFEST.csv"
+    return model_card.sha256_file(manifest) if manifest.is_file() else None
+
+
+def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int) -> list[str]:
+    config = run["config"]
+    train = (f"covid-edge train {data_dir} --out runs/v1 --weights {config['weights']} "
+             f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
+             f"--head-epochs {config['head_epochs']} --fine-tune-epochs "
+             f"{config['fine_tune_epochs']} --fine-tune-from {config['fine_tune_from']} "
+             f"--target-sensitivity {config['target_sensitivity']} --seed {config['seed']}")
+    if config.get("limit_per_class"):
+        train += f" --limit-per-class {config['limit_per_class']}"
+    convert = (f"covid-edge convert runs/v1/model.keras --out models "
+               f"--calibration-size {calibration_size} --seed {seed}")
+    return [train, convert]

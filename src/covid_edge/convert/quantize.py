@@ -1,0 +1,125 @@
+"""Keras model -> float32, float16, dynamic-range and full-integer int8 TFLite.
+
+Batch size is fixed at 1 so every tensor shape is static: the Edge TPU compiler requires it,
+and it spares the runtime a resize on every call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+VARIANT_DESCRIPTIONS = {
+    "float32": "float32 weights and activations (the reference)",
+    "float16": "float16 weights, float32 compute",
+    "dynamic": "int8 weights, float activations (dynamic-range quantization)",
+    "int8": "full-integer: int8 weights, activations, input and output",
+}
+
+
+def variant_filename(variant: str) -> str:
+    return f"covid-edge-{variant}.tflite"
+
+
+def export_saved_model(model, directory: Path) -> Path:
+    """Freeze the Keras model into a SavedModel with a [1, H, W, C] signature.
+
+    Converting a tf.function over a Keras 3 model directly leaves its variables as
+    READ_VARIABLE ops, which int8 calibration cannot run; the SavedModel export freezes them.
+    """
+    import tensorflow as tf
+
+    input_shape = (1, *model.input_shape[1:])
+    model.export(str(directory), format="tf_saved_model", verbose=False,
+                 input_signature=[tf.TensorSpec(input_shape, tf.float32, name="xray")])
+    return directory
+
+
+def convert_variant(saved_model: Path, variant: str,
+                    representative: Callable[[], Iterable] | None) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if representative is None:
+            raise ValueError("int8 conversion needs representative images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        # Integer-only: conversion fails rather than silently leaving float ops behind.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif variant != "float32":
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return converter.convert()
+
+
+def representative_images(paths: list[Path], spec) -> Callable[[], Iterable]:
+    """The calibration set, through the same preprocessing the device runs."""
+    from ..preprocess import preprocess_file
+
+    def generate():
+        for path in paths:
+            yield [preprocess_file(path, spec)[np.newaxis]]
+
+    return generate
+
+
+def check_loadable(path: Path, variant: str) -> dict:
+    """Load the file back in the edge runtime and check its interface.
+
+    For int8 every tensor must be integer: a single float tensor would mean a float kernel
+    (or a QUANTIZE/DEQUANTIZE pair) on the device, and an Edge TPU could not take the graph.
+    """
+    from ..edge_runtime.interpreter import select_runtime
+
+    runtime = select_runtime()
+    # Without XNNPACK the op list shows the model's own ops rather than DELEGATE nodes.
+    interpreter = runtime.interpreter(str(path), num_threads=1, xnnpack=False)
+    interpreter.allocate_tensors()
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"{path.name}: expected one input and one output")
+    shape = [int(v) for v in inputs[0]["shape"]]
+    if shape[0] != 1 or any(v < 0 for v in inputs[0].get("shape_signature", shape)):
+        raise ValueError(f"{path.name}: input shape {shape} is not static with batch 1")
+    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    leftover_variables = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} & set(ops)
+    if leftover_variables:
+        raise ValueError(f"{path.name}: weights were left as variables "
+                         f"({', '.join(sorted(leftover_variables))}), not frozen into the file")
+    interpreter.set_tensor(inputs[0]["index"], np.zeros(shape, dtype=inputs[0]["dtype"]))
+    interpreter.invoke()
+    if not np.all(np.isfinite(interpreter.get_tensor(outputs[0]["index"]).astype(np.float64))):
+        raise ValueError(f"{path.name}: gives a non-finite output on a blank image")
+    float_tensors = []
+    if variant == "int8":
+        float_tensors = [t["name"] for t in interpreter.get_tensor_details()
+                         if np.dtype(t["dtype"]).kind == "f"]
+        if float_tensors:
+            raise ValueError(f"{path.name}: not integer-only; float tensors: {float_tensors[:5]}")
+    return {
+        "runtime": runtime.label,
+        "input_shape": shape,
+        "input_dtype": np.dtype(inputs[0]["dtype"]).name,
+        "output_dtype": np.dtype(outputs[0]["dtype"]).name,
+        "input_quantization": _quantization(inputs[0]),
+        "output_quantization": _quantization(outputs[0]),
+        "ops": ops,
+        "integer_only": variant == "int8" and not float_tensors,
+    }
+
+
+def _quantization(detail: dict) -> dict | None:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if not scale:
+        return None
+    return {"scale": float(scale), "zero_point": int(zero_point)}

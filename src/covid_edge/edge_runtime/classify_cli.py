@@ -1,0 +1,264 @@
+"""`covid-edge classify`: the front door. Files, folders or globs in; one verdict per image out."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from .. import DISCLAIMER
+from .classifier import (Classifier, ModelError, ModelIntegrityWarning, Prediction,
+                         default_threads)
+from .interpreter import RUNTIME_NAMES
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+PROGRESS_MIN_IMAGES = 20
+CSV_FIELDS = ("path", "verdict", "probability", "threshold", "latency_ms", "total_ms", "runtime",
+              "error")
+
+EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+
+HELP_EPILOG = f"""\b
+Exit codes:
+  0  every image was classified
+  1  some inputs could not be read (the others were classified)
+  2  usage error, or no image found in the given paths
+  3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime)
+
+\b
+Examples:
+  covid-edge classify chest.png
+  covid-edge classify scans/ --csv results.csv
+  covid-edge classify "scans/**/*.jpg" --json > results.json
+  covid-edge classify chest.png --model runs/exp1/export/covid-edge-float16.tflite
+
+{DISCLAIMER}"""
+
+
+class InputProblem(Exception):
+    """A command-line path that names no image."""
+
+
+def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (recursively, sorted) and globs (expanded here because shells on
+    Windows do not) into image paths; also return (argument, reason) for those naming none."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = _images_in(path)
+            if not found:
+                problems.append((argument, "folder holds no PNG, JPEG, BMP or TIFF image"))
+            for image in found:
+                add(image)
+        elif path.exists() or path.is_symlink():
+            add(path)  # whatever its name, read_grayscale will say if it is no image
+        elif glob.has_magic(argument):
+            matches = sorted(glob.glob(argument, recursive=True))
+            images = []
+            for match in map(Path, matches):
+                if match.is_dir():
+                    images.extend(_images_in(match))
+                elif match.suffix.lower() in IMAGE_SUFFIXES:
+                    images.append(match)
+            if not images:
+                problems.append((argument, "pattern matches no image"))
+            for image in images:
+                add(image)
+        else:
+            problems.append((argument, "no such file or folder"))
+    return files, problems
+
+
+def _images_in(folder: Path) -> list[Path]:
+    # Dot files are skipped: macOS leaves "._scan.jpg" resource forks that are not images.
+    return sorted(path for path in folder.rglob("*")
+                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+@click.command(epilog=HELP_EPILOG)
+@click.argument("paths", nargs=-1, metavar="PATH...")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="A .tflite file with its model_card.json beside it, or a folder that "
+                   "`covid-edge convert` wrote. Default: the released int8 model.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the interpreter. Default: every core this process may use.")
+@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
+              help="TFLite interpreter to use. Default: the first installed of "
+                   f"{', '.join(RUNTIME_NAMES)}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document (model, runtime, results, summary) on stdout.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Also write one CSV row per image to FILE ('-' for stdout).")
+def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
+    """Classify chest X-ray images as covid or normal with the int8 TFLite model.
+
+    PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color), a folder
+    (its images are found recursively, in sorted order) or a quoted glob such as
+    "scans/**/*.png". Each image gets the probability of COVID-19 and a verdict: covid when the
+    probability reaches the model card's threshold. No TensorFlow is needed.
+    """
+    if not paths:
+        raise click.UsageError("give at least one image, folder or glob")
+    if as_json and csv_path == "-":
+        raise click.UsageError("--json and --csv - both want stdout; write the CSV to a file")
+
+    csv_handle = _open_csv(csv_path)  # before any work: a bad --csv path fails at once
+    files, problems = collect_inputs(paths)
+    for argument, reason in problems:
+        _error(f"{argument}: {reason}")
+    if not files:
+        _error("no image to classify")
+        _exit(EXIT_USAGE)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            classifier = Classifier.load(model_path, runtime=runtime_name,
+                                         num_threads=threads or default_threads())
+        except ModelError as exc:
+            _error(f"cannot load the model: {exc}")
+            if as_json:
+                click.echo(json.dumps({"error": str(exc), "exit_code": EXIT_MODEL,
+                                       "disclaimer": DISCLAIMER}, indent=2))
+            _exit(EXIT_MODEL)
+    # Only warnings about the model itself; runtimes' deprecation chatter is not the user's.
+    notes = [str(w.message) for w in caught if issubclass(w.category, ModelIntegrityWarning)]
+    for note in notes:
+        click.echo(f"warning: {note}", err=True)
+
+    table_on_stdout = not as_json and csv_path != "-"
+    show_progress = (len(files) >= PROGRESS_MIN_IMAGES and not as_json
+                     and click.get_text_stream("stderr").isatty())
+    # With a progress bar on the terminal, lines are printed after it so the two do not mix.
+    deferred: list[Prediction] = []
+    predictions: list[Prediction] = []
+
+    if table_on_stdout and not show_progress:
+        click.echo(_table_header())
+    progress = (click.progressbar(files, label="classifying", file=sys.stderr)
+                if show_progress else contextlib.nullcontext(files))
+    with progress as bar:
+        for path in bar:
+            prediction = classifier.classify_file(path)
+            predictions.append(prediction)
+            if show_progress:
+                deferred.append(prediction)
+            elif not as_json:
+                _print_human(prediction, table_on_stdout)
+    if show_progress and table_on_stdout:
+        click.echo(_table_header())
+    for prediction in deferred:
+        _print_human(prediction, table_on_stdout)
+
+    failures = [p for p in predictions if not p.ok]
+    summary = _summary(predictions, problems, classifier)
+    if csv_handle is not None:
+        with csv_handle as handle:
+            _write_csv(handle, predictions, problems)
+    if as_json:
+        document = {
+            "model": classifier.describe(),
+            "runtime": classifier.runtime.label,
+            "threads": classifier.num_threads,
+            "threshold": classifier.threshold,
+            "positive_label": classifier.positive_label,
+            "disclaimer": DISCLAIMER,
+            "warnings": notes,
+            "results": [p.to_dict() for p in predictions]
+            + [_problem_result(argument, reason, classifier) for argument, reason in problems],
+            "summary": summary,
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        _print_footer(classifier, summary, err=not table_on_stdout)
+    _exit(EXIT_UNREADABLE if failures or problems else EXIT_OK)
+
+
+def _table_header() -> str:
+    return f"{'verdict':<8} {'P(covid)':>8} {'threshold':>9} {'latency':>10}  image"
+
+
+def _print_human(prediction: Prediction, table_on_stdout: bool) -> None:
+    if not prediction.ok:
+        _error(f"{prediction.path}: {prediction.error}")
+    elif table_on_stdout:
+        click.echo(f"{prediction.verdict:<8} {prediction.probability:>8.3f} "
+                   f"{prediction.threshold:>9.3f} {prediction.latency_ms:>7.1f} ms  "
+                   f"{prediction.path}")
+
+
+def _summary(predictions: list[Prediction], problems: list, classifier: Classifier) -> dict:
+    classified = [p for p in predictions if p.ok]
+    return {
+        "inputs": len(predictions) + len(problems),
+        "classified": len(classified),
+        "unreadable": len(predictions) - len(classified) + len(problems),
+        classifier.positive_label: sum(p.verdict == classifier.positive_label for p in classified),
+        classifier.negative_label: sum(p.verdict == classifier.negative_label for p in classified),
+    }
+
+
+def _problem_result(argument: str, reason: str, classifier: Classifier) -> dict:
+    return Prediction(argument, None, None, classifier.threshold, None, None,
+                      classifier.runtime.label, error=reason).to_dict()
+
+
+def _open_csv(csv_path: str | None):
+    if csv_path is None:
+        return None
+    if csv_path == "-":
+        return contextlib.nullcontext(sys.stdout)
+    try:
+        return open(csv_path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {csv_path}: {exc.strerror}",
+                                 param_hint="--csv") from None
+
+
+def _write_csv(handle, predictions: list[Prediction], problems: list) -> None:
+    rows = [p.to_dict() for p in predictions]
+    rows += [{"path": argument, "error": reason} for argument, reason in problems]
+    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _print_footer(classifier: Classifier, summary: dict, err: bool) -> None:
+    model = classifier.describe()
+    click.echo(
+        f"{summary['classified']} classified ({summary[classifier.positive_label]} "
+        f"{classifier.positive_label}, {summary[classifier.negative_label]} "
+        f"{classifier.negative_label}), {summary['unreadable']} unreadable. "
+        f"Threshold {classifier.threshold:.3f}: {classifier.positive_label} when P >= it.",
+        err=err)
+    click.echo(f"Model {model['name']} {model['version']} ({model['variant']}, "
+               f"{Path(model['file']).name}); runtime {classifier.runtime.label}, "
+               f"{classifier.num_threads} thread(s); latency = interpreter invoke only.",
+               err=err)
+    click.echo(DISCLAIMER, err=err)
+
+
+def _exit(code: int):
+    # click's Exit, not SystemExit: main(standalone_mode=False) then returns the code.
+    click.get_current_context().exit(code)
+
+
+def _error(message: str) -> None:
+    click.echo(f"error: {message}", err=True)

@@ -1,0 +1,174 @@
+"""`covid-edge info`: which model, which runtime, which sample images. Fast and import-free:
+runtimes are found with importlib.util.find_spec and versioned from package metadata, so
+asking does not import TensorFlow (seconds and hundreds of MB on a Raspberry Pi)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from importlib import metadata
+from pathlib import Path
+
+import click
+
+from .. import DISCLAIMER, __version__
+from ..model_card import CARD_FILENAME, ModelCardError, card_for_model, load_card, \
+    released_models_dir
+from .interpreter import RUNTIME_NAMES
+
+EXIT_OK, EXIT_MODEL = 0, 3
+# Distributions that may provide each runtime's top-level module.
+RUNTIME_DISTRIBUTIONS = {
+    "ai_edge_litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
+    "tflite_runtime": ("tflite-runtime", "tflite-runtime-nightly"),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-aarch64",
+                   "tf-nightly"),
+}
+SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def runtimes_report() -> dict:
+    """Installed runtimes (without importing them) and the one `classify` would pick."""
+    installed = {}
+    for name in RUNTIME_NAMES:
+        if importlib.util.find_spec(name) is None:
+            installed[name] = None
+            continue
+        installed[name] = next((version for dist in RUNTIME_DISTRIBUTIONS[name]
+                                if (version := _dist_version(dist))), "unknown version")
+    selected = next((name for name in RUNTIME_NAMES if installed[name]), None)
+    return {"selected": selected, "installed": installed}
+
+
+def _dist_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def model_report(model_path: Path | None) -> dict:
+    """The model card summary for `model_path` (a .tflite file or a folder) or the released model.
+    Raises ModelCardError."""
+    if model_path is None or model_path.is_dir():
+        directory = released_models_dir() if model_path is None else model_path
+        card = load_card(directory / CARD_FILENAME)
+        variant = card.get("default_variant", "int8")
+    else:
+        if not model_path.is_file():
+            raise ModelCardError(f"{model_path}: no such model file")
+        card, variant = card_for_model(model_path)
+        directory = model_path.parent
+    variants = {}
+    for name, entry in card["variants"].items():
+        path = directory / entry.get("file", "")
+        variants[name] = {
+            "file": str(path),
+            "present": path.is_file(),
+            "bytes": path.stat().st_size if path.is_file() else entry.get("bytes"),
+            "input_dtype": entry.get("input_dtype"),
+            "metrics": entry.get("metrics", {}),
+        }
+    samples = sorted(str(path) for path in (directory / "samples").glob("*")
+                     if path.suffix.lower() in SAMPLE_SUFFIXES)
+    return {
+        "name": card.get("name"),
+        "version": card.get("version"),
+        "card": str(directory / CARD_FILENAME),
+        "selected_variant": variant,
+        "labels": card["labels"],
+        "positive_label": card["positive_label"],
+        "threshold": card["threshold"],
+        "threshold_rule": card.get("threshold_rule"),
+        "preprocessing": card["preprocessing"],
+        "variants": variants,
+        "samples": samples,
+    }
+
+
+@click.command(epilog=f"""\b
+Exit codes:
+  0  the model card was found and read
+  3  no model card (the released model is not installed, or --model names none)
+
+{DISCLAIMER}""")
+@click.option("--model", "model_path", type=click.Path(path_type=Path),
+              help="A .tflite file beside its model_card.json, or such a folder. "
+                   "Default: the released model.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def info(model_path, as_json):
+    """Describe the model (card, variants, test metrics, threshold, preprocessing), the TFLite
+    runtimes installed and the bundled sample images. Imports no runtime."""
+    runtimes = runtimes_report()
+    try:
+        model, model_error = model_report(model_path), None
+    except ModelCardError as exc:
+        model, model_error = None, str(exc)
+
+    if as_json:
+        click.echo(json.dumps({"covid_edge": __version__, "model": model,
+                               "model_error": model_error, "runtimes": runtimes,
+                               "disclaimer": DISCLAIMER}, indent=2))
+    else:
+        click.echo(f"covid-edge {__version__}")
+        if model is not None:
+            _print_model(model)
+        else:
+            click.echo(f"error: {model_error}", err=True)
+        _print_runtimes(runtimes)
+        click.echo("")
+        click.echo(DISCLAIMER)
+    click.get_current_context().exit(EXIT_MODEL if model is None else EXIT_OK)
+
+
+def _print_model(model: dict) -> None:
+    spec = model["preprocessing"]
+    click.echo(f"\nModel: {model['name']} {model['version']}  ({model['card']})")
+    click.echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}")
+    click.echo(f"  threshold: {model['threshold']:.4f}: {model['positive_label']} when "
+               f"P({model['positive_label']}) >= threshold")
+    if model["threshold_rule"]:
+        click.echo(f"    rule: {model['threshold_rule']}")
+    click.echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"
+               f", {spec.get('resize_filter')} resize, x = pixel * {spec.get('scale'):.6g} "
+               f"{'-' if spec.get('offset', 0) < 0 else '+'} {abs(spec.get('offset', 0)):g}")
+    for key in ("color", "aspect_ratio", "high_bit_depth"):
+        if spec.get(key):
+            click.echo(f"    {key.replace('_', ' ')}: {spec[key]}")
+    click.echo("  variants:")
+    for name, variant in model["variants"].items():
+        marker = "*" if name == model["selected_variant"] else " "
+        size = _size(variant["bytes"])
+        missing = "" if variant["present"] else "  (file missing)"
+        metrics = ", ".join(f"{key} {_fmt(value)}" for key, value in variant["metrics"].items()
+                            if not isinstance(value, (dict, list)))
+        click.echo(f"   {marker} {name:<8} {Path(variant['file']).name}  {size}{missing}")
+        if metrics:
+            click.echo(f"       test: {metrics}")
+    click.echo("    (* = used by `covid-edge classify` without --model)")
+    if model["samples"]:
+        click.echo("  sample images (try `covid-edge classify` on them):")
+        for sample in model["samples"]:
+            click.echo(f"    {sample}")
+
+
+def _print_runtimes(runtimes: dict) -> None:
+    click.echo("\nRuntimes:")
+    for name, version in runtimes["installed"].items():
+        state = version if version else "not installed"
+        marker = "*" if name == runtimes["selected"] else " "
+        click.echo(f"   {marker} {name:<15} {state}")
+    if runtimes["selected"] is None:
+        click.echo("  no TFLite runtime: pip install ai-edge-litert")
+    else:
+        click.echo("    (* = used by `covid-edge classify` without --runtime)")
+
+
+def _size(size: int | None) -> str:
+    if not size:
+        return "size unknown"
+    return f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,112 @@
+"""`covid-edge check-edgetpu MODEL.tflite`: would the Edge TPU compiler map this model?"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .. import DISCLAIMER
+from .compatibility import CORAL_SUPPORTED_OPS_URL, Report, check_file
+from .tflite_graph import SchemaUnavailable, TfliteFormatError
+
+EXIT_MAPS = 0
+EXIT_CPU_FALLBACK = 1
+EXIT_UNREADABLE = 3
+
+
+@click.command("check-edgetpu", epilog=DISCLAIMER)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--cpu-only", is_flag=True,
+              help="List only the ops that would run on the CPU (the summary is unchanged).")
+def check_edgetpu(model: str, as_json: bool, cpu_only: bool):
+    """Forecast, op by op, which parts of MODEL (.tflite) the Coral Edge TPU compiler would
+    map and which would fall back to the CPU, and why.
+
+    It reads the file only (no TensorFlow, no compiler). The Edge TPU needs full-integer
+    quantization end to end (int8 or uint8), batch 1, fixed shapes, at most 3 innermost
+    non-unit dimensions, one subgraph, and only the operations in Coral's table. The compiler
+    partitions the graph once: from the first op it cannot map, the rest runs on the CPU.
+    An already compiled model (its graph holds an edgetpu-custom-op) is recognised as such.
+
+    \b
+    Exit status:
+      0  the whole graph would map, or the file is already compiled
+      1  some ops would run on the CPU (reasons listed)
+      2  usage error
+      3  not a readable .tflite file
+
+    \b
+    Examples:
+      covid-edge check-edgetpu models/covid-edge-int8.tflite
+      covid-edge check-edgetpu model.tflite --cpu-only
+      covid-edge check-edgetpu model.tflite --json | jq .summary
+    """
+    try:
+        report = check_file(model)
+    except (TfliteFormatError, SchemaUnavailable) as exc:
+        if as_json:
+            click.echo(json.dumps({"file": model, "error": str(exc)}, indent=2))
+        click.echo(f"covid-edge check-edgetpu: {exc}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    if as_json:
+        payload = report.to_dict()
+        payload["disclaimer"] = DISCLAIMER
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(render(report, cpu_only=cpu_only))
+    sys.exit(EXIT_MAPS if report.compiled or report.fully_mapped else EXIT_CPU_FALLBACK)
+
+
+def render(report: Report, cpu_only: bool = False) -> str:
+    lines = [f"Edge TPU check: {report.path}"]
+    if report.compiled:
+        lines.append("Already compiled for the Edge TPU: edgetpu_compiler has replaced the "
+                     "mapped part of the graph with an edgetpu-custom-op.")
+    rows = [op for op in report.ops if not (cpu_only and op.mapped)]
+    if not rows:
+        lines.append("(no op would run on the CPU)")
+    else:
+        width = max(len(op.label) for op in rows)
+        several = len({op.subgraph for op in report.ops}) > 1
+        lines.append("")
+        lines.append(f"{'#':>4}  {'op':<{width}}  {'v':>2}  {'where':<6}  reason")
+        for op in rows:
+            index = f"{op.subgraph}:{op.index}" if several else str(op.index)
+            where = "EDGETPU" if report.compiled and op.mapped else (
+                "MAPPED" if op.mapped else "CPU")
+            detail = op.reasons[0] if op.reasons else (f"note: {op.notes[0]}" if op.notes else "")
+            lines.append(f"{index:>4}  {op.label:<{width}}  {op.version:>2}  {where:<6}  "
+                         f"{detail}")
+            for extra in op.reasons[1:]:
+                lines.append(f"{'':>4}  {'':<{width}}  {'':>2}  {'':<6}  {extra}")
+    lines.append("")
+    lines.append(summary_line(report))
+    first = report.first_unmapped
+    if first is not None:
+        lines.append(f"Partition point: op #{first.index} {first.label} is the first op the "
+                     f"compiler cannot map; it and the {report.ops_after_first_unmapped} ops "
+                     "after it run on the CPU (the compiler partitions only once).")
+    for issue in report.model_issues:
+        lines.append(f"Model: {issue}")
+    for note in report.notes:
+        lines.append(f"Note: {note}")
+    lines.append(f"Supported operations: {CORAL_SUPPORTED_OPS_URL}")
+    lines.append(DISCLAIMER)
+    return "\n".join(lines)
+
+
+def summary_line(report: Report) -> str:
+    total = len(report.ops)
+    if report.compiled:
+        custom = ", ".join(f"#{op.index}" for op in report.edgetpu_custom_ops)
+        left = report.on_cpu
+        return (f"Summary: already compiled; {len(report.edgetpu_custom_ops)} edgetpu-custom-op "
+                f"({custom}) on the Edge TPU, {left} op{'s' if left != 1 else ''} left on the "
+                "CPU by the compiler.")
+    if report.fully_mapped:
+        return f"Summary: all {total} ops would map to the Edge TPU."
+    return (f"Summary: {report.mapped} of {total} ops would map to the Edge TPU; "
+            f"{report.on_cpu} would run on the CPU.")

@@ -1,0 +1,76 @@
+"""Shared test setup: import covid_edge from src/ without installing it, and locate the real
+assets (X-rays and reference models in ../shared, the exported model under test)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SRC = REPO_ROOT / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+SHARED = REPO_ROOT.parent / "shared"
+CXR = SHARED / "data" / "cxr"
+REFERENCE = SHARED / "reference"
+EDGETPU_REFERENCE = REFERENCE / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
+
+
+def subprocess_env() -> dict:
+    """Environment for a child Python that must import this checkout's covid_edge."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    return env
+
+
+def models_dir_under_test() -> Path | None:
+    """Folder holding model_card.json and the .tflite files under test:
+    $COVID_EDGE_TEST_MODELS, else the released models/ folder; None when neither exists."""
+    override = os.environ.get("COVID_EDGE_TEST_MODELS")
+    if override:
+        return Path(override).resolve()
+    from covid_edge.model_card import ModelCardError, released_models_dir
+    try:
+        return released_models_dir()
+    except ModelCardError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    directory = models_dir_under_test()
+    if directory is None or not (directory / "model_card.json").is_file():
+        pytest.skip("no exported model: set COVID_EDGE_TEST_MODELS to a folder that "
+                    "`covid-edge convert` wrote, or add the released model to models/")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def model_card(models_dir) -> dict:
+    from covid_edge.model_card import load_card
+    return load_card(models_dir / "model_card.json")
+
+
+def _first(folder: Path, count: int = 1) -> list[Path]:
+    if not folder.is_dir():
+        pytest.skip(f"shared X-rays not found at {folder}")
+    return sorted(folder.glob("*.jpg"))[:count]
+
+
+@pytest.fixture(scope="session")
+def covid_xray() -> Path:
+    return _first(CXR / "covid")[0]
+
+
+@pytest.fixture(scope="session")
+def normal_xray() -> Path:
+    return _first(CXR / "normal")[0]
+
+
+@pytest.fixture(scope="session")
+def some_xrays() -> list[Path]:
+    return _first(CXR / "covid", 3) + _first(CXR / "normal", 3)

@@ -1,0 +1,159 @@
+"""The whole pipeline on a small subset at 96x96: train -> convert -> classify.
+
+Real TensorFlow training on real X-rays from ../shared, real LiteRT on the converted files.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CXR, SHARED, subprocess_env
+
+pytest.importorskip("tensorflow", reason="needs the [train] extra")
+pytestmark = [pytest.mark.slow, pytest.mark.train]
+
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
+
+
+def covid_edge(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "covid_edge.cli", *map(str, args)],
+                            capture_output=True, text=True, env=subprocess_env(), timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"covid-edge {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def train_small(out: Path, *extra):
+    return covid_edge("train", CXR, "--out", out, "--weights", WEIGHTS, "--image-size", 96,
+                      "--limit-per-class", 40, "--head-epochs", 1, "--fine-tune-epochs", 1,
+                      "--batch-size", 16, *extra)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    if not WEIGHTS.is_file():
+        pytest.skip("shared ImageNet weights not found")
+    out = tmp_path_factory.mktemp("run")
+    train_small(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def export_dir(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    covid_edge("convert", run_dir / "model.keras", "--out", out, "--calibration-size", 20)
+    return out
+
+
+def test_training_writes_a_complete_run(run_dir):
+    for name in ("model.keras", "run.json", "metrics.json", "split.csv", "history.csv",
+                 "predictions.csv", "training_curves.png", "confusion_matrix.png",
+                 "test_predictions.png"):
+        assert (run_dir / name).is_file(), name
+    run = json.loads((run_dir / "run.json").read_text())
+    assert 0.0 <= run["threshold"] <= 1.0
+    for split in ("train", "val", "test"):
+        measured = run["metrics"][split]
+        for key in ("accuracy", "loss", "roc_auc", "sensitivity", "specificity"):
+            assert np.isfinite(measured[key]), (split, key)
+        assert sum(map(sum, measured["confusion_matrix"])) == measured["n"]
+    # The threshold is chosen for screening: validation sensitivity reaches the target.
+    assert run["metrics"]["val"]["sensitivity"] >= run["config"]["target_sensitivity"]
+    with open(run_dir / "split.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 80
+    by_group = {}
+    for row in rows:
+        by_group.setdefault(row["group"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in by_group.values())
+
+
+def test_training_refuses_to_overwrite_a_run(run_dir):
+    result = covid_edge(
+        "train", CXR, "--out", run_dir, "--weights", WEIGHTS, check=False)
+    assert result.returncode == 1
+    assert "--force" in result.stderr
+
+
+def test_conversion_writes_checked_variants_and_card(export_dir):
+    from covid_edge.model_card import load_card, sha256_file
+
+    card = load_card(export_dir / "model_card.json")
+    assert (export_dir / "MODEL_CARD.md").read_text().startswith("# Model card")
+    assert set(card["variants"]) == {"float32", "float16", "dynamic", "int8"}
+    for name, variant in card["variants"].items():
+        path = export_dir / variant["file"]
+        assert sha256_file(path) == variant["sha256"]
+        assert 0.0 <= variant["metrics"]["accuracy"] <= 1.0
+        assert 0.0 <= variant["versus_keras"]["agreement"] <= 1.0
+        assert variant["input_shape"] == [1, 96, 96, 3]
+    int8 = card["variants"]["int8"]
+    assert int8["integer_only"] and int8["input_dtype"] == "int8" and int8["output_dtype"] == "int8"
+    assert int8["bytes"] < card["variants"]["float32"]["bytes"] / 3
+    for name in ("training_curves.png", "split.csv"):
+        assert (export_dir / "training" / name).is_file()
+
+
+def test_reference_outputs_reproduce(export_dir):
+    from covid_edge.edge_runtime.classifier import Classifier
+    from covid_edge.preprocess import load_pixels
+
+    card = json.loads((export_dir / "model_card.json").read_text())
+    classifier = Classifier.load(export_dir / card["variants"]["int8"]["file"])
+    references = card["reference_outputs"]["images"]
+    assert len(references) == 6 and {r["label"] for r in references} == {"covid", "normal"}
+    for reference in references:
+        raw, _, _ = classifier.infer(classifier.prepare_input(
+            load_pixels(export_dir / reference["file"], classifier.spec)))
+        assert raw == reference["raw_output"]
+
+
+def test_runtime_input_equals_training_input(run_dir, export_dir):
+    """The tensor the device feeds is the tensor training fed, for the same file."""
+    from covid_edge import dataset
+    from covid_edge.convert.train import load_all_pixels, make_batches
+    from covid_edge.edge_runtime.classifier import Classifier
+    from covid_edge.preprocess import PreprocessSpec, load_pixels, quantize
+
+    run = json.loads((run_dir / "run.json").read_text())
+    spec = PreprocessSpec.from_dict(run["preprocessing"])
+    items = [dataset.Item("covid/" + p.name, "covid") for p in sorted((CXR / "covid").glob("*.jpg"))[:2]]
+    items += [dataset.Item("normal/" + p.name, "normal") for p in sorted((CXR / "normal").glob("*.jpg"))[:2]]
+    pixels = load_all_pixels(CXR, items, spec, lambda values, label: values)
+    training_x, _ = make_batches(pixels, dataset.label_indices(items), spec, batch_size=4)[0]
+
+    card = json.loads((export_dir / "model_card.json").read_text())
+    float_model = Classifier.load(export_dir / card["variants"]["float32"]["file"])
+    int8_model = Classifier.load(export_dir / card["variants"]["int8"]["file"])
+    scale, zero_point = int8_model.input_details["quantization"]
+    for index, item in enumerate(items):
+        device_pixels = load_pixels(CXR / item.path, float_model.spec)
+        assert np.array_equal(float_model.prepare_input(device_pixels)[0], training_x[index])
+        assert np.array_equal(int8_model.prepare_input(device_pixels)[0],
+                              quantize(training_x[index], scale, zero_point, np.int8))
+
+
+def test_classify_runs_the_converted_model(export_dir):
+    result = covid_edge("classify", "--json", "--model", export_dir / "covid-edge-int8.tflite",
+                        export_dir / "samples")
+    report = json.loads(result.stdout)
+    assert len(report["results"]) == 6
+    assert all(r["verdict"] in ("covid", "normal") for r in report["results"])
+
+
+def test_training_is_reproducible(tmp_path):
+    """Same seed, same data -> the same split and bit-identical predictions."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        covid_edge("train", CXR, "--out", out, "--weights", WEIGHTS, "--image-size", 96,
+                   "--limit-per-class", 12, "--head-epochs", 1, "--fine-tune-epochs", 0,
+                   "--batch-size", 8)
+        runs.append(out)
+    for name in ("split.csv", "predictions.csv"):
+        assert (runs[0] / name).read_text() == (runs[1] / name).read_text(), name
