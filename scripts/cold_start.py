@@ -12,6 +12,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -48,6 +49,33 @@ except SystemExit as _exit:
 {probe}
 raise SystemExit(_code)
 """
+
+
+# Where a cold `classify` spends its time, measured inside one fresh process.
+STAGES_CODE = """
+import json, time
+start = time.perf_counter()
+from covid_edge.cli import main
+from covid_edge.edge_runtime.classifier import Classifier
+imported = time.perf_counter()
+classifier = Classifier.load({model!r}, num_threads={threads!r})
+loaded = time.perf_counter()
+prediction = classifier.classify_file({image!r})
+done = time.perf_counter()
+print(json.dumps({{"imports": imported - start, "model load": loaded - imported,
+                  "first image (decode+infer)": done - loaded,
+                  "of which invoke": prediction.latency_ms / 1000.0}}))
+"""
+
+
+def stages(model, image, threads, runs: int, env: dict) -> dict:
+    samples = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", STAGES_CODE.format(
+            model=model, image=str(image), threads=threads)], capture_output=True, text=True,
+            env=env, cwd=REPO_ROOT, check=True)
+        samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(s[key] for s in samples) * 1000.0 for key in samples[0]}
 
 
 def measure(code: str, runs: int, env: dict) -> tuple[float, float, int]:
@@ -127,6 +155,9 @@ def main() -> None:
         print(f"{label:<48} {wall:>9.0f} {rss:>12.0f}{failed}")
     print(f"(an empty Python is {baseline[0]:.0f} ms and {baseline[1]:.0f} MB: subtract it to "
           "see what each import costs)")
+    print("\nInside a cold `classify` (median ms):")
+    for stage, ms in stages(args.model, image, args.threads, args.runs, env).items():
+        print(f"  {stage:<30} {ms:>8.1f}")
 
 
 if __name__ == "__main__":

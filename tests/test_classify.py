@@ -20,7 +20,9 @@ from covid_edge.cli import main
 from covid_edge.edge_runtime.classifier import (Classifier, ModelError, ModelIntegrityWarning,
                                                 Prediction)
 from covid_edge.model_card import load_card, sha256_file, write_json
-from covid_edge.preprocess import (PreprocessSpec, load_pixels, preprocess_file, quantize)
+from covid_edge.edge_runtime.interpreter import select_runtime
+from covid_edge.preprocess import (PreprocessSpec, load_pixels, preprocess_file, quantize,
+                                   to_model_input)
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -87,6 +89,10 @@ def test_runtime_input_equals_training_input_for_every_variant(models_dir, model
     for name in variant_names(models_dir):
         model = Classifier.load(models_dir / model_card["variants"][name]["file"])
         details = model.input_details
+        recorded = model_card["variants"][name].get("input_quantization")
+        if recorded:  # the card's record of the input quantization is the model's
+            assert details["quantization"] == pytest.approx(
+                (recorded["scale"], recorded["zero_point"])), name
         for path in some_xrays:
             tensor = model.prepare_input(load_pixels(path, model.spec))
             expected = preprocess_file(path, model.spec)[np.newaxis]
@@ -107,16 +113,52 @@ def test_reference_outputs_in_the_card_are_reproduced(models_dir, model_card):
         path = models_dir / image["file"]
         assert sha256_file(path) == image["sha256"]
         raw, probability, _ = model.infer(model.prepare_input(load_pixels(path, model.spec)))
-        assert probability == pytest.approx(image["probability"], abs=reference["tolerance"])
+        tolerance = reference["tolerance"]
+        assert abs(raw - image["raw_output"]) <= tolerance["raw_output_steps"], image["file"]
+        assert probability == pytest.approx(image["probability"], abs=tolerance["probability"])
         assert model.classify_file(path).probability == pytest.approx(probability)
 
 
-def test_quantize_follows_tflite_rounding():
-    # TFLite's Quantize rounds half away from zero, not to even as numpy does.
+QUANTIZE_PROBE = REPO_ROOT / "tests" / "data" / "quantize_probe.tflite"
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
+@pytest.mark.parametrize("xnnpack", [True, False])
+def test_quantize_equals_the_runtimes_own_quantize_kernel(xnnpack):
+    """For every value a pixel can take, our quantization of the input equals the output of
+    the QUANTIZE kernel that heads a float-input int8 graph (made by
+    tests/data/make_quantize_probe.py), with and without the XNNPACK delegate."""
+    runtime = select_runtime()
+    kwargs = {}
+    if not xnnpack:
+        resolvers = getattr(runtime.module, "OpResolverType", None) or \
+            runtime.module.experimental.OpResolverType
+        kwargs["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = runtime.module.Interpreter(model_path=str(QUANTIZE_PROBE),
+                                             experimental_preserve_all_tensors=True, **kwargs)
+    interpreter.allocate_tensors()
+    op = next(op for op in interpreter._get_ops_details() if op["op_name"] == "QUANTIZE")
+    quantized = next(t for t in interpreter.get_tensor_details()
+                     if t["index"] == op["outputs"][0])
+    scale, zero_point = quantized["quantization"]
+    assert scale == pytest.approx(2 / 255)  # calibrated on the real [-1, 1] range
+
+    detail = interpreter.get_input_details()[0]
+    height, width, channels = detail["shape"][1:]
+    spec = PreprocessSpec(height=int(height), width=int(width), channels=int(channels))
+    pixels = np.resize(np.arange(256, dtype=np.uint8), (spec.height, spec.width))
+    x = to_model_input(pixels, spec)[np.newaxis]
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(quantized["index"])
+    np.testing.assert_array_equal(quantize(x, scale, zero_point, quantized["dtype"]), expected)
+
+
+def test_quantize_rounds_half_to_even_and_clamps():
     x = np.array([0.5, 1.5, -0.5, -1.5, 2.4, 300.0, -300.0], dtype=np.float32)
-    np.testing.assert_array_equal(quantize(x, 1.0, 0, np.int8), [1, 2, -1, -2, 2, 127, -128])
+    np.testing.assert_array_equal(quantize(x, 1.0, 0, np.int8), [0, 2, 0, -2, 2, 127, -128])
     np.testing.assert_array_equal(quantize(x, 1.0, 128, np.uint8),
-                                  [129, 130, 127, 126, 130, 255, 0])
+                                  [128, 130, 128, 126, 130, 255, 0])
 
 
 def test_prepare_input_rejects_pixels_of_the_wrong_size(classifier):

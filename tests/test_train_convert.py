@@ -94,6 +94,8 @@ def test_conversion_writes_checked_variants_and_card(export_dir):
         assert variant["input_shape"] == [1, 96, 96, 3]
     int8 = card["variants"]["int8"]
     assert int8["integer_only"] and int8["input_dtype"] == "int8" and int8["output_dtype"] == "int8"
+    # The preprocessing offset makes the int8 input exactly pixel - 128: nothing lost.
+    assert int8["input_quantization"]["zero_point"] == 0 and int8["input_lossless"]
     assert int8["bytes"] < card["variants"]["float32"]["bytes"] / 3
     for name in ("training_curves.png", "split.csv"):
         assert (export_dir / "training" / name).is_file()

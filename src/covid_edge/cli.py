@@ -15,8 +15,11 @@ COMMANDS = {
     "convert": "covid_edge.convert.convert_cli:convert",
     "classify": "covid_edge.edge_runtime.classify_cli:classify",
     "info": "covid_edge.edge_runtime.info_cli:info",
+    "explain": "covid_edge.edge_runtime.explain_cli:explain",
     "bench": "covid_edge.benchmarks.cli:bench",
     "check-edgetpu": "covid_edge.edgetpu.check_cli:check_edgetpu",
+    "serve": "covid_edge.kiosk.serve_cli:serve",
+    "kiosk": "covid_edge.kiosk.kiosk_cli:kiosk",
 }
 
 

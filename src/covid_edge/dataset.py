@@ -15,7 +15,8 @@ import numpy as np
 
 LABELS = ("normal", "covid")  # index 1 is the positive (screened-for) class
 POSITIVE = "covid"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 SPLITS = ("train", "val", "test")
 
 # 32x32 mean-pooled thumbnails, mean-centred; cosine similarity above 0.97 marks a near-duplicate.

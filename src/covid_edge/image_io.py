@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,20 +20,56 @@ MAX_PIXELS = 100_000_000
 # Pillow opens these and we can turn them into 8-bit grayscale.
 HIGH_BIT_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+# PS3.10 7.1: a 128-byte preamble, then the four bytes "DICM".
+_DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
+
 
 class ImageReadError(Exception):
     """A file that cannot be read as an image; the message says why and what to do."""
 
 
-def read_grayscale(path: str | Path, target_size: tuple[int, int] | None = None,
+def looks_like_dicom(source: str | Path | BinaryIO) -> bool:
+    """A .dcm/.dicom name, or the DICM signature at byte 128 whatever the name (PACS exports
+    often have none). Kept here, without pydicom, so that only DICOM files load it."""
+    if hasattr(source, "read"):  # an upload held in memory: peek, then rewind
+        try:
+            start = source.tell()
+            source.seek(_DICOM_MAGIC_OFFSET)
+            magic = source.read(len(_DICOM_MAGIC))
+            source.seek(start)
+        except (OSError, ValueError):
+            return False
+        return magic == _DICOM_MAGIC
+    path = Path(source)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(_DICOM_MAGIC_OFFSET)
+            return handle.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
+    except OSError:
+        return False  # Pillow's path below words missing or unreadable files
+
+
+def read_grayscale(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
                    max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open `path` and return an upright 8-bit grayscale ("L") image.
+    """Open `path` (or a binary file object, e.g. an upload held in a BytesIO) and return an
+    upright 8-bit grayscale ("L") image.
+
+    DICOM files (by name or signature) go through covid_edge.dicom_io: Modality and VOI LUT,
+    MONOCHROME1 inversion; they need the [dicom] extra.
 
     `target_size` (width, height) lets a large JPEG be decoded at a reduced scale in the DCT
     domain (Pillow's draft mode), which makes a 4000-pixel X-ray decode several times faster.
     """
-    path = Path(path)
+    if not hasattr(path, "read"):
+        path = Path(path)
     try:
+        if looks_like_dicom(path):
+            # Imported here: pydicom is an optional extra that PNG/JPEG users never load.
+            from .dicom_io import read_dicom
+            return read_dicom(path, max_pixels)
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -58,7 +95,8 @@ def read_grayscale(path: str | Path, target_size: tuple[int, int] | None = None,
         raise ImageReadError("permission denied") from None
     except UnidentifiedImageError:
         raise ImageReadError(
-            "not an image format covid-edge can read (use PNG, JPEG, BMP or TIFF)") from None
+            "not an image format covid-edge can read (use PNG, JPEG, BMP, TIFF or DICOM)"
+        ) from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:

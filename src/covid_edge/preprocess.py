@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -33,9 +34,12 @@ class PreprocessSpec:
     # Pillow resizes in two steps (an integer box reduction, then the filter) when the image
     # is larger than reducing_gap times the target; this makes large X-rays fast.
     reducing_gap: float = 3.0
-    # MobileNetV2's ImageNet input range is [-1, 1]: x / 127.5 - 1.
+    # MobileNetV2's ImageNet input range, about [-1, 1]. The offset is -128/127.5 rather
+    # than -1 so that an int8 input calibrates to scale 1/127.5 and zero point 0: then the
+    # quantized input is exactly pixel - 128, with no rounding. With -1 every pixel would land
+    # half-way between two int8 values and pairs of grey levels would merge.
     scale: float = 1.0 / 127.5
-    offset: float = -1.0
+    offset: float = -128.0 / 127.5
 
     def to_dict(self) -> dict:
         described = asdict(self)
@@ -59,8 +63,9 @@ class PreprocessSpec:
         return (self.height, self.width, self.channels)
 
 
-def load_pixels(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
-    """Read a file into a uint8 (height, width) array at the model's size."""
+def load_pixels(path: str | Path | BinaryIO, spec: PreprocessSpec) -> np.ndarray:
+    """Read a file (a path or a binary file object) into a uint8 (height, width) array at the
+    model's size."""
     gray = read_grayscale(path, target_size=(spec.width, spec.height))
     return resize_gray(gray, spec)
 
@@ -86,14 +91,13 @@ def preprocess_file(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     """float32 model input -> the integer input of an int8/uint8 model.
 
-    Same arithmetic as TFLite's reference Quantize kernel (float32 x / scale, std::round, i.e.
-    half away from zero, then + zero_point, clamped), because an integer-input model is the
-    float graph with that kernel removed from its front. With the [-1, 1] scaling, x / scale
-    lands on or near .5 for many pixels, so the rounding rule matters.
+    An integer-input model is the float-input graph with its first QUANTIZE kernel removed, so
+    this does what that kernel does on the device: float32 x / scale, rounded half to even, plus
+    the zero point, clamped. (The optimized and XNNPACK kernels round half to even; only the
+    reference kernel rounds half away from zero. With the [-1, 1] scaling, scale 2/255 and zero
+    point -1, every pixel value falls halfway between two integers, so the rule decides every
+    input value; tests/data/quantize_probe.tflite checks it against the kernel.)
     """
     scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    magnitude = np.abs(scaled)
-    whole = np.floor(magnitude)
-    rounded = np.sign(scaled) * (whole + (magnitude - whole >= 0.5))
     limits = np.iinfo(dtype)
-    return np.clip(rounded + zero_point, limits.min, limits.max).astype(dtype)
+    return np.clip(np.rint(scaled) + zero_point, limits.min, limits.max).astype(dtype)

@@ -31,6 +31,10 @@ def _parse_threads(ctx, param, value):
     return sorted(set(counts))
 
 
+def _count(items, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 def _command_line(models, reference, runtimes, threads, xnnpack, device, runs, warmup, images,
                   end_to_end) -> str:
     """The run spelled out in full, for the report: what to type to repeat it."""
@@ -67,7 +71,7 @@ start; 2 bad options.
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A model to compare against, measured in the same run, thread for thread: "
                    "Google's uint8 ImageNet MobileNetV2 (mobilenet_v2_1.0_224_quant.tflite) "
-                   "has our backbone, so our int8 model should be about as fast.")
+                   "has our backbone: the ratio shows whether conversion added slow ops.")
 @click.option("--runtime", "runtime", metavar="NAME[,NAME]|all",
               help="ai_edge_litert, tflite_runtime, tensorflow, or all installed. "
                    "Default: the first installed, in that order (TensorFlow only if asked).")
@@ -133,9 +137,9 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
         "device": device, "runtimes": runtimes, "end_to_end": end_to_end and bool(image_files),
         "images": image_files,
     }
-    click.echo(f"measuring {len(jobs)} configurations ({len(entries)} models x "
-               f"{len(runtimes)} runtimes x {len(targets)} targets x {len(thread_counts)} "
-               "thread counts), each in a fresh process", err=True)
+    click.echo(f"measuring {_count(jobs, 'configuration')} ({_count(entries, 'model')} x "
+               f"{_count(runtimes, 'runtime')} x {_count(targets, 'target')} x "
+               f"{_count(thread_counts, 'thread count')}), each in a fresh process", err=True)
     with click.progressbar(length=len(jobs), label="bench latency", file=sys.stderr,
                            item_show_func=lambda job: job.describe() if job else None) as bar:
         result = runner.run_benchmark(entries, jobs, settings, notes,
@@ -155,6 +159,6 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
             click.echo(f"note: {plot_note}", err=True)
     failed = [r for r in result["results"] if r.get("status") == "error"]
     if failed:
-        click.echo(f"error: {len(failed)} configurations failed; first: {failed[0]['model']} "
+        click.echo(f"error: {_count(failed, 'configuration')} failed; first: {failed[0]['model']} "
                    f"{failed[0].get('runtime')}: {failed[0].get('reason')}", err=True)
         sys.exit(1)

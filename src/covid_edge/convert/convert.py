@@ -16,7 +16,8 @@ import numpy as np
 from .. import DISCLAIMER, __version__, dataset, metrics, model_card
 from ..preprocess import PreprocessSpec, load_pixels
 from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_variant,
-                       export_saved_model, representative_images, variant_filename)
+                       export_saved_model, input_is_lossless, representative_images,
+                       variant_filename)
 
 TRAINING_FILES = ("training_curves.png", "confusion_matrix.png", "test_predictions.png",
                   "metrics.json", "history.csv", "split.csv")
@@ -114,6 +115,12 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             variants[variant].update(check_loadable(path, variant))
         except ValueError as exc:
             raise ConvertError(f"the {variant} file failed its check: {exc}") from None
+        variants[variant]["input_lossless"] = input_is_lossless(
+            spec, variants[variant]["input_quantization"], variants[variant]["input_dtype"])
+        if not variants[variant]["input_lossless"]:
+            log(f"warning: the {variant} input quantization "
+                f"{variants[variant]['input_quantization']} merges grey levels; the calibration "
+                "images probably lack pure black or white pixels")
 
     shutil.rmtree(scratch, ignore_errors=True)
 

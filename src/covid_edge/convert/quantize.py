@@ -118,6 +118,22 @@ def check_loadable(path: Path, variant: str) -> dict:
     }
 
 
+def input_is_lossless(spec, quantization: dict | None, dtype: str) -> bool:
+    """True when every 8-bit grey level keeps its own integer input value.
+
+    Calibration sets the input's scale and zero point from the ranges it saw; only when
+    they line up with the preprocessing does quantizing the input lose nothing.
+    """
+    from ..preprocess import quantize, to_model_input
+
+    if quantization is None:
+        return True  # a float input takes the preprocessed values as they are
+    levels = to_model_input(np.arange(256, dtype=np.uint8), spec)[..., 0]
+    quantized = quantize(levels, quantization["scale"], quantization["zero_point"],
+                         np.dtype(dtype))
+    return len(np.unique(quantized)) == 256
+
+
 def _quantization(detail: dict) -> dict | None:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     if not scale:

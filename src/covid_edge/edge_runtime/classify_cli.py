@@ -17,7 +17,8 @@ from .classifier import (Classifier, ModelError, ModelIntegrityWarning, Predicti
                          default_threads)
 from .interpreter import RUNTIME_NAMES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PROGRESS_MIN_IMAGES = 20
 CSV_FIELDS = ("path", "verdict", "probability", "threshold", "latency_ms", "total_ms", "runtime",
               "error")
@@ -63,7 +64,7 @@ def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[s
         if path.is_dir():
             found = _images_in(path)
             if not found:
-                problems.append((argument, "folder holds no PNG, JPEG, BMP or TIFF image"))
+                problems.append((argument, "folder holds no PNG, JPEG, BMP, TIFF or DICOM image"))
             for image in found:
                 add(image)
         elif path.exists() or path.is_symlink():
@@ -109,7 +110,8 @@ def _images_in(folder: Path) -> list[Path]:
 def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
     """Classify chest X-ray images as covid or normal with the int8 TFLite model.
 
-    PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color), a folder
+    PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
+    .dcm with the [dicom] extra, displayed with its window/VOI LUT), a folder
     (its images are found recursively, in sorted order) or a quoted glob such as
     "scans/**/*.png". Each image gets the probability of COVID-19 and a verdict: covid when the
     probability reaches the model card's threshold. No TensorFlow is needed.

@@ -1,0 +1,57 @@
+"""What `serve` and `kiosk` share on the command line: model options and loading the model."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from ..edge_runtime.classifier import Classifier, ModelError, ModelIntegrityWarning, \
+    default_threads
+from ..edge_runtime.interpreter import RUNTIME_NAMES
+from .inference import SharedClassifier
+
+EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE = 0, 2, 3, 4
+
+
+def model_options(command):
+    """--model, --threads, --runtime, as `covid-edge classify` has them."""
+    command = click.option(
+        "--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
+        help=f"TFLite interpreter. Default: the first installed of {', '.join(RUNTIME_NAMES)}."
+    )(command)
+    command = click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help="CPU threads for the interpreter. Default: every core this process may use.",
+    )(command)
+    command = click.option(
+        "--model", "model_path", type=click.Path(path_type=Path),
+        help="A .tflite file with its model_card.json beside it, or a folder that "
+             "`covid-edge convert` wrote. Default: the released int8 model.",
+    )(command)
+    return command
+
+
+def load_shared_classifier(model_path: Path | None, runtime_name: str | None,
+                           threads: int | None) -> SharedClassifier:
+    """Load the model or exit with EXIT_MODEL and a message saying why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            classifier = Classifier.load(model_path, runtime=runtime_name,
+                                         num_threads=threads or default_threads())
+        except ModelError as exc:
+            click.echo(f"error: cannot load the model: {exc}", err=True)
+            click.get_current_context().exit(EXIT_MODEL)
+    for warning in caught:
+        if issubclass(warning.category, ModelIntegrityWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+    return SharedClassifier(classifier)
+
+
+def model_line(shared: SharedClassifier) -> str:
+    model = shared.model_info()
+    return (f"model {model['name']} {model['version']} ({model['variant']}, {model['file']}), "
+            f"runtime {model['runtime']}, threshold {model['threshold']:.4g}: "
+            f"{model['positive_label']} when P >= it")

@@ -1,0 +1,138 @@
+"""Classifying images that arrive as bytes (uploads) or pictures (camera frames), shared by the
+web server and the kiosk loop.
+
+One `Classifier` serves every request: a TFLite interpreter is not thread-safe, so inference
+runs under a lock, while decoding and resizing (the slow part for a large X-ray) run outside it.
+Pixels go through the same `read_grayscale` + `resize_gray` as `covid-edge classify`, so an
+uploaded file gets exactly the verdict the command line gives for it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ..edge_runtime.classifier import Classifier, Prediction
+from ..image_io import ImageReadError, read_grayscale
+from ..preprocess import resize_gray
+
+# What the upload page and the API accept, by what the bytes are (not by the file name).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp")
+# The preview shown beside a verdict: big enough for a 7-inch screen, small enough to inline.
+PREVIEW_MAX_SIDE = 512
+PREVIEW_JPEG_QUALITY = 85
+
+
+class UnsupportedImage(Exception):
+    """Bytes that are not an image of an accepted format (HTTP 415)."""
+
+
+class CorruptImage(Exception):
+    """An accepted format that cannot be decoded: truncated, corrupt, too many pixels (HTTP 422)."""
+
+
+@dataclass
+class ImageResult:
+    prediction: Prediction
+    image_format: str | None
+    width: int  # of the picture as received, before any resizing
+    height: int
+    preview_jpeg: bytes
+
+    def image_info(self) -> dict:
+        return {"format": self.image_format, "width": self.width, "height": self.height}
+
+
+def identify(data: bytes) -> tuple[str, tuple[int, int]]:
+    """(Pillow format name, (width, height)) from the header alone; raises UnsupportedImage or
+    CorruptImage."""
+    try:
+        with warnings.catch_warnings():
+            # read_grayscale enforces covid-edge's own pixel limit; Pillow's warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                image_format, size = img.format, img.size
+    except Image.DecompressionBombError as exc:
+        raise CorruptImage(f"refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage(
+            "not an image covid-edge can read: send a PNG, JPEG, TIFF or BMP chest X-ray"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImage(f"corrupt or truncated image: {exc}") from None
+    if image_format not in ACCEPTED_FORMATS:
+        raise UnsupportedImage(
+            f"{image_format} images are not accepted: send a PNG, JPEG, TIFF or BMP chest X-ray")
+    return image_format, size
+
+
+def preview_jpeg(gray: Image.Image) -> bytes:
+    preview = gray.copy()
+    preview.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    preview.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+class SharedClassifier:
+    """One loaded model shared by threads; safe to call from many requests at once."""
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+        self._lock = threading.Lock()
+
+    @property
+    def threshold(self) -> float:
+        return self.classifier.threshold
+
+    def classify_bytes(self, data: bytes, name: str = "upload") -> ImageResult:
+        """Decode an uploaded file and classify it. Raises UnsupportedImage / CorruptImage."""
+        start = time.perf_counter()
+        image_format, (width, height) = identify(data)
+        spec = self.classifier.spec
+        try:
+            gray = read_grayscale(io.BytesIO(data), target_size=(spec.width, spec.height))
+        except ImageReadError as exc:
+            raise CorruptImage(str(exc)) from None
+        return self._finish(gray, name, start, image_format, width, height)
+
+    def classify_picture(self, picture: Image.Image, name: str = "frame") -> ImageResult:
+        """Classify a picture already in memory (a camera frame)."""
+        start = time.perf_counter()
+        width, height = picture.size
+        gray = picture if picture.mode == "L" else picture.convert("L")
+        return self._finish(gray, name, start, None, width, height)
+
+    def _finish(self, gray: Image.Image, name: str, start: float, image_format: str | None,
+                width: int, height: int) -> ImageResult:
+        pixels = resize_gray(gray, self.classifier.spec)
+        with self._lock:
+            prediction = self.classifier.classify_pixels(pixels, name)
+        prediction.total_ms = (time.perf_counter() - start) * 1000.0
+        return ImageResult(prediction, image_format, width, height, preview_jpeg(gray))
+
+    def model_info(self) -> dict:
+        """Which model answers, for pages, API responses and the kiosk feed."""
+        classifier = self.classifier
+        described = classifier.describe()
+        card = classifier.card
+        return {
+            "name": described["name"],
+            "version": described["version"],
+            "variant": described["variant"],
+            "file": classifier.model_path.name,
+            "input_shape": described["input_shape"],
+            "input_dtype": described["input_dtype"],
+            "labels": list(card["labels"]),
+            "positive_label": classifier.positive_label,
+            "threshold": classifier.threshold,
+            "threshold_rule": card.get("threshold_rule"),
+            "runtime": classifier.runtime.label,
+            "threads": classifier.num_threads,
+        }

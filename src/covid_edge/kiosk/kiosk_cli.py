@@ -1,0 +1,164 @@
+"""`covid-edge kiosk`: capture a frame, classify it, show the result; again and again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+from datetime import datetime
+
+import click
+
+from .. import DISCLAIMER
+from .camera import (DEFAULT_RESOLUTION, DEFAULT_WARMUP_S, SOURCE_HELP, CameraUnavailable,
+                     open_source, parse_resolution)
+from .cli_common import (EXIT_OK, EXIT_UNAVAILABLE, load_shared_classifier, model_line,
+                         model_options)
+from .kiosk_loop import ServerPublisher, run_kiosk
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+HELP_EPILOG = f"""\b
+Sources:
+  folder:DIR         the images in DIR, in name order, over and over (demos, tests)
+  picamera2[:N]      Raspberry Pi camera N (default 0) through picamera2
+                     (sudo apt install python3-picamera2; venv with --system-site-packages)
+  v4l2:/dev/video0   a USB/V4L2 camera through OpenCV (pip install opencv-python-headless)
+
+\b
+Each frame prints one line: time, frame number, verdict, P(covid), inference latency, label.
+When `covid-edge serve` runs at --server, each result also goes to its live page
+(SERVER/kiosk), which updates by itself; without a server the loop goes on, terminal only.
+
+\b
+Exit codes:
+  0  --count frames done, or stopped with Ctrl-C / SIGTERM
+  2  usage error
+  3  the model cannot be loaded
+  4  the source cannot be opened or stopped giving frames
+
+\b
+Examples:
+  covid-edge kiosk --source picamera2
+  covid-edge kiosk --source folder:models/samples --interval 3
+  covid-edge kiosk --source v4l2:/dev/video0 --no-server --json
+
+{DISCLAIMER}"""
+
+
+def _resolution(ctx, param, value):
+    try:
+        return parse_resolution(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(epilog=HELP_EPILOG)
+@click.option("--source", "source_spec", required=True, metavar="SOURCE",
+              help=f"Where frames come from: {SOURCE_HELP}.")
+@click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds from the start of one frame to the start of the next.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many frames. Default: run until stopped.")
+@click.option("--server", "server_url", default=DEFAULT_SERVER, show_default=True,
+              help="A `covid-edge serve` on this device to show results on its /kiosk page.")
+@click.option("--no-server", is_flag=True, help="Terminal only: do not post to a server.")
+@click.option("--resolution", default="x".join(map(str, DEFAULT_RESOLUTION)),
+              show_default=True, callback=_resolution, metavar="WxH",
+              help="Camera frame size (picamera2, v4l2); the model resizes it anyway.")
+@click.option("--warmup", type=click.FloatRange(min=0), default=DEFAULT_WARMUP_S,
+              show_default=True,
+              help="Seconds to let a Raspberry Pi camera settle exposure before the first frame.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document per line on stdout: a start record, one per frame, a "
+                   "summary.")
+@model_options
+def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmup, as_json,
+          model_path, threads, runtime_name):
+    """Classify frames from a camera or a folder, one every --interval seconds.
+
+    Point a Raspberry Pi camera at an X-ray film on a light box (or at a monitor) and every
+    frame gets a verdict on the terminal and, while `covid-edge serve` runs, on the live kiosk
+    page. No TensorFlow: the int8 TFLite model runs on the device.
+    """
+    try:
+        source = open_source(source_spec, resolution, warmup)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
+    shared = load_shared_classifier(model_path, runtime_name, threads)
+
+    def note(message: str) -> None:
+        click.echo(message, err=True)
+
+    sinks = [_json_line if as_json else _terminal_line]
+    if not no_server:
+        sinks.append(ServerPublisher(server_url, note))
+
+    if as_json:
+        _emit({"event": "start", "source": source.description, "interval_s": interval,
+               "model": shared.model_info(), "disclaimer": DISCLAIMER})
+    else:
+        click.echo(f"covid-edge kiosk: {source.description}, a frame every {interval:g} s; "
+                   f"{model_line(shared)}")
+        click.echo(DISCLAIMER)
+        click.echo(f"{'time':<8} {'frame':>5}  {'verdict':<8} {'P(covid)':>8} {'latency':>10}"
+                   "  image")
+
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            summary = run_kiosk(shared, source, sinks, interval_s=interval, count=count,
+                                stop=stop)
+    except CameraUnavailable as exc:
+        click.echo(f"error: {source.description}: {exc}", err=True)
+        click.get_current_context().exit(EXIT_UNAVAILABLE)
+
+    verdicts = ", ".join(f"{n} {label}" for label, n in sorted(summary.verdicts.items()))
+    if as_json:
+        _emit({"event": "summary", "frames": summary.frames, "unreadable": summary.unreadable,
+               "verdicts": summary.verdicts})
+    else:
+        click.echo(f"{summary.frames} frame(s): {verdicts or 'none classified'}; "
+                   f"{summary.unreadable} unreadable.", err=True)
+    click.get_current_context().exit(EXIT_OK)
+
+
+def _terminal_line(record: dict, preview: bytes | None) -> None:
+    clock = datetime.now().strftime("%H:%M:%S")
+    if record["error"]:
+        click.echo(f"{clock:<8} {record['frame']:>5}  {'-':<8} {'-':>8} {'-':>10}  "
+                   f"{record['label']}: unreadable ({record['error']})")
+        return
+    click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']:<8} "
+               f"{record['probability']:>8.3f} {record['latency_ms']:>7.1f} ms  "
+               f"{record['label']}")
+
+
+def _json_line(record: dict, preview: bytes | None) -> None:
+    _emit({"event": "frame", **record})
+
+
+def _emit(document: dict) -> None:
+    click.echo(json.dumps(document))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """Ctrl-C and SIGTERM (systemctl stop) end the loop after the current frame, so the camera
+    is stopped and closed; a second Ctrl-C interrupts at once."""
+    def first_signal(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, first_signal)
+    try:
+        yield  # a second Ctrl-C raises KeyboardInterrupt; run_kiosk closes the source anyway
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

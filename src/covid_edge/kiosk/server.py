@@ -1,0 +1,359 @@
+"""The web app of `covid-edge serve`: upload and prediction pages, the live kiosk page, and the
+same through a versioned JSON API (/api/v1, OpenAPI schema at /api/v1/openapi.json).
+
+Uploads are read into memory with a hard size limit, decoded off the event loop (at most
+DECODE_WORKERS at once, so a burst of 20 MB uploads cannot exhaust a Raspberry Pi's memory),
+classified under the shared classifier's lock, and dropped: nothing is written to disk unless
+`save_uploads` names a folder. Everything the pages need (CSS, JS) ships in the package: a kiosk
+is often offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import ipaddress
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from .. import DISCLAIMER, __version__
+from .feed import KioskFeed
+from .inference import (ACCEPTED_MEDIA_TYPES, CorruptImage, ImageResult, SharedClassifier,
+                        UnsupportedImage)
+from .schemas import (ClassifyResponse, ErrorResponse, HealthResponse, KioskAccepted, KioskFrame,
+                      KioskFrameIn, KioskLatest, ModelResponse)
+
+API = "/api/v1"
+DEFAULT_MAX_UPLOAD_MB = 20
+# Multipart boundaries and part headers around the file; generous, the file itself is checked
+# exactly after parsing.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+DECODE_WORKERS = 2
+UPLOAD_FIELD = "file"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The page's own uploads are never cached by the browser: an X-ray is personal data.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    save_uploads: Path | None = None
+
+    @property
+    def max_upload_mb(self) -> float:
+        return self.max_upload_bytes / (1024 * 1024)
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class _UploadTooLarge(Exception):
+    pass
+
+
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's parser spools files over 1 MB to a temporary file; an upload here is already
+    capped, so it stays in memory and never touches the SD card."""
+
+    def __init__(self, *args, spool_max_size: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spool_max_size = spool_max_size
+
+
+def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
+               feed: KioskFeed | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    feed = feed or KioskFeed()
+    templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
+    templates.env.filters["percent"] = format_percent
+    model = shared.model_info()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Created inside the running event loop, as anyio requires.
+        app.state.decode_limiter = anyio.CapacityLimiter(DECODE_WORKERS)
+        yield
+
+    app = FastAPI(
+        title="covid-edge kiosk API",
+        version=__version__,
+        summary="Chest X-ray COVID-19 screening classifier on an edge device.",
+        description=(f"{DISCLAIMER}\n\nUpload limit: {settings.max_upload_mb:g} MB per image "
+                     "(PNG, JPEG, TIFF or BMP). Uploads are not stored unless the server was "
+                     "started with --save-uploads. Errors are JSON `{\"error\": ...}` with "
+                     "400 (malformed request), 403, 404, 413 (too large), 415 (not an accepted "
+                     "image type) or 422 (corrupt image, invalid document)."),
+        openapi_url=f"{API}/openapi.json",
+        # Swagger UI and ReDoc load their scripts from a CDN, which an offline kiosk cannot reach.
+        docs_url=None, redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.shared = shared
+    app.state.settings = settings
+    app.state.feed = feed
+    app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
+
+    def page_context(**extra) -> dict:
+        return {"model": model, "disclaimer": DISCLAIMER, "version": __version__,
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_upload_mb": f"{settings.max_upload_mb:g}",
+                "accept": ",".join(ACCEPTED_MEDIA_TYPES + (".tif", ".tiff")),
+                "uploads_saved": settings.save_uploads is not None, **extra}
+
+    async def classify_request(request: Request) -> tuple[ImageResult, str, str | None]:
+        """Read, classify and (only when asked) save the request's upload. Raises ApiError."""
+        filename, data = await read_upload(request, settings.max_upload_bytes)
+        try:
+            result = await anyio.to_thread.run_sync(
+                shared.classify_bytes, data, filename,
+                limiter=request.app.state.decode_limiter)
+        except UnsupportedImage as exc:
+            raise ApiError(415, str(exc)) from None
+        except CorruptImage as exc:
+            raise ApiError(422, str(exc)) from None
+        saved_as = None
+        if settings.save_uploads is not None:
+            saved_as = await anyio.to_thread.run_sync(save_upload, settings.save_uploads, data,
+                                                      result)
+        return result, filename, saved_as
+
+    # -- pages -----------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def upload_page(request: Request):
+        return templates.TemplateResponse(request, "upload.html", page_context())
+
+    @app.get("/classify", include_in_schema=False)
+    async def classify_page_reload():
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/classify", response_class=HTMLResponse, include_in_schema=False)
+    async def classify_page(request: Request):
+        try:
+            result, filename, saved_as = await classify_request(request)
+        except ApiError as exc:
+            return templates.TemplateResponse(request, "upload.html",
+                                              page_context(error=exc.message),
+                                              status_code=exc.status_code, headers=NO_STORE)
+        prediction = result.prediction
+        preview = base64.b64encode(result.preview_jpeg).decode("ascii")
+        return templates.TemplateResponse(request, "prediction.html", page_context(
+            prediction=prediction, filename=filename, image=result.image_info(),
+            preview_url=f"data:image/jpeg;base64,{preview}", saved_as=saved_as,
+            positive=prediction.verdict == shared.classifier.positive_label),
+            headers=NO_STORE)
+
+    @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
+    async def kiosk_page(request: Request):
+        return templates.TemplateResponse(request, "kiosk.html", page_context())
+
+    # -- API -------------------------------------------------------------------------------
+
+    error_responses = {code: {"model": ErrorResponse, "description": text} for code, text in (
+        (400, "No file, or not a multipart/form-data request"),
+        (413, f"Upload over {settings.max_upload_mb:g} MB"),
+        (415, "Not a PNG, JPEG, TIFF or BMP image"),
+        (422, "Corrupt, truncated or oversized (pixels) image"))}
+
+    @app.get(f"{API}/health", response_model=HealthResponse, tags=["service"])
+    async def health():
+        """Liveness: the server is up and its model is loaded."""
+        return HealthResponse(status="ok", version=__version__,
+                              model=f"{model['name']} {model['version']} ({model['variant']})",
+                              max_upload_bytes=settings.max_upload_bytes,
+                              uploads_saved=settings.save_uploads is not None)
+
+    @app.get(f"{API}/model", response_model=ModelResponse, tags=["service"])
+    async def model_description():
+        """The model answering: name and version from its model card, threshold, runtime."""
+        return ModelResponse(**model)
+
+    @app.post(
+        f"{API}/classify", response_model=ClassifyResponse, tags=["classify"],
+        responses=error_responses,
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
+                UPLOAD_FIELD: {"type": "string", "format": "binary", "description": (
+                    f"A chest X-ray: PNG, JPEG, TIFF or BMP, at most "
+                    f"{settings.max_upload_mb:g} MB.")}}}}}}})
+    async def classify_api(request: Request):
+        """Classify one chest X-ray sent as multipart/form-data in the field `file`, e.g.
+        `curl -F file=@chest.png http://127.0.0.1:8000/api/v1/classify`."""
+        result, filename, saved_as = await classify_request(request)
+        prediction = result.prediction
+        return JSONResponse(ClassifyResponse(
+            verdict=prediction.verdict, probability=prediction.probability,
+            threshold=prediction.threshold, positive_label=shared.classifier.positive_label,
+            latency_ms=prediction.latency_ms, total_ms=prediction.total_ms,
+            image=result.image_info(), model=model, runtime=prediction.runtime,
+            saved_as=saved_as).model_dump(), headers=NO_STORE)
+
+    @app.get(f"{API}/kiosk/latest", response_model=KioskLatest, tags=["kiosk"])
+    async def kiosk_latest():
+        """The newest frame `covid-edge kiosk` sent; the /kiosk page polls this."""
+        entry = feed.latest()
+        frame = None
+        if entry is not None:
+            frame = KioskFrame(**{**entry.record, "preview_jpeg_base64": None}, seq=entry.seq,
+                               received_at=entry.received_at,
+                               preview_url=(f"{API}/kiosk/frames/{entry.seq}/preview.jpg"
+                                            if entry.preview_jpeg else None))
+        latest = KioskLatest(seq=entry.seq if entry else 0, server_time=time.time(), frame=frame)
+        return JSONResponse(latest.model_dump(), headers=NO_STORE)
+
+    @app.post(f"{API}/kiosk/frames", response_model=KioskAccepted, status_code=201,
+              tags=["kiosk"], responses={403: {"model": ErrorResponse}})
+    async def kiosk_frame(request: Request, frame: KioskFrameIn):
+        """For `covid-edge kiosk` on this device: publish one result to the /kiosk page.
+        Accepted from loopback addresses only, so nobody on the network can put a verdict on
+        the kiosk's screen."""
+        if not _is_loopback(request):
+            raise ApiError(403, "kiosk frames are accepted from this device only "
+                                "(run covid-edge kiosk on the device itself)")
+        preview = None
+        if frame.preview_jpeg_base64:
+            try:
+                preview = base64.b64decode(frame.preview_jpeg_base64, validate=True)
+            except binascii.Error:
+                raise ApiError(422, "preview_jpeg_base64 is not base64") from None
+            if not preview.startswith(b"\xff\xd8\xff"):
+                raise ApiError(422, "preview_jpeg_base64 is not a JPEG")
+        record = frame.model_dump(exclude={"preview_jpeg_base64"})
+        return KioskAccepted(seq=feed.publish(record, preview))
+
+    @app.get(f"{API}/kiosk/frames/{{seq}}/preview.jpg", tags=["kiosk"],
+             response_class=Response, responses={404: {"model": ErrorResponse}})
+    async def kiosk_preview(seq: int):
+        """The picture of frame `seq`, while it is the newest."""
+        entry = feed.latest()
+        if entry is None or entry.seq != seq or entry.preview_jpeg is None:
+            raise ApiError(404, f"frame {seq} is not the newest frame any more")
+        return Response(entry.preview_jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=600"})
+
+    # -- errors ----------------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(part) for part in error.get('loc', ()))}: "
+                             f"{error.get('msg')}" for error in exc.errors())
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        return templates.TemplateResponse(request, "error.html",
+                                          page_context(error=f"{exc.status_code}: {message}"),
+                                          status_code=exc.status_code)
+
+    return app
+
+
+async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
+    """(file name, bytes) of the multipart field `file`, refusing more than `max_bytes` before
+    reading it all. Raises ApiError 400/413/415."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(415, "send the image as multipart/form-data in a field named "
+                            f"'{UPLOAD_FIELD}' (e.g. curl -F {UPLOAD_FIELD}=@chest.png URL)")
+    too_large = ApiError(413, f"the upload is over the {max_bytes / (1024 * 1024):g} MB limit; "
+                              "downscale the image or save it as JPEG")
+    body_limit = max_bytes + MULTIPART_OVERHEAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > body_limit:
+        raise too_large
+
+    async def limited_body():
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise _UploadTooLarge
+            yield chunk
+
+    parser = _InMemoryMultiPartParser(request.headers, limited_body(), max_files=1,
+                                      max_fields=8, spool_max_size=body_limit)
+    try:
+        form = await parser.parse()
+    except _UploadTooLarge:
+        raise too_large from None
+    except MultiPartException as exc:
+        raise ApiError(400, f"malformed upload: {exc.message}") from None
+    try:
+        upload = form.get(UPLOAD_FIELD)
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, f"no file in the upload: send it in a field named "
+                                f"'{UPLOAD_FIELD}'")
+        data = await upload.read()
+    finally:
+        await form.close()
+    if len(data) > max_bytes:
+        raise too_large
+    if not data:
+        raise ApiError(400, "the uploaded file is empty")
+    # Some browsers on Windows send the full path; only the name is shown back.
+    return Path((upload.filename or "upload").replace("\\", "/")).name, data
+
+
+def save_upload(folder: Path, data: bytes, result: ImageResult) -> str:
+    """Keep an upload (serve --save-uploads) with its prediction beside it; returns the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    suffix = {"JPEG": "jpg", "TIFF": "tif"}.get(result.image_format,
+                                                (result.image_format or "bin").lower())
+    name = f"{stamp}-{hashlib.sha256(data).hexdigest()[:12]}.{suffix}"
+    (folder / name).write_bytes(data)
+    (folder / f"{name}.json").write_text(json.dumps(
+        {**result.prediction.to_dict(), "image": result.image_info(), "disclaimer": DISCLAIMER},
+        indent=2) + "\n", encoding="utf-8")
+    return name
+
+
+def format_percent(value: float | None) -> str:
+    """0.912 -> '91.2 %', 0.0076 -> '0.76 %', 0.00012 -> '0.012 %': small numbers keep two
+    significant digits, because the screening threshold itself can be under 1 %."""
+    if value is None:
+        return "-"
+    percent = value * 100.0
+    if percent >= 10:
+        return f"{percent:.1f} %"
+    if percent >= 1:
+        return f"{percent:.2f} %"
+    if percent >= 0.01:
+        return f"{percent:.2g} %"
+    return "< 0.01 %"
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
