@@ -308,3 +308,26 @@ def test_our_float_model_fails_with_clear_reasons(models_dir, model_card):
     assert result.exit_code == 1
     assert "is the first op the compiler cannot map" in result.output
     assert "not quantized to 8 bits" in result.output
+
+
+# --- the model's input and output types ------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_8_bit_model_ends_are_not_reported_as_float(tmp_path, dtype):
+    """uint8 ends (Coral's own models) and int8 ends (ours) are both what the Edge TPU takes;
+    only a float end is a model issue, and it names the end that is float."""
+    def retype(model, schema):
+        sg = model.subgraphs[0]
+        code = getattr(schema.TensorType, dtype.upper())
+        for index in (sg.inputs[0], sg.outputs[0]):
+            sg.tensors[index].type = code
+    report = check_file(edited_reference(tmp_path, retype))
+    assert not any("input" in issue or "output" in issue for issue in report.model_issues)
+    assert report.verdict == "maps-fully"
+
+    def float_output(model, schema):
+        retype(model, schema)
+        sg = model.subgraphs[0]
+        sg.tensors[sg.outputs[0]].type = schema.TensorType.FLOAT32
+    issues = check_file(edited_reference(tmp_path, float_output, "float_out.tflite")).model_issues
+    assert len(issues) == 1 and issues[0].startswith("model output") and "float32" in issues[0]

@@ -329,3 +329,14 @@ def test_classify_dicom_end_to_end(models_dir, tmp_path, covid_xray, xray):
     if not get_decoder(JPEGLSLossless).is_available:
         assert "JPEG-LS" in by_name["compressed.dcm"]["error"]
         assert result.exit_code == EXIT_UNREADABLE
+
+
+def test_png_and_jpeg_users_never_load_pydicom(models_dir, covid_xray):
+    from test_no_tensorflow import CHILD
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD,
+         json.dumps([["classify", str(covid_xray), "--model", str(models_dir), "--json"]]),
+         json.dumps(["pydicom"])],
+        capture_output=True, text=True, env=subprocess_env(), cwd=REPO_ROOT, timeout=120)
+    report = json.loads(done.stdout.split("REPORT ", 1)[1])
+    assert report == {"codes": [0], "loaded": []}

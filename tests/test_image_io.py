@@ -132,7 +132,8 @@ def test_preprocess_file_matches_the_spec(covid_xray):
     spec = PreprocessSpec(height=96, width=128, channels=3)
     x = preprocess_file(covid_xray, spec)
     assert x.shape == (96, 128, 3) and x.dtype == np.float32
-    assert -1.0 <= x.min() and x.max() <= 1.0
+    # pixel 0 -> -128/127.5 and pixel 255 -> 127/127.5: the int8-friendly MobileNetV2 range.
+    assert -128 / 127.5 - 1e-6 <= x.min() and x.max() <= 127 / 127.5 + 1e-6
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
     np.testing.assert_array_equal(x, to_model_input(load_pixels(covid_xray, spec), spec))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CXR, SHARED, subprocess_env
+from conftest import CXR, REFERENCE, SHARED, subprocess_env
 
 pytest.importorskip("tensorflow", reason="needs the [train] extra")
 pytestmark = [pytest.mark.slow, pytest.mark.train]
@@ -46,7 +46,8 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def export_dir(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    covid_edge("convert", run_dir / "model.keras", "--out", out, "--calibration-size", 20)
+    covid_edge("convert", run_dir / "model.keras", "--out", out, "--calibration-size", 20,
+               "--non-xray", REFERENCE / "photos")
     return out
 
 
@@ -101,6 +102,53 @@ def test_conversion_writes_checked_variants_and_card(export_dir):
         assert (export_dir / "training" / name).is_file()
 
 
+def test_every_variant_also_outputs_the_features(export_dir):
+    from covid_edge.edge_runtime.classifier import Classifier
+
+    card = json.loads((export_dir / "model_card.json").read_text())
+    for name, variant in card["variants"].items():
+        assert variant["features_output"]["shape"] == [1, 1280], name
+        model = Classifier.load(export_dir / variant["file"])
+        assert model.feature_details is not None and model.guard.features is not None, name
+    assert card["variants"]["int8"]["features_output"]["dtype"] == "int8"
+
+
+def test_conversion_fits_the_guard_and_the_calibration(export_dir):
+    from covid_edge.edge_runtime.guard import FeatureDistance
+    from covid_edge.model_card import load_card, sha256_file
+
+    card = load_card(export_dir / "model_card.json")
+    guard = card["ood_guard"]
+    stats_path = export_dir / guard["stats_file"]
+    assert stats_path.name == "ood_stats.npz" and stats_path.stat().st_size < 1_000_000
+    assert sha256_file(stats_path) == guard["stats_sha256"]
+    assert FeatureDistance.load(stats_path).threshold == pytest.approx(guard["threshold"])
+    assert guard["validation_acceptance"] >= guard["quantile"]  # by construction
+    assert guard["test"]["images"] == card["data"]["split_counts"]["test"]["images"]
+    assert 0.0 <= guard["test"]["acceptance"] <= 1.0
+    non_xray = guard["non_xray"]
+    assert any("photos" in source for source in non_xray["sources"])
+    assert non_xray["images"] == len(non_xray["per_image"]) >= 9 + 9 + 9
+    # The drawn blank frames are refused whatever the model learned.
+    blanks = [row for row in non_xray["per_image"] if row["image"].startswith("blank-")]
+    assert len(blanks) == 4 and all(row["rejected"] for row in blanks)
+    photos = [row for row in non_xray["per_image"] if "photos" in row["source"]
+              and not row["gray_copy"]]
+    assert len(photos) == 9 and all(row["rejected"] for row in photos)
+    # The shipped samples are X-rays the guard accepts.
+    assert not {Path(path).name for path in guard["test"]["refused"]} & {
+        r["file"].split("-", 1)[1] for r in card["reference_outputs"]["images"]}
+
+    calibration = card["calibration"]
+    assert calibration["temperature"] > 0 and calibration["bins"] == 15
+    for key in ("ece_before", "ece_after"):
+        assert 0.0 <= calibration[key] <= 1.0
+    assert (export_dir / calibration["reliability_diagram"]).is_file()
+    assert (export_dir / guard["distance_histogram"]).is_file()
+    markdown = (export_dir / "MODEL_CARD.md").read_text()
+    assert "## Out-of-distribution guard" in markdown and "## Calibration" in markdown
+
+
 def test_reference_outputs_reproduce(export_dir):
     from covid_edge.edge_runtime.classifier import Classifier
     from covid_edge.preprocess import load_pixels
@@ -146,6 +194,7 @@ def test_classify_runs_the_converted_model(export_dir):
     report = json.loads(result.stdout)
     assert len(report["results"]) == 6
     assert all(r["verdict"] in ("covid", "normal") for r in report["results"])
+    assert report["model"]["guard"]["feature_test"]
 
 
 def test_training_is_reproducible(tmp_path):

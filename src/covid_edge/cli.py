@@ -52,7 +52,9 @@ def main():
       covid-edge train DATA_DIR --out RUN_DIR      train MobileNetV2 (needs the [train] extra)
       covid-edge convert RUN_DIR/model.keras --out DIR   float/int8 TFLite + model card
       covid-edge classify IMAGE...                 run the int8 model, no TensorFlow
-      covid-edge bench latency|drift               benchmarks for the device
+      covid-edge bench latency|drift|check         benchmarks for the device
+      covid-edge serve                             upload page, kiosk page, JSON API
+      covid-edge kiosk --source picamera2          camera frames -> verdicts, live page
     """
 
 

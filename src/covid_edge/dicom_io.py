@@ -1,8 +1,8 @@
 """Reading a DICOM radiograph into the 8-bit grayscale picture a radiologist's viewer would show.
 
 Hospitals store X-rays as DICOM, not PNG. The stored numbers are not display gray levels: they
-go through the DICOM grayscale pipeline (PS3.4 N.2) first, and this module follows it with
-pydicom's own implementations:
+go through the DICOM grayscale pipeline (PS3.4 Annex N.2.1) first, and this module follows it
+with pydicom's own implementations:
 
     stored values -> Modality LUT (Rescale Slope/Intercept or a LUT)      pydicom apply_modality_lut
                   -> VOI LUT (the first VOI LUT, else the first window)   pydicom apply_voi_lut
@@ -22,7 +22,7 @@ Decisions worth knowing:
   JPEG-LS need pylibjpeg or GDCM; JPEG baseline and JPEG 2000 decode through Pillow) is
   refused with the transfer syntax's name and what to install or how to decompress the file.
 - MONOCHROME1 is inverted once, whatever Presentation LUT Shape says: in DX objects INVERSE is
-  the same statement as MONOCHROME1 (PS3.3 C.8.11.1.1.2), not a second inversion.
+  the same statement as MONOCHROME1 (PS3.3, DX Image module), not a second inversion.
 
 pydicom is an optional extra (`pip install 'covid-edge[dicom]'`), imported only when a file
 is DICOM, so PNG/JPEG users never pay for it.
@@ -37,7 +37,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from .image_io import DICOM_SUFFIXES, ImageReadError, looks_like_dicom  # noqa: F401
+from .image_io import ImageReadError
 
 INSTALL_HINT = "pip install 'covid-edge[dicom]'"
 # What to install for each family of compressed transfer syntaxes (pydicom's decoder plugins).

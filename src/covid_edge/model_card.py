@@ -17,6 +17,11 @@ CARD_FILENAME = "model_card.json"
 CARD_MARKDOWN_FILENAME = "MODEL_CARD.md"
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("labels", "positive_label", "preprocessing", "threshold", "variants")
+# The Edge-TPU-compiled file is not a variant (it has no metrics of its own: the device that
+# could measure them is not where `convert` runs); the card describes it under "edgetpu" and
+# names it in "devices". edgetpu_compiler writes X.tflite as X_edgetpu.tflite.
+EDGETPU_VARIANT = "edgetpu"
+EDGETPU_SUFFIX = "_edgetpu.tflite"
 
 
 class ModelCardError(Exception):
@@ -61,7 +66,28 @@ def card_for_model(model_path: str | Path) -> tuple[dict, str]:
     for name, variant in card["variants"].items():
         if variant.get("file") == model_path.name:
             return card, name
+    if _is_compiled_variant(card, model_path.name):
+        return card, EDGETPU_VARIANT
     raise ModelCardError(f"{card_path} does not describe {model_path.name}")
+
+
+def _is_compiled_variant(card: dict, name: str) -> bool:
+    """`name` is the card's Edge TPU file, or edgetpu_compiler's output for one of its
+    variants (compiled after `convert`, on another machine, and copied back)."""
+    if (card.get("devices") or {}).get(EDGETPU_VARIANT) == name:
+        return True
+    sources = {variant.get("file") for variant in card["variants"].values()}
+    return name.endswith(EDGETPU_SUFFIX) and \
+        name[:-len(EDGETPU_SUFFIX)] + ".tflite" in sources
+
+
+def variant_entry(card: dict, name: str) -> dict:
+    """The card's description of one model file: a variant, or the Edge TPU file."""
+    if name in card["variants"]:
+        return card["variants"][name]
+    if name == EDGETPU_VARIANT:
+        return card.get(EDGETPU_VARIANT) or {}
+    return {}
 
 
 def preprocess_spec(card: dict) -> PreprocessSpec:

@@ -7,7 +7,6 @@ Everything here is TensorFlow-free unless the job names the tensorflow runtime.
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,12 +17,6 @@ import numpy as np
 from ..model_card import ModelCardError, card_for_model, preprocess_spec
 from ..preprocess import PreprocessSpec, load_pixels, quantize, to_model_input
 
-# Where the Edge TPU runtime (libedgetpu) installs its delegate, per operating system.
-EDGETPU_LIBRARIES = {
-    "Linux": "libedgetpu.so.1",
-    "Darwin": "libedgetpu.1.dylib",
-    "Windows": "edgetpu.dll",
-}
 PERCENTILES = (50, 90, 99)
 
 
@@ -151,14 +144,25 @@ def _explain_load_error(exc: Exception, job: Job) -> MeasurementError:
     return MeasurementError(f"the interpreter failed to load the model: {text.strip()}")
 
 
-def load_edgetpu_delegate(runtime):
-    library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
+def edgetpu_setup(runtime, model_path: str):
+    """(model file, delegates) to measure `model_path` on the Edge TPU, as `classify --device
+    edgetpu` would run it: its compiled build when it has one. A model that is not compiled
+    is skipped (the delegate would leave all of it on the CPU)."""
+    from ..edge_runtime.devices import DeviceError, resolve_device
+    from ..model_card import CARD_FILENAME, load_card
+
+    card = None
+    if (Path(model_path).parent / CARD_FILENAME).is_file():
+        try:
+            card = load_card(Path(model_path).parent / CARD_FILENAME)
+        except ModelCardError:
+            card = None
     try:
-        return runtime.load_delegate(library)
-    except (ValueError, OSError, RuntimeError, AttributeError) as exc:
-        raise MeasurementError(
-            f"no Edge TPU: loading the delegate {library} failed ({str(exc).strip()}). "
-            "Install the Edge TPU runtime (libedgetpu1-std) and plug the Coral in") from None
+        choice = resolve_device("edgetpu", model_path, card, runtime)
+    except DeviceError as exc:
+        raise MeasurementError(f"no Edge TPU: {exc}",
+                               skipped=exc.reason == "not-compiled") from None
+    return str(choice.model_path), choice.delegates
 
 
 def measure(job: Job) -> dict:
@@ -173,11 +177,13 @@ def measure(job: Job) -> dict:
     import_ms = (time.perf_counter() - started) * 1e3
     baseline_rss = peak_rss_mb()
 
-    delegates = [load_edgetpu_delegate(runtime)] if job.target == "edgetpu" else None
+    model_file, delegates = job.model, None
+    if job.target == "edgetpu":
+        model_file, delegates = edgetpu_setup(runtime, job.model)
     xnnpack = True if job.xnnpack is None else job.xnnpack
     started = time.perf_counter()
     try:
-        interpreter = runtime.interpreter(job.model, num_threads=job.threads,
+        interpreter = runtime.interpreter(model_file, num_threads=job.threads,
                                           delegates=delegates, xnnpack=xnnpack)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
@@ -189,7 +195,7 @@ def measure(job: Job) -> dict:
     if len(inputs) != 1 or len(inputs[0]["shape"]) != 4:
         raise MeasurementError("covid-edge benchmarks models with one image input [1,H,W,C]")
     in_detail, out_detail = inputs[0], outputs[0]
-    spec, variant = spec_for(job.model, in_detail["shape"])
+    spec, variant = spec_for(model_file, in_detail["shape"])
 
     def prepare(path) -> np.ndarray:
         pixels = load_pixels(path, spec)
@@ -226,7 +232,7 @@ def measure(job: Job) -> dict:
 
     return {
         "model": job.label,
-        "path": str(job.model),
+        "path": str(model_file),
         "variant": variant,
         "runtime": runtime.name,
         "runtime_version": runtime.version,
@@ -249,14 +255,15 @@ def measure(job: Job) -> dict:
 
 
 def probe_edgetpu(runtime_name: str) -> dict:
-    """Whether the Edge TPU delegate loads with this runtime."""
+    """Whether the Edge TPU delegate loads with this runtime, and the runtime's version."""
+    from ..edge_runtime.devices import DeviceError, load_edgetpu_delegate
     from ..edge_runtime.interpreter import RuntimeNotFound, select_runtime
 
     try:
-        load_edgetpu_delegate(select_runtime(runtime_name))
-    except (MeasurementError, RuntimeNotFound) as exc:
-        return {"edgetpu": False, "reason": str(exc)}
-    return {"edgetpu": True}
+        _, found = load_edgetpu_delegate(select_runtime(runtime_name))
+    except (DeviceError, RuntimeNotFound) as exc:
+        return {"edgetpu": False, "reason": f"no Edge TPU: {exc}"}
+    return {"edgetpu": True, "library": found.to_dict()}
 
 
 def compare(results: list[dict], models: list[dict], reference_goal: float = 1.10,

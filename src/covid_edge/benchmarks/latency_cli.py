@@ -81,8 +81,10 @@ start; 2 bad options.
               show_default=True, help="Run with the XNNPACK CPU delegate, without, or both.")
 @click.option("--device", type=click.Choice(["cpu", "edgetpu", "auto"]), default="cpu",
               show_default=True,
-              help="cpu; edgetpu: the Coral Edge TPU delegate (fails without one); "
-                   "auto: CPU, plus the Edge TPU when its delegate loads.")
+              help="cpu; edgetpu: the Coral Edge TPU through libedgetpu (fails, saying "
+                   "why, without one), measuring each model's _edgetpu.tflite build and "
+                   "skipping models that have none; auto: CPU, plus the Edge TPU when its "
+                   "delegate loads.")
 @click.option("--runs", type=click.IntRange(min=2), default=100, show_default=True,
               help="Timed runs per configuration.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,

@@ -228,8 +228,14 @@ def run_job(job: Job) -> dict:
 
 
 def edgetpu_available(runtime: str) -> tuple[bool, str | None]:
+    """(delegate loads, why not / which libedgetpu), asked in a fresh process."""
     answer = call_worker({"action": "probe-edgetpu", "runtime": runtime}, timeout=60)
-    return bool(answer.get("edgetpu")), answer.get("reason")
+    if answer.get("edgetpu"):
+        library = answer.get("library") or {}
+        return True, (f"Edge TPU: {library.get('library')}, "
+                      f"{library.get('version') or 'runtime version unknown'}, "
+                      f"{library.get('devices')} device(s)")
+    return False, answer.get("reason")
 
 
 def targets_for(device: str, xnnpack: str, runtimes: list[str]) -> tuple[list[tuple], list[str]]:
@@ -242,7 +248,7 @@ def targets_for(device: str, xnnpack: str, runtimes: list[str]) -> tuple[list[tu
     for runtime in runtimes:
         ok, reason = edgetpu_available(runtime)
         if ok:
-            return (cpu if device == "auto" else []) + [("edgetpu", None)], []
+            return (cpu if device == "auto" else []) + [("edgetpu", None)], [reason]
         reasons[runtime] = reason
     reason = next(iter(reasons.values()), None) or "no Edge TPU delegate"
     if device == "edgetpu":

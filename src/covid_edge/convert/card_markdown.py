@@ -24,7 +24,10 @@ def render(card: dict) -> str:
         "## Decision threshold",
         "",
         f"COVID if probability >= **{card['threshold']:.4f}**: {card['threshold_rule']}.",
+        *_calibrated_threshold(card),
         "",
+        *_guard(card),
+        *_calibration(card),
         "## Variants, measured on the test split",
         "",
         f"Test split: {card['data']['split_counts']['test']['images']} images "
@@ -113,8 +116,12 @@ def render(card: dict) -> str:
         "age) rather than the disease. Scores on this data do not show clinical value.",
         "- Image-level split: the data has no patient IDs, so one patient's images may fall on "
         "both sides; near-duplicates are grouped, other images of a patient are not.",
-        "- Two classes only: other lung diseases, non-frontal views and non-X-ray images get a "
-        "covid/normal answer anyway.",
+        ("- Two classes only: other lung diseases and X-rays the guard lets through (see "
+         "'Out-of-distribution guard': X-rays of other body parts and lateral views were not "
+         "available to test it) get a covid/normal answer anyway."
+         if card.get("ood_guard") else
+         "- Two classes only: other lung diseases, non-frontal views and non-X-ray images get a "
+         "covid/normal answer anyway."),
         "",
         "## Files",
         "",
@@ -123,10 +130,123 @@ def render(card: dict) -> str:
     ]
     lines += [f"| `{v['file']}` | {v['bytes']} | `{v['sha256']}` |"
               for v in card["variants"].values()]
+    lines += _devices(card)
     lines += ["", "## Reproduce", "", "```"] + card["reproduce"] + ["```", ""]
     versions = ", ".join(f"{key} {value}" for key, value in card["versions"].items())
     lines += [f"Library versions: {versions}.", ""]
     return "\n".join(lines)
+
+
+def _devices(card: dict) -> list[str]:
+    """Which file is meant for which device (`covid-edge classify --device ...`)."""
+    devices = card.get("devices")
+    if not devices:
+        return []
+    lines = ["", "## Devices", "", "| device | file | |", "|---|---|---|",
+             f"| CPU (`--device cpu`) | `{devices['cpu']}` | |"]
+    edgetpu = card.get("edgetpu")
+    if edgetpu and edgetpu.get("compiled"):
+        lines.append(
+            f"| Coral Edge TPU (`--device edgetpu`) | `{edgetpu['file']}` | compiled by "
+            f"edgetpu_compiler {edgetpu.get('compiler_version')} from `{edgetpu['compiled_from']}`"
+            f", needs Edge TPU runtime >= {edgetpu.get('min_runtime_version')}; "
+            f"{edgetpu['bytes']} bytes, sha256 `{edgetpu['sha256']}` |")
+    elif edgetpu:
+        lines.append(f"| Coral Edge TPU (`--device edgetpu`) | `{edgetpu['file']}` | not "
+                     f"compiled here ({edgetpu['static_check']}); make it with "
+                     f"`{edgetpu['command']}` on an x86-64 Debian/Ubuntu machine |")
+    if edgetpu:
+        lines += ["", "The Edge TPU file is the int8 variant compiled: its metrics are the int8 "
+                  "row above, measured on the CPU; the Edge TPU's outputs can differ from the "
+                  "CPU's by rounding (see the reference outputs' tolerance)."]
+    return lines
+
+
+def _calibrated_threshold(card: dict) -> list[str]:
+    calibration = card.get("calibration")
+    if not calibration:
+        return []
+    return ["", "That is the model's own probability. People are shown the calibrated "
+            f"probability (see 'Calibration') and the threshold on the same scale, "
+            f"**{calibration['threshold']:.4f}**: the same decision."]
+
+
+def _guard(card: dict) -> list[str]:
+    guard = card.get("ood_guard")
+    if not guard or "test" not in guard:
+        return []
+    checks = guard["image_checks"]
+    fitted = guard["fitted_on"]
+    test, other = guard["test"], guard["non_xray"]
+    alone = other["feature_test_alone"]
+
+    def by(counts: dict) -> str:
+        return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none"
+
+    lines = [
+        "## Out-of-distribution guard",
+        "",
+        f"Before a verdict, `covid-edge classify`, `serve` and `kiosk` check that the image "
+        f"looks like a chest X-ray; if not, the answer is **{guard['verdict']}** with a reason "
+        "(`--no-guard` turns the guard off).",
+        "",
+        f"- Image checks, before the model runs: colourfulness (Hasler-Suesstrunk, on the "
+        f"decoded file) above {checks['colourfulness_max']:g}; grey-level spread (standard "
+        f"deviation of the model-size picture) below {checks['blank_std_min']:g}; aspect ratio "
+        f"(width/height) outside {checks['aspect_ratio_min']:g}-{checks['aspect_ratio_max']:g}.",
+        f"- Feature test, after: {guard['features']}; probabilistic PCA with "
+        f"{guard['components']} components ({_pct(guard['explained_variance'])} of the "
+        f"variance) fitted on {fitted['train_images']} training images (of "
+        f"{fitted['train_images_available']}); distance = Mahalanobis distance in those "
+        "components plus the residual scaled by the mean variance of the others; refused above "
+        f"**{guard['threshold']:.2f}**, the {_pct(guard['quantile'])} quantile of the "
+        f"{fitted['validation_images']} validation X-rays' distances. Statistics: "
+        f"`{guard['stats_file']}` ({guard['stats_bytes']} bytes, sha256 "
+        f"`{guard['stats_sha256']}`).",
+        "",
+        "| measured on | images | result |",
+        "|---|---:|---|",
+        f"| validation X-rays (threshold chosen here) | {fitted['validation_images']} | "
+        f"{_pct(guard['validation_acceptance'])} accepted |",
+        f"| **test X-rays** | {test['images']} | **{_pct(test['acceptance'])} accepted** "
+        f"(refused by: {by(test['rejected_by'])}) |",
+        f"| **non-X-ray images**, whole guard | {other['images']} | "
+        f"**{_pct(other['rejection'])} refused** (by: {by(other['rejected_by'])}) |",
+        f"| non-X-ray images, feature test alone | {other['images']} | "
+        f"{_pct(alone['rejection'])} refused |",
+        "",
+        "Non-X-ray images (real, offline; a grayscale copy of each colour image measures the "
+        "feature test without the colour check): "
+        + "; ".join(f"{source}: {n}" for source, n in other["sources"].items()) + ".",
+    ]
+    passed = [row["image"] for row in other["per_image"] if not row["rejected"]]
+    lines.append("Accepted as chest X-rays (guard misses): "
+                 + (", ".join(f"`{name}`" for name in passed) if passed else "none") + ".")
+    lines += ["", f"Limits: {guard['limits']}", "",
+              f"![feature distances]({guard['distance_histogram']})", ""]
+    return lines
+
+
+def _calibration(card: dict) -> list[str]:
+    calibration = card.get("calibration")
+    if not calibration:
+        return []
+    return [
+        "## Calibration",
+        "",
+        f"The probability shown is sigmoid(logit(p) / T) with **T = "
+        f"{calibration['temperature']:.3f}**, fitted on the {calibration['fitted_on']}. "
+        "Temperature scaling is monotone, so verdicts do not change.",
+        "",
+        f"| {calibration['evaluated_on']} | ECE ({calibration['bins']} bins, P(covid)) | "
+        "negative log-likelihood |",
+        "|---|---:|---:|",
+        f"| model output | {calibration['ece_before']:.4f} | {calibration['nll_before']:.4f} |",
+        f"| calibrated | {calibration['ece_after']:.4f} | {calibration['nll_after']:.4f} |",
+        "",
+        f"![reliability diagram]({calibration['reliability_diagram']})",
+        "",
+    ]
 
 
 def write_markdown(card: dict, directory: str | Path) -> Path:

@@ -15,9 +15,11 @@ import numpy as np
 
 from .. import DISCLAIMER, __version__, dataset, metrics, model_card
 from ..preprocess import PreprocessSpec, load_pixels
+from ..edgetpu.compile import EdgeTpuCompileError, compiled_name, prepare_for_edgetpu
+from ..edge_runtime.guard import OOD_STATS_FILENAME
 from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_variant,
                        export_saved_model, input_is_lossless, representative_images,
-                       variant_filename)
+                       variant_filename, with_features)
 
 TRAINING_FILES = ("training_curves.png", "confusion_matrix.png", "test_predictions.png",
                   "metrics.json", "history.csv", "split.csv")
@@ -37,31 +39,36 @@ def load_run(model_path: Path) -> dict:
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:
-    ours = [variant_filename(v) for v in VARIANTS] + [model_card.CARD_FILENAME]
+    ours = [variant_filename(v) for v in VARIANTS] + [model_card.CARD_FILENAME,
+                                                       compiled_name(variant_filename("int8")),
+                                                       OOD_STATS_FILENAME]
     existing = [name for name in ours if (out_dir / name).exists()]
     if existing and not force:
         raise ConvertError(f"{out_dir} already holds {', '.join(existing)}; choose another "
                            "--out or pass --force to overwrite")
 
 
-def pick_samples(items, split, count: int, seed: int) -> list[dataset.Item]:
-    """`count` test images, half of each class, to ship and to pin reference outputs on."""
+def pick_samples(items, split, count: int, seed: int, exclude=frozenset()) -> list[dataset.Item]:
+    """`count` test images, half of each class, to ship and to pin reference outputs on
+    (none of `exclude`: the test images the out-of-distribution guard refuses)."""
     rng = np.random.default_rng(seed)
     chosen = []
     for label in reversed(dataset.LABELS):
-        pool = [item for item, part in zip(items, split) if part == "test" and item.label == label]
+        pool = [item for item, part in zip(items, split) if part == "test" and item.label == label
+                and item.path not in exclude]
         take = count // 2 if label == dataset.POSITIVE else count - count // 2
         chosen += [pool[i] for i in sorted(rng.permutation(len(pool))[:take])]
     return chosen
 
 
 def evaluate(classifier, data_dir: Path, items, progress) -> np.ndarray:
+    """The model's own probabilities (before calibration; `classifier` without the guard)."""
     probabilities = np.empty(len(items))
     for index, item in enumerate(progress(items, f"testing {classifier.variant}")):
         prediction = classifier.classify_file(data_dir / item.path)
         if prediction.error:
             raise ConvertError(f"{item.path}: {prediction.error}")
-        probabilities[index] = prediction.probability
+        probabilities[index] = prediction.raw_probability
     return probabilities
 
 
@@ -72,7 +79,9 @@ def keras_probabilities(run_dir: Path) -> dict[str, float]:
 
 def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
             calibration_size: int = 300, sample_count: int = 6, seed: int = 0,
-            log=print, progress=None, force: bool = False) -> dict:
+            log=print, progress=None, force: bool = False, edgetpu: bool = False,
+            non_xray_dirs: tuple = (), ood_train_images: int = 2000,
+            ood_components: int = 32, ood_quantile: float = 0.995) -> dict:
     import keras
     import tensorflow as tf
 
@@ -99,7 +108,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     variants = {}
     scratch = Path(tempfile.mkdtemp(prefix="covid-edge-convert-"))
-    saved_model = export_saved_model(model, scratch / "saved_model")
+    # Two outputs: the probability and the features the out-of-distribution guard measures.
+    saved_model = export_saved_model(with_features(model), scratch / "saved_model")
     for variant in VARIANTS:
         log(f"converting {variant}: {VARIANT_DESCRIPTIONS[variant]}"
             + (f" (calibrated on {len(calibration)} training images)" if variant == "int8" else ""))
@@ -107,6 +117,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         path.write_bytes(convert_variant(saved_model, variant, representative_images(calibration, spec)))
         variants[variant] = {
             "file": path.name,
+            "device": "cpu",
             "description": VARIANT_DESCRIPTIONS[variant],
             "bytes": path.stat().st_size,
             "sha256": model_card.sha256_file(path),
@@ -123,12 +134,22 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                 "images probably lack pure black or white pixels")
 
     shutil.rmtree(scratch, ignore_errors=True)
+    devices = {"cpu": variants["int8"]["file"]}
+    edgetpu_entry = None
+    if edgetpu:
+        # Before the long evaluation: a model the Edge TPU cannot take fails fast.
+        try:
+            edgetpu_entry = prepare_for_edgetpu(out_dir / variants["int8"]["file"], out_dir,
+                                                log=log)
+        except EdgeTpuCompileError as exc:
+            raise ConvertError(f"--edgetpu: {exc}") from None
+        devices["edgetpu"] = edgetpu_entry["file"]
 
     samples_dir = out_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
     samples = []
     for item in pick_samples(items, split, sample_count, seed):
-        target = samples_dir / f"{item.label}-{Path(item.path).name}"
+        target = _sample_path(item, samples_dir)
         shutil.copyfile(data_dir / item.path, target)
         samples.append((item, target))
 
@@ -143,14 +164,32 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                         "dense(1, sigmoid)",
         "labels": run["labels"],
         "positive_label": run["positive_label"],
-        "output": "one value: probability of the positive label",
+        "output": "two outputs, told apart by shape: [1, 1] the probability of the positive "
+                  "label; [1, 1280] the pooled penultimate features (out-of-distribution guard)",
         "preprocessing": spec.to_dict(),
         "threshold": run["threshold"],
         "threshold_rule": run["threshold_rule"],
         "default_variant": "int8",
         "variants": variants,
+        "devices": devices,
     }
+    if edgetpu_entry is not None:
+        card["edgetpu"] = edgetpu_entry
     model_card.write_json(card, out_dir)  # the runtime needs it to evaluate the files below
+
+    from . import ood_fit
+    from .calibrate import calibrate
+
+    training_dir = out_dir / "training"
+    training_dir.mkdir(exist_ok=True)
+    val = [item for item, part in zip(items, split) if part == "val"]
+    int8_path = out_dir / variants["int8"]["file"]
+    card["ood_guard"], val_probabilities = ood_fit.fit_guard(
+        Classifier.load(int8_path, guard=False), data_dir, train_items, val, out_dir,
+        train_images=ood_train_images, components=ood_components, quantile=ood_quantile,
+        seed=seed, progress=progress, log=log)
+    distances = card["ood_guard"].pop("_distances")
+    model_card.write_json(card, out_dir)  # with the guard's statistics, for the runtime
 
     test = [item for item, part in zip(items, split) if part == "test"]
     labels = dataset.label_indices(test)
@@ -160,7 +199,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     keras_verdicts = keras_test >= threshold
     probabilities = {}
     for variant in VARIANTS:
-        classifier = Classifier.load(out_dir / variants[variant]["file"], num_threads=None)
+        classifier = Classifier.load(out_dir / variants[variant]["file"], num_threads=None,
+                                     guard=False)
         probabilities[variant] = probs = evaluate(classifier, data_dir, test, progress)
         variants[variant]["metrics"] = metrics.binary_metrics(labels, probs, threshold)
         variants[variant]["versus_keras"] = {
@@ -178,6 +218,34 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         "agreement": 1.0 - len(int8_flips) / len(test),
         "flipped": int8_flips,
     }
+
+    card["calibration"] = calibrate(
+        val_probabilities, dataset.label_indices(val), probabilities["int8"], labels, threshold,
+        training_dir / "reliability.png", clip=variants["int8"]["output_quantization"]["scale"] / 2,
+        log=log)
+    measured = ood_fit.measure_guard(
+        Classifier.load(int8_path), Classifier.load(int8_path, guard=False), data_dir, test,
+        scratch / "non_xray", non_xray_dirs, progress, seed)
+    distances |= measured.pop("_distances")
+    card["ood_guard"].update(measured)
+    card["ood_guard"]["distance_histogram"] = "training/ood_distances.png"
+    ood_fit.distance_histogram({"validation X-rays": distances["validation"],
+                                "test X-rays": distances["test"],
+                                "non-X-ray images": distances["non_xray"]},
+                               card["ood_guard"]["threshold"], training_dir / "ood_distances.png")
+    refused = set(measured["test"]["refused"])
+    if any(item.path in refused for item, _ in samples):
+        # A shipped sample answered "not a chest X-ray" would be a poor demonstration.
+        for _, target in samples:
+            target.unlink()
+        samples = [(item, _copy_sample(item, data_dir, samples_dir))
+                   for item in pick_samples(items, split, sample_count, seed, refused)]
+    log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
+        f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
+        f"rejected {measured['non_xray']['rejection']:.2%} "
+        f"({measured['non_xray']['rejected']}/{measured['non_xray']['images']}; feature test "
+        f"alone {measured['non_xray']['feature_test_alone']['rejected']})")
+    shutil.rmtree(scratch, ignore_errors=True)
 
     int8 = Classifier.load(out_dir / variants["int8"]["file"])
     step = variants["int8"]["output_quantization"]["scale"]
@@ -211,11 +279,10 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         "versions": run["versions"] | {
             "converter_tensorflow": tf.__version__, "keras_converter": keras.__version__,
             "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
-        "reproduce": reproduce_commands(run, data_dir, calibration_size, seed),
+        "reproduce": reproduce_commands(run, data_dir, calibration_size, seed, edgetpu,
+                                        non_xray_dirs),
     })
     model_card.write_json(card, out_dir)
-    training_dir = out_dir / "training"
-    training_dir.mkdir(exist_ok=True)
     for name in TRAINING_FILES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, training_dir / name)
@@ -225,12 +292,23 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     return card
 
 
+def _sample_path(item, samples_dir: Path) -> Path:
+    return samples_dir / f"{item.label}-{Path(item.path).name}"
+
+
+def _copy_sample(item, data_dir: Path, samples_dir: Path) -> Path:
+    target = _sample_path(item, samples_dir)
+    shutil.copyfile(data_dir / item.path, target)
+    return target
+
+
 def _manifest_hash(data_dir: Path) -> str | None:
     manifest = data_dir / "MANIFEST.csv"
     return model_card.sha256_file(manifest) if manifest.is_file() else None
 
 
-def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int) -> list[str]:
+def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int,
+                       edgetpu: bool = False, non_xray_dirs=()) -> list[str]:
     config = run["config"]
     train = (f"covid-edge train {data_dir} --out runs/v1 --weights {config['weights']} "
              f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
@@ -240,5 +318,7 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
     convert = (f"covid-edge convert runs/v1/model.keras --out models "
-               f"--calibration-size {calibration_size} --seed {seed}")
+               f"--calibration-size {calibration_size} --seed {seed}"
+               + (" --edgetpu" if edgetpu else "")
+               + "".join(f" --non-xray {folder}" for folder in non_xray_dirs))
     return [train, convert]

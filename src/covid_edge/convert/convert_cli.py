@@ -21,7 +21,26 @@ from .train_cli import Log, progress
               help="Test images copied to samples/ with their int8 reference outputs.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite model files already in --out.")
-def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, force):
+@click.option("--edgetpu", is_flag=True,
+              help="Also prepare the int8 model for a Coral Edge TPU: check that every op maps "
+                   "(else fail), then run edgetpu_compiler if it is on PATH (log kept in "
+                   "edgetpu_compiler.log) or print the command to run where it is.")
+@click.option("--non-xray", "non_xray_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="A folder of real images that are not chest X-rays (photos, scans of other "
+                   "things), added to the set the out-of-distribution guard is measured on. "
+                   "Repeatable. Bundled sample images and drawn frames are always used.")
+@click.option("--ood-train-images", default=2000, show_default=True, type=click.IntRange(10),
+              help="Training images whose features the guard's statistics are fitted on "
+                   "(a seeded subsample; each costs one int8 inference).")
+@click.option("--ood-components", default=32, show_default=True, type=click.IntRange(1),
+              help="Principal components of the guard's feature model.")
+@click.option("--ood-quantile", default=0.995, show_default=True,
+              type=click.FloatRange(0.5, 1.0),
+              help="The guard refuses features farther than this quantile of the validation "
+                   "X-rays' distances.")
+def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, force, edgetpu,
+            non_xray_dirs, ood_train_images, ood_components, ood_quantile):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -29,9 +48,17 @@ def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, forc
     in the edge runtime (the int8 one must be integer-only end to end) and evaluated on the
     test split; the results go into model_card.json and MODEL_CARD.md.
 
+    It also fits what the runtime needs to be trusted: the out-of-distribution guard's feature
+    statistics (ood_stats.npz, from the int8 model's features of training images, threshold
+    from the validation split; measured on the test split and on non-X-ray images) and the
+    temperature that calibrates the probability shown (fitted on the validation split;
+    reliability diagram in training/reliability.png).
+
     \b
-    Example:
+    Examples:
       covid-edge convert runs/v1/model.keras --out models
+      covid-edge convert runs/v1/model.keras --out models --edgetpu
+      covid-edge convert runs/v1/model.keras --out models --non-xray ../shared/reference/photos
     """
     try:
         import tensorflow  # noqa: F401
@@ -44,12 +71,31 @@ def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, forc
     try:
         card = run_conversion(model, out_dir, data_dir=data_dir, calibration_size=calibration_size,
                               sample_count=sample_count, seed=seed, log=Log(), progress=progress,
-                              force=force)
+                              force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
+                              ood_train_images=ood_train_images, ood_components=ood_components,
+                              ood_quantile=ood_quantile)
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     int8 = card["variants"]["int8"]
     click.echo(f"int8: {int8['bytes'] / 1e6:.2f} MB, test accuracy "
                f"{int8['metrics']['accuracy']:.4f}, agreement with Keras "
                f"{int8['versus_keras']['agreement']:.4f}")
+    guard, calibration = card["ood_guard"], card["calibration"]
+    click.echo(f"guard: test X-rays accepted {guard['test']['acceptance']:.2%}, non-X-ray images "
+               f"rejected {guard['non_xray']['rejection']:.2%} "
+               f"({guard['non_xray']['images']} images); calibration: temperature "
+               f"{calibration['temperature']:.2f}, test ECE {calibration['ece_before']:.4f} -> "
+               f"{calibration['ece_after']:.4f}")
     click.echo(f"wrote {out_dir}/model_card.json and MODEL_CARD.md; try: covid-edge classify "
                f"--model {out_dir}/{int8['file']} {out_dir}/samples")
+    compiled = card.get("edgetpu")
+    if compiled and compiled["compiled"]:
+        click.echo(f"Edge TPU: {out_dir}/{compiled['file']} (compiler "
+                   f"{compiled.get('compiler_version')}, needs Edge TPU runtime "
+                   f">= {compiled.get('min_runtime_version')}); try: covid-edge classify "
+                   f"--device edgetpu --model {out_dir} {out_dir}/samples")
+    elif compiled:
+        click.echo(f"Edge TPU: every op of {int8['file']} maps. edgetpu_compiler is not on PATH "
+                   "here (it runs on x86-64 Debian/Ubuntu only); on such a machine run:\n"
+                   f"  {compiled['command']}\n"
+                   f"and copy {compiled['file']} into {out_dir}. See docs/coral.md.")

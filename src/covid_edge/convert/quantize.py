@@ -2,6 +2,10 @@
 
 Batch size is fixed at 1 so every tensor shape is static: the Edge TPU compiler requires it,
 and it spares the runtime a resize on every call.
+
+Every file has two outputs: the probability [1, 1] and the pooled penultimate features
+[1, 1280] that the out-of-distribution guard measures (edge_runtime/guard.py). The runtime tells
+them apart by shape: the converter does not promise to keep their order.
 """
 
 from __future__ import annotations
@@ -20,8 +24,21 @@ VARIANT_DESCRIPTIONS = {
 }
 
 
+PROBABILITY_LAYER = "covid_probability"
+FEATURES_LAYER = "pool"  # GlobalAveragePooling2D: the features the head sees (before dropout)
+
+
 def variant_filename(variant: str) -> str:
     return f"covid-edge-{variant}.tflite"
+
+
+def with_features(model):
+    """The trained model with a second output: its pooled penultimate features."""
+    import keras
+
+    return keras.Model(model.inputs, [model.get_layer(PROBABILITY_LAYER).output,
+                                      model.get_layer(FEATURES_LAYER).output],
+                       name=f"{model.name}_with_features")
 
 
 def export_saved_model(model, directory: Path) -> Path:
@@ -86,8 +103,12 @@ def check_loadable(path: Path, variant: str) -> dict:
     interpreter = runtime.interpreter(str(path), num_threads=1, xnnpack=False)
     interpreter.allocate_tensors()
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"{path.name}: expected one input and one output")
+    probability = [d for d in outputs if int(np.prod(d["shape"])) == 1]
+    features = [d for d in outputs if int(np.prod(d["shape"])) > 1]
+    if len(inputs) != 1 or len(probability) != 1 or len(features) > 1:
+        raise ValueError(f"{path.name}: expected one input, one probability output and at most "
+                         f"one features output; got outputs "
+                         f"{[list(map(int, d['shape'])) for d in outputs]}")
     shape = [int(v) for v in inputs[0]["shape"]]
     if shape[0] != 1 or any(v < 0 for v in inputs[0].get("shape_signature", shape)):
         raise ValueError(f"{path.name}: input shape {shape} is not static with batch 1")
@@ -98,8 +119,9 @@ def check_loadable(path: Path, variant: str) -> dict:
                          f"({', '.join(sorted(leftover_variables))}), not frozen into the file")
     interpreter.set_tensor(inputs[0]["index"], np.zeros(shape, dtype=inputs[0]["dtype"]))
     interpreter.invoke()
-    if not np.all(np.isfinite(interpreter.get_tensor(outputs[0]["index"]).astype(np.float64))):
-        raise ValueError(f"{path.name}: gives a non-finite output on a blank image")
+    for output in outputs:
+        if not np.all(np.isfinite(interpreter.get_tensor(output["index"]).astype(np.float64))):
+            raise ValueError(f"{path.name}: gives a non-finite output on a blank image")
     float_tensors = []
     if variant == "int8":
         float_tensors = [t["name"] for t in interpreter.get_tensor_details()
@@ -110,9 +132,13 @@ def check_loadable(path: Path, variant: str) -> dict:
         "runtime": runtime.label,
         "input_shape": shape,
         "input_dtype": np.dtype(inputs[0]["dtype"]).name,
-        "output_dtype": np.dtype(outputs[0]["dtype"]).name,
+        "output_dtype": np.dtype(probability[0]["dtype"]).name,
         "input_quantization": _quantization(inputs[0]),
-        "output_quantization": _quantization(outputs[0]),
+        "output_quantization": _quantization(probability[0]),
+        "features_output": None if not features else {
+            "shape": [int(v) for v in features[0]["shape"]],
+            "dtype": np.dtype(features[0]["dtype"]).name,
+            "quantization": _quantization(features[0])},
         "ops": ops,
         "integer_only": variant == "int8" and not float_tensors,
     }

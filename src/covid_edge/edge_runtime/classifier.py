@@ -2,7 +2,9 @@
 
 The path is short and linear on purpose (pycoral's classify_image.py is the model):
 model card -> interpreter -> read + resize the file (covid_edge.preprocess, the same code training
-used) -> quantize to the model's input type -> invoke -> dequantize -> threshold from the card.
+used) -> out-of-distribution image checks (guard.py) -> quantize to the model's input type ->
+invoke -> dequantize -> feature-distance check -> threshold from the card -> calibrated
+probability (calibration.py) for display.
 Nothing here imports TensorFlow.
 """
 
@@ -19,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_io import ImageReadError
+from ..image_io import ImageReadError, read_image
 from ..model_card import (CARD_FILENAME, ModelCardError, card_for_model, load_card,
-                          preprocess_spec, released_models_dir, sha256_file)
-from ..preprocess import load_pixels, quantize, to_model_input
+                          preprocess_spec, released_models_dir, sha256_file, variant_entry)
+from ..preprocess import quantize, resize_gray, to_model_input
+from .calibration import TemperatureScaling
+from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
+from .guard import NOT_CHEST_XRAY, Guard
 from .interpreter import Runtime, RuntimeNotFound, select_runtime
 
 # Every TFLite flatbuffer carries this file identifier at bytes 4..8.
@@ -42,14 +47,21 @@ class ModelIntegrityWarning(UserWarning):
 
 @dataclass
 class Prediction:
+    """One image's answer. verdict is the positive or negative label, NOT_CHEST_XRAY (then
+    `reason` says why and both probabilities are None: the model's output on a photo means
+    nothing), or None with `error` set when the file could not be read."""
+
     path: str
-    probability: float | None  # of the positive label ("covid")
+    probability: float | None  # of the positive label ("covid"), calibrated
     verdict: str | None
-    threshold: float
+    threshold: float  # on the calibrated scale: verdict is positive when probability >= it
     latency_ms: float | None  # interpreter.invoke() only
     total_ms: float | None  # decode + resize + quantize + invoke
     runtime: str
     error: str | None = None
+    raw_probability: float | None = None  # the model's own output, before calibration
+    reason: str | None = None  # why the verdict is NOT_CHEST_XRAY
+    ood_distance: float | None = None  # feature distance, when the guard's feature test ran
 
     @property
     def ok(self) -> bool:
@@ -71,28 +83,43 @@ class Classifier:
     """A loaded model. Build it with `Classifier.load`; reuse it for many images."""
 
     def __init__(self, interpreter, runtime: Runtime, card: dict, variant: str,
-                 model_path: Path, num_threads: int | None):
+                 model_path: Path, num_threads: int | None, device: DeviceChoice | None = None,
+                 guard: bool = True):
         self.interpreter = interpreter
         self.runtime = runtime
+        self.device = device or DeviceChoice("cpu", "cpu", model_path)
         self.card = card
         self.variant = variant
         self.model_path = model_path
         self.num_threads = num_threads
         self.spec = preprocess_spec(card)
-        self.threshold = float(card["threshold"])
+        # Verdicts are decided on the model's own probability against the card's threshold;
+        # people see both mapped through the calibration (monotone: the same decision).
+        self.model_threshold = float(card["threshold"])
+        self.calibration = TemperatureScaling.from_card(card)
+        self.threshold = float(self.calibration.apply(self.model_threshold))
         self.positive_label = card["positive_label"]
         negatives = [label for label in card["labels"] if label != self.positive_label]
         self.negative_label = negatives[0] if negatives else f"not {self.positive_label}"
         self.input_details = interpreter.get_input_details()[0]
-        self.output_details = interpreter.get_output_details()[0]
+        outputs = interpreter.get_output_details()
+        # Outputs are told apart by shape, never by order (the converter does not keep it).
+        self.output_details = next(d for d in outputs if int(np.prod(d["shape"])) == 1)
+        self.feature_details = next((d for d in outputs if int(np.prod(d["shape"])) > 1), None)
+        feature_dim = (None if self.feature_details is None
+                       else int(self.feature_details["shape"][-1]))
+        self.guard = Guard.from_card(card, model_path.parent, feature_dim) if guard else None
 
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod
     def load(cls, model_path: str | Path | None = None, runtime: str | None = None,
-             num_threads: int | None = None, delegates: list | None = None) -> "Classifier":
+             num_threads: int | None = None, delegates: list | None = None,
+             device: str = "cpu", guard: bool = True) -> "Classifier":
         """Load `model_path` (a .tflite file beside its model_card.json, or a folder holding a
-        model card), or the released model when None.
+        model card), or the released model when None, on `device` (cpu, edgetpu or auto; see
+        devices.resolve_device: auto and edgetpu may pick the file's Edge TPU build).
+        guard=False turns the out-of-distribution guard off: every image gets a verdict.
 
         Raises ModelError with a message a user can act on; warns with ModelIntegrityWarning
         when the file's sha256 differs from the card's.
@@ -100,16 +127,28 @@ class Classifier:
         model_path = _resolve_model_path(model_path)
         _check_tflite_file(model_path)
         try:
+            chosen = select_runtime(runtime)
+        except RuntimeNotFound as exc:
+            raise ModelError(str(exc)) from None
+        try:
+            choice = resolve_device(device, model_path, _card_beside(model_path), chosen)
+        except DeviceError as exc:
+            raise ModelError(str(exc)) from None
+        if choice.model_path != model_path:
+            model_path = choice.model_path
+            _check_tflite_file(model_path)
+        try:
             card, variant = card_for_model(model_path)
             spec = preprocess_spec(card)
             float(card["threshold"])
+            TemperatureScaling.from_card(card)
         except ModelCardError as exc:
             raise ModelError(str(exc)) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"{model_path.parent / CARD_FILENAME}: invalid model card "
                              f"({exc})") from None
 
-        expected_sha = card["variants"][variant].get("sha256")
+        expected_sha = variant_entry(card, variant).get("sha256")
         if expected_sha and sha256_file(model_path) != expected_sha:
             warnings.warn(ModelIntegrityWarning(
                 f"{model_path.name} differs from the file its model card describes (sha256 "
@@ -117,19 +156,22 @@ class Classifier:
                 "`covid-edge convert` or restore the released file"), stacklevel=2)
 
         try:
-            chosen = select_runtime(runtime)
-        except RuntimeNotFound as exc:
-            raise ModelError(str(exc)) from None
-        try:
             interpreter = chosen.interpreter(str(model_path), num_threads=num_threads,
-                                             delegates=delegates)
+                                             delegates=(delegates or []) + choice.delegates)
             with _filtered_native_stderr():
                 interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(_explain_interpreter_failure(model_path, exc)) from None
+            raise ModelError(_explain_interpreter_failure(model_path, exc, card)) from None
 
         _check_signature(interpreter, spec, model_path)
-        return cls(interpreter, chosen, card, variant, model_path, num_threads)
+        return cls(interpreter, chosen, card, variant, model_path, num_threads, choice, guard)
+
+    @property
+    def runtime_label(self) -> str:
+        """The runtime, and the Edge TPU when the model runs on it (shown with every result)."""
+        if self.device.device == "edgetpu":
+            return f"{self.runtime.label} + Edge TPU"
+        return self.runtime.label
 
     # -- inference -------------------------------------------------------------------------
 
@@ -147,38 +189,74 @@ class Classifier:
         return quantize(x, scale, zero_point, dtype)
 
     def infer(self, input_tensor: np.ndarray) -> tuple[float, float, float]:
-        """Run the model on a prepared input: (raw output value, probability, invoke ms)."""
+        """Run the model on a prepared input: (raw output value, the model's probability before
+        calibration, invoke ms)."""
+        raw, probability, _, latency_ms = self.infer_with_features(input_tensor)
+        return raw, probability, latency_ms
+
+    def infer_with_features(self, input_tensor: np.ndarray
+                            ) -> tuple[float, float, np.ndarray | None, float]:
+        """As `infer`, plus the pooled penultimate features (float, dequantized; None when the
+        model has no feature output): (raw, probability, features, invoke ms)."""
         self.interpreter.set_tensor(self.input_details["index"], input_tensor)
         start = time.perf_counter()
         self.interpreter.invoke()
         latency_ms = (time.perf_counter() - start) * 1000.0
         raw = self.interpreter.get_tensor(self.output_details["index"]).reshape(-1)[0]
-        scale, zero_point = self.output_details["quantization"]
-        if np.issubdtype(np.dtype(self.output_details["dtype"]), np.integer) and scale:
-            probability = (float(raw) - zero_point) * scale
-        else:
-            probability = float(raw)
-        return float(raw), probability, latency_ms
+        probability = float(_dequantize(raw, self.output_details))
+        features = None
+        if self.feature_details is not None:
+            features = _dequantize(
+                self.interpreter.get_tensor(self.feature_details["index"]).reshape(-1),
+                self.feature_details)
+        return float(raw), probability, features, latency_ms
 
     def verdict(self, probability: float) -> str:
-        return self.positive_label if probability >= self.threshold else self.negative_label
+        """The verdict for the model's own probability (as `infer` returns it)."""
+        return self.positive_label if probability >= self.model_threshold else self.negative_label
 
-    def classify_pixels(self, pixels: np.ndarray, path: str = "<pixels>") -> Prediction:
+    def calibrated(self, probability: float) -> float:
+        """The model's probability -> the calibrated probability people are shown."""
+        return float(self.calibration.apply(probability))
+
+    def classify_pixels(self, pixels: np.ndarray, path: str = "<pixels>", *,
+                        colourfulness: float | None = None,
+                        size: tuple[int, int] | None = None) -> Prediction:
+        """Classify model-size uint8 pixels. colourfulness and size (width, height) describe the
+        picture before it became gray and small (image_io.read_image); the guard's colour and
+        aspect-ratio checks skip what is not given."""
         start = time.perf_counter()
-        _, probability, latency_ms = self.infer(self.prepare_input(pixels))
+        if self.guard is not None:
+            reason = self.guard.image_reason(pixels, colourfulness, size)
+            if reason:
+                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
+                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
+                                  reason=reason)
+        _, probability, features, latency_ms = self.infer_with_features(
+            self.prepare_input(pixels))
+        distance = None
+        if self.guard is not None:
+            reason, distance = self.guard.feature_reason(features)
+            if reason:
+                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, latency_ms,
+                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
+                                  reason=reason, ood_distance=distance)
         total_ms = (time.perf_counter() - start) * 1000.0
-        return Prediction(str(path), probability, self.verdict(probability), self.threshold,
-                          latency_ms, total_ms, self.runtime.label)
+        return Prediction(str(path), self.calibrated(probability), self.verdict(probability),
+                          self.threshold, latency_ms, total_ms, self.runtime_label,
+                          raw_probability=probability, ood_distance=distance)
 
     def classify_file(self, path: str | Path) -> Prediction:
         """Classify one file; an unreadable file gives a Prediction whose `error` says why."""
         start = time.perf_counter()
         try:
-            pixels = load_pixels(path, self.spec)
+            decoded = read_image(path, target_size=(self.spec.width, self.spec.height))
         except ImageReadError as exc:
             return Prediction(str(path), None, None, self.threshold, None, None,
-                              self.runtime.label, error=str(exc))
-        prediction = self.classify_pixels(pixels, str(path))
+                              self.runtime_label, error=str(exc))
+        pixels = resize_gray(decoded.gray, self.spec)  # = preprocess.load_pixels
+        prediction = self.classify_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
+                                          size=decoded.size)
         prediction.total_ms = (time.perf_counter() - start) * 1000.0
         return prediction
 
@@ -193,6 +271,25 @@ class Classifier:
             "file": str(self.model_path),
             "input_shape": [int(n) for n in self.input_details["shape"]],
             "input_dtype": np.dtype(self.input_details["dtype"]).name,
+            "device": self.device.device,
+            "guard": self.describe_guard(),
+            "calibration": {"method": "temperature scaling",
+                            "temperature": self.calibration.temperature,
+                            "model_threshold": self.model_threshold,
+                            "threshold": self.threshold},
+        }
+
+    def describe_guard(self) -> dict:
+        """Which out-of-distribution checks run, with their limits."""
+        if self.guard is None:
+            return {"enabled": False, "notes": ["guard off: every image gets a verdict"]}
+        features = self.guard.features
+        return {
+            "enabled": True,
+            "image_checks": self.guard.checks.to_dict(),
+            "feature_test": features is not None,
+            "feature_threshold": None if features is None else features.threshold,
+            "notes": list(self.guard.notes),
         }
 
 
@@ -237,13 +334,19 @@ def _check_tflite_file(model_path: Path) -> None:
             "the .tflite files `covid-edge convert` writes, not .keras/.h5/SavedModel files")
 
 
-def _explain_interpreter_failure(model_path: Path, exc: Exception) -> str:
+def _card_beside(model_path: Path) -> dict | None:
+    """The model card next to the file, if any: it pairs CPU and Edge TPU files."""
+    try:
+        return load_card(model_path.parent / CARD_FILENAME)
+    except ModelCardError:
+        return None
+
+
+def _explain_interpreter_failure(model_path: Path, exc: Exception, card: dict) -> str:
+    explained = explain_interpreter_failure(model_path, exc, card)
+    if explained:
+        return explained
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "edgetpu-custom-op" in str(exc):
-        return (f"{model_path.name} is compiled for the Coral Edge TPU (edgetpu_compiler "
-                "output): it runs only through the Edge TPU delegate (libedgetpu) on a Coral "
-                "device. On a CPU, pass the plain int8 model instead (e.g. covid-edge-int8.tflite)"
-                "; to check a Coral device run `covid-edge check-edgetpu`.")
     return f"{model_path}: the TFLite interpreter cannot load this model ({message})"
 
 
@@ -259,10 +362,22 @@ def _check_signature(interpreter, spec, model_path: Path) -> None:
     if np.dtype(inputs[0]["dtype"]) not in [np.dtype(t) for t in SUPPORTED_INPUT_DTYPES]:
         raise ModelError(f"{model_path.name}: unsupported input type "
                          f"{np.dtype(inputs[0]['dtype']).name}")
-    if len(outputs) != 1 or int(np.prod(outputs[0]["shape"])) != 1:
+    sizes = sorted(int(np.prod(detail["shape"])) for detail in outputs)
+    features_ok = len(sizes) == 1 or (len(sizes) == 2 and sizes[1] > 1 and any(
+        len(detail["shape"]) == 2 and int(detail["shape"][0]) == 1 for detail in outputs
+        if int(np.prod(detail["shape"])) > 1))
+    if not sizes or sizes[0] != 1 or not features_ok:
         shapes = [list(detail["shape"]) for detail in outputs]
         raise ModelError(f"{model_path.name}: the model gives {shapes}; covid-edge expects one "
-                         "output holding the probability of the positive label")
+                         "output holding the probability of the positive label, optionally "
+                         "with a [1, N] features output")
+
+
+def _dequantize(values, detail: dict):
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(np.dtype(detail["dtype"]), np.integer) and scale:
+        return (np.asarray(values, dtype=np.float64) - zero_point) * scale
+    return np.asarray(values, dtype=np.float64)
 
 
 @contextlib.contextmanager

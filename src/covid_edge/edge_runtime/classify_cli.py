@@ -15,22 +15,26 @@ import click
 from .. import DISCLAIMER
 from .classifier import (Classifier, ModelError, ModelIntegrityWarning, Prediction,
                          default_threads)
+from .devices import DEVICES
+from .guard import NOT_CHEST_XRAY
 from .interpreter import RUNTIME_NAMES
 
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PROGRESS_MIN_IMAGES = 20
 CSV_FIELDS = ("path", "verdict", "probability", "threshold", "latency_ms", "total_ms", "runtime",
-              "error")
+              "error", "reason", "raw_probability", "ood_distance")
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
 HELP_EPILOG = f"""\b
 Exit codes:
-  0  every image was classified
+  0  every image was read and answered: covid, normal, or "not a chest X-ray" (the guard's
+     answer is a result, not a failure; scripts find it in the verdict and reason)
   1  some inputs could not be read (the others were classified)
   2  usage error, or no image found in the given paths
-  3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime)
+  3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime), or
+     --device edgetpu cannot be honoured (no libedgetpu, no Edge TPU, model not compiled)
 
 \b
 Examples:
@@ -38,6 +42,8 @@ Examples:
   covid-edge classify scans/ --csv results.csv
   covid-edge classify "scans/**/*.jpg" --json > results.json
   covid-edge classify chest.png --model runs/exp1/export/covid-edge-float16.tflite
+  covid-edge classify scans/ --device edgetpu    (Coral: runs covid-edge-int8_edgetpu.tflite)
+  covid-edge classify photo.jpg --no-guard       (a verdict even for what is no chest X-ray)
 
 {DISCLAIMER}"""
 
@@ -103,11 +109,18 @@ def _images_in(folder: Path) -> list[Path]:
 @click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
               help="TFLite interpreter to use. Default: the first installed of "
                    f"{', '.join(RUNTIME_NAMES)}.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="cpu; edgetpu: a Coral Edge TPU through libedgetpu (the model's "
+                   "_edgetpu.tflite build; fails with the fix when it cannot); auto: the Edge "
+                   "TPU when present, else the CPU model, with a notice.")
+@click.option("--no-guard", is_flag=True,
+              help="Turn the out-of-distribution guard off: every image gets covid or normal, "
+                   "even a photo or a blank frame.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (model, runtime, results, summary) on stdout.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write one CSV row per image to FILE ('-' for stdout).")
-def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
+def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json, csv_path):
     """Classify chest X-ray images as covid or normal with the int8 TFLite model.
 
     PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
@@ -115,6 +128,12 @@ def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
     (its images are found recursively, in sorted order) or a quoted glob such as
     "scans/**/*.png". Each image gets the probability of COVID-19 and a verdict: covid when the
     probability reaches the model card's threshold. No TensorFlow is needed.
+
+    The probability shown is calibrated (temperature scaling fitted on the validation split;
+    the threshold shown is on the same scale, so the verdict is unchanged). First, a guard
+    decides whether the image looks like a chest X-ray at all: colour photos, blank frames,
+    odd aspect ratios and pictures whose features lie far from the training X-rays get the
+    verdict "not a chest X-ray" with a reason (--no-guard turns it off).
     """
     if not paths:
         raise click.UsageError("give at least one image, folder or glob")
@@ -133,7 +152,8 @@ def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
         warnings.simplefilter("always")
         try:
             classifier = Classifier.load(model_path, runtime=runtime_name,
-                                         num_threads=threads or default_threads())
+                                         num_threads=threads or default_threads(),
+                                         device=device, guard=not no_guard)
         except ModelError as exc:
             _error(f"cannot load the model: {exc}")
             if as_json:
@@ -144,6 +164,10 @@ def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
     notes = [str(w.message) for w in caught if issubclass(w.category, ModelIntegrityWarning)]
     for note in notes:
         click.echo(f"warning: {note}", err=True)
+    for notice in classifier.device.notices:
+        click.echo(f"note: {notice}", err=True)
+    for notice in classifier.describe_guard()["notes"]:
+        click.echo(f"note: {notice}", err=True)
 
     table_on_stdout = not as_json and csv_path != "-"
     show_progress = (len(files) >= PROGRESS_MIN_IMAGES and not as_json
@@ -178,6 +202,7 @@ def classify(paths, model_path, threads, runtime_name, as_json, csv_path):
         document = {
             "model": classifier.describe(),
             "runtime": classifier.runtime.label,
+            "device": classifier.device.to_dict(),
             "threads": classifier.num_threads,
             "threshold": classifier.threshold,
             "positive_label": classifier.positive_label,
@@ -200,6 +225,9 @@ def _table_header() -> str:
 def _print_human(prediction: Prediction, table_on_stdout: bool) -> None:
     if not prediction.ok:
         _error(f"{prediction.path}: {prediction.error}")
+    elif prediction.verdict == NOT_CHEST_XRAY:
+        if table_on_stdout:
+            click.echo(f"{NOT_CHEST_XRAY}: {prediction.reason}  {prediction.path}")
     elif table_on_stdout:
         click.echo(f"{prediction.verdict:<8} {prediction.probability:>8.3f} "
                    f"{prediction.threshold:>9.3f} {prediction.latency_ms:>7.1f} ms  "
@@ -207,11 +235,13 @@ def _print_human(prediction: Prediction, table_on_stdout: bool) -> None:
 
 
 def _summary(predictions: list[Prediction], problems: list, classifier: Classifier) -> dict:
-    classified = [p for p in predictions if p.ok]
+    read = [p for p in predictions if p.ok]
+    classified = [p for p in read if p.verdict != NOT_CHEST_XRAY]
     return {
         "inputs": len(predictions) + len(problems),
         "classified": len(classified),
-        "unreadable": len(predictions) - len(classified) + len(problems),
+        "not_chest_xray": len(read) - len(classified),
+        "unreadable": len(predictions) - len(read) + len(problems),
         classifier.positive_label: sum(p.verdict == classifier.positive_label for p in classified),
         classifier.negative_label: sum(p.verdict == classifier.negative_label for p in classified),
     }
@@ -219,7 +249,7 @@ def _summary(predictions: list[Prediction], problems: list, classifier: Classifi
 
 def _problem_result(argument: str, reason: str, classifier: Classifier) -> dict:
     return Prediction(argument, None, None, classifier.threshold, None, None,
-                      classifier.runtime.label, error=reason).to_dict()
+                      classifier.runtime_label, error=reason).to_dict()
 
 
 def _open_csv(csv_path: str | None):
@@ -247,11 +277,17 @@ def _print_footer(classifier: Classifier, summary: dict, err: bool) -> None:
     click.echo(
         f"{summary['classified']} classified ({summary[classifier.positive_label]} "
         f"{classifier.positive_label}, {summary[classifier.negative_label]} "
-        f"{classifier.negative_label}), {summary['unreadable']} unreadable. "
-        f"Threshold {classifier.threshold:.3f}: {classifier.positive_label} when P >= it.",
+        f"{classifier.negative_label}), {summary['not_chest_xray']} {NOT_CHEST_XRAY}, "
+        f"{summary['unreadable']} unreadable. "
+        f"Threshold {classifier.threshold:.3f}: {classifier.positive_label} when P >= it "
+        f"(calibrated probability, temperature {classifier.calibration.temperature:.2f}).",
         err=err)
+    guard = ("off (--no-guard)" if classifier.guard is None else
+             "image checks + feature distance" if classifier.guard.features is not None else
+             "image checks only")
+    click.echo(f"Out-of-distribution guard: {guard}.", err=err)
     click.echo(f"Model {model['name']} {model['version']} ({model['variant']}, "
-               f"{Path(model['file']).name}); runtime {classifier.runtime.label}, "
+               f"{Path(model['file']).name}); runtime {classifier.runtime_label}, "
                f"{classifier.num_threads} thread(s); latency = interpreter invoke only.",
                err=err)
     click.echo(DISCLAIMER, err=err)

@@ -20,9 +20,9 @@ its detail, so a score measures what the model reads from structure at that plac
 kept as an option for comparison.
 
 Cost: one inference for the unhidden image plus one per patch position. The default grid is
-patch = side/7 and stride = patch/2, 13 x 13 positions whatever the model's input size (32 px
-patches every 16 px at 224): 170 inferences. Inputs are assembled in the model's integer domain
-(the per-pixel quantization commutes with pasting a patch), so each step costs one copy and one
+patch = side/7 and stride = patch/2: 13 x 13 positions at 224 (32 px patches every 16 px),
+170 inferences; 15 x 15 at 96. Inputs are assembled in the model's integer domain (the
+per-pixel quantization commutes with pasting a patch), so each step costs one copy and one
 invoke.
 
 Rendering uses Pillow and numpy only (matplotlib is not installed on the device): the heatmap is

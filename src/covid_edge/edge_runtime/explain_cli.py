@@ -114,7 +114,7 @@ def explain(image, output, force, model_path, patch, stride, occluder, display, 
         _fail(f"{image}: {exc}", EXIT_UNREADABLE, as_json)
 
     total = count_inferences(classifier.spec.height, classifier.spec.width, patch, stride)
-    show_progress = not as_json and click.get_text_stream("stderr").isatty()
+    show_progress = not as_json and sys.stderr.isatty()
     if show_progress:
         with click.progressbar(length=total - 1, label=f"explaining ({total} inferences)",
                                file=sys.stderr) as bar:

@@ -37,7 +37,17 @@ def runtimes_report() -> dict:
         installed[name] = next((version for dist in RUNTIME_DISTRIBUTIONS[name]
                                 if (version := _dist_version(dist))), "unknown version")
     selected = next((name for name in RUNTIME_NAMES if installed[name]), None)
-    return {"selected": selected, "installed": installed}
+    return {"selected": selected, "installed": installed, "edgetpu": edgetpu_report()}
+
+
+def edgetpu_report() -> dict:
+    """libedgetpu's version and device count, read through its C API (no device is opened)."""
+    from .devices import DeviceError, open_edgetpu_library
+
+    try:
+        return {"available": True, **open_edgetpu_library().to_dict()}
+    except DeviceError as exc:
+        return {"available": False, "reason": str(exc)}
 
 
 def _dist_version(distribution: str) -> str | None:
@@ -82,6 +92,7 @@ def model_report(model_path: Path | None) -> dict:
         "threshold_rule": card.get("threshold_rule"),
         "preprocessing": card["preprocessing"],
         "variants": variants,
+        "devices": card.get("devices"),
         "samples": samples,
     }
 
@@ -146,6 +157,8 @@ def _print_model(model: dict) -> None:
         if metrics:
             click.echo(f"       test: {metrics}")
     click.echo("    (* = used by `covid-edge classify` without --model)")
+    for device, file in (model.get("devices") or {}).items():
+        click.echo(f"  --device {device}: {file}")
     if model["samples"]:
         click.echo("  sample images (try `covid-edge classify` on them):")
         for sample in model["samples"]:
@@ -162,6 +175,13 @@ def _print_runtimes(runtimes: dict) -> None:
         click.echo("  no TFLite runtime: pip install ai-edge-litert")
     else:
         click.echo("    (* = used by `covid-edge classify` without --runtime)")
+    edgetpu = runtimes["edgetpu"]
+    if edgetpu["available"]:
+        click.echo(f"  Edge TPU runtime: {edgetpu['library']}, "
+                   f"{edgetpu['version'] or 'version unknown'}, "
+                   f"{edgetpu['devices'] if edgetpu['devices'] is not None else '?'} device(s)")
+    else:
+        click.echo(f"  Edge TPU runtime: none ({edgetpu['reason'].split(';')[0]})")
 
 
 def _size(size: int | None) -> str:

@@ -9,6 +9,7 @@ import click
 
 from .. import DISCLAIMER
 from .compatibility import CORAL_SUPPORTED_OPS_URL, Report, check_file
+from .package import read_compiled_model
 from .tflite_graph import SchemaUnavailable, TfliteFormatError
 
 EXIT_MAPS = 0
@@ -46,6 +47,7 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool):
     """
     try:
         report = check_file(model)
+        compiled = read_compiled_model(model) if report.compiled else None
     except (TfliteFormatError, SchemaUnavailable) as exc:
         if as_json:
             click.echo(json.dumps({"file": model, "error": str(exc)}, indent=2))
@@ -53,14 +55,16 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool):
         sys.exit(EXIT_UNREADABLE)
     if as_json:
         payload = report.to_dict()
+        payload["min_runtime_version"] = compiled.min_runtime_version if compiled else None
         payload["disclaimer"] = DISCLAIMER
         click.echo(json.dumps(payload, indent=2))
     else:
-        click.echo(render(report, cpu_only=cpu_only))
+        click.echo(render(report, cpu_only=cpu_only,
+                          min_runtime_version=compiled.min_runtime_version if compiled else None))
     sys.exit(EXIT_MAPS if report.compiled or report.fully_mapped else EXIT_CPU_FALLBACK)
 
 
-def render(report: Report, cpu_only: bool = False) -> str:
+def render(report: Report, cpu_only: bool = False, min_runtime_version: int | None = None) -> str:
     lines = [f"Edge TPU check: {report.path}"]
     if report.compiled:
         lines.append("Already compiled for the Edge TPU: edgetpu_compiler has replaced the "
@@ -89,6 +93,9 @@ def render(report: Report, cpu_only: bool = False) -> str:
         lines.append(f"Partition point: op #{first.index} {first.label} is the first op the "
                      f"compiler cannot map; it and the {report.ops_after_first_unmapped} ops "
                      "after it run on the CPU (the compiler partitions only once).")
+    if min_runtime_version is not None:
+        lines.append(f"Needs Edge TPU runtime {min_runtime_version} or newer (`covid-edge info` "
+                     "shows the installed one; libedgetpu1-std 16.0 is runtime 14).")
     for issue in report.model_issues:
         lines.append(f"Model: {issue}")
     for note in report.notes:

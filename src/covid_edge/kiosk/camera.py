@@ -41,7 +41,7 @@ class CameraUnavailable(Exception):
 @dataclass
 class Frame:
     label: str  # what the terminal line names: a file name, "picamera2 frame 3"
-    picture: Image.Image | None = None  # a camera frame
+    picture: Image.Image | None = None  # a camera frame (RGB)
     data: bytes | None = None  # a file's bytes, decoded exactly as an upload would be
 
 
@@ -68,7 +68,7 @@ class FolderSource:
         if not self.folder.is_dir():
             raise CameraUnavailable(f"{self.folder}: no such folder")
         if not self._list():
-            raise CameraUnavailable(f"{self.folder}: holds no PNG, JPEG, BMP or TIFF image")
+            raise CameraUnavailable(f"{self.folder}: holds no image (PNG, JPEG, BMP, TIFF, DICOM)")
 
     def _list(self) -> list[Path]:
         return sorted(path for path in self.folder.iterdir()
@@ -137,7 +137,7 @@ class Picamera2Source:
         except Exception as exc:
             raise CameraUnavailable(f"Raspberry Pi camera stopped giving frames ({exc})") from None
         self._frames += 1
-        return Frame(label=f"picamera2 frame {self._frames}", picture=bgr_to_gray(array))
+        return Frame(label=f"picamera2 frame {self._frames}", picture=bgr_to_picture(array))
 
     def close(self) -> None:
         camera, self._camera = self._camera, None
@@ -182,7 +182,7 @@ class V4L2Source:
         if not ok or array is None:
             raise CameraUnavailable(f"camera {self.device} stopped giving frames")
         self._frames += 1
-        return Frame(label=f"v4l2 frame {self._frames}", picture=bgr_to_gray(array))
+        return Frame(label=f"v4l2 frame {self._frames}", picture=bgr_to_picture(array))
 
     def close(self) -> None:
         capture, self._capture = self._capture, None
@@ -190,16 +190,17 @@ class V4L2Source:
             capture.release()
 
 
-def bgr_to_gray(array: np.ndarray) -> Image.Image:
-    """An (H, W, 3) [B, G, R] uint8 frame (picamera2 RGB888, OpenCV) as an 8-bit gray picture,
-    with the ITU-R 601 luma weights Pillow uses for every other image."""
+def bgr_to_picture(array: np.ndarray) -> Image.Image:
+    """An (H, W, 3 or 4) uint8 frame in [B, G, R(, X)] order (picamera2 RGB888/XRGB8888,
+    OpenCV) as an RGB picture. Colour is kept: the classifier turns it gray the way it does
+    every file, after the out-of-distribution guard has measured how colourful it is."""
     array = np.asarray(array)
     if array.ndim == 2:
         return Image.fromarray(array.astype(np.uint8), mode="L")
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise CameraUnavailable(f"unexpected camera frame of shape {array.shape}")
-    rgb = np.ascontiguousarray(array[..., 2::-1])  # drop any alpha/padding byte, BGR -> RGB
-    return Image.fromarray(rgb.astype(np.uint8), mode="RGB").convert("L")
+    rgb = np.ascontiguousarray(array[..., 2::-1])  # drop any padding byte, BGR -> RGB
+    return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ uploaded file gets exactly the verdict the command line gives for it.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import threading
 import time
@@ -18,12 +19,15 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from ..edge_runtime.classifier import Classifier, Prediction
-from ..image_io import ImageReadError, read_grayscale
+from ..image_io import ImageReadError, looks_like_dicom, read_image
 from ..preprocess import resize_gray
 
 # What the upload page and the API accept, by what the bytes are (not by the file name).
-ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
-ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp")
+# DICOM is recognised by its signature and read by covid_edge.dicom_io (the dicom extra).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "DICOM")
+ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp",
+                        "application/dicom")
+ACCEPTED_TEXT = "PNG, JPEG, TIFF, BMP or DICOM"
 # The preview shown beside a verdict: big enough for a 7-inch screen, small enough to inline.
 PREVIEW_MAX_SIDE = 512
 PREVIEW_JPEG_QUALITY = 85
@@ -49,9 +53,14 @@ class ImageResult:
         return {"format": self.image_format, "width": self.width, "height": self.height}
 
 
-def identify(data: bytes) -> tuple[str, tuple[int, int]]:
-    """(Pillow format name, (width, height)) from the header alone; raises UnsupportedImage or
-    CorruptImage."""
+def identify(data: bytes) -> tuple[str, tuple[int, int] | None]:
+    """(format name, (width, height)) from the header alone (DICOM: size None, known after
+    decoding); raises UnsupportedImage or CorruptImage."""
+    if looks_like_dicom(io.BytesIO(data)):
+        if importlib.util.find_spec("pydicom") is None:
+            raise UnsupportedImage("DICOM uploads need the dicom extra on this device: "
+                                   "pip install \"covid-edge[dicom]\"; or send PNG or JPEG")
+        return "DICOM", None
     try:
         with warnings.catch_warnings():
             # read_grayscale enforces covid-edge's own pixel limit; Pillow's warning is noise.
@@ -62,13 +71,12 @@ def identify(data: bytes) -> tuple[str, tuple[int, int]]:
         raise CorruptImage(f"refused as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise UnsupportedImage(
-            "not an image covid-edge can read: send a PNG, JPEG, TIFF or BMP chest X-ray"
-        ) from None
+            f"not an image covid-edge can read: send a {ACCEPTED_TEXT} chest X-ray") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptImage(f"corrupt or truncated image: {exc}") from None
     if image_format not in ACCEPTED_FORMATS:
         raise UnsupportedImage(
-            f"{image_format} images are not accepted: send a PNG, JPEG, TIFF or BMP chest X-ray")
+            f"{image_format} images are not accepted: send a {ACCEPTED_TEXT} chest X-ray")
     return image_format, size
 
 
@@ -92,30 +100,32 @@ class SharedClassifier:
         return self.classifier.threshold
 
     def classify_bytes(self, data: bytes, name: str = "upload") -> ImageResult:
-        """Decode an uploaded file and classify it. Raises UnsupportedImage / CorruptImage."""
+        """Decode an uploaded file and classify it exactly as `Classifier.classify_file` does a
+        file on disk. Raises UnsupportedImage / CorruptImage."""
         start = time.perf_counter()
-        image_format, (width, height) = identify(data)
+        image_format, size = identify(data)
         spec = self.classifier.spec
         try:
-            gray = read_grayscale(io.BytesIO(data), target_size=(spec.width, spec.height))
+            decoded = read_image(io.BytesIO(data), target_size=(spec.width, spec.height))
         except ImageReadError as exc:
             raise CorruptImage(str(exc)) from None
-        return self._finish(gray, name, start, image_format, width, height)
+        pixels = resize_gray(decoded.gray, spec)
+        with self._lock:
+            prediction = self.classifier.classify_pixels(
+                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
+        prediction.total_ms = (time.perf_counter() - start) * 1000.0
+        width, height = size or decoded.gray.size
+        return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray))
 
     def classify_picture(self, picture: Image.Image, name: str = "frame") -> ImageResult:
-        """Classify a picture already in memory (a camera frame)."""
-        start = time.perf_counter()
-        width, height = picture.size
-        gray = picture if picture.mode == "L" else picture.convert("L")
-        return self._finish(gray, name, start, None, width, height)
-
-    def _finish(self, gray: Image.Image, name: str, start: float, image_format: str | None,
-                width: int, height: int) -> ImageResult:
-        pixels = resize_gray(gray, self.classifier.spec)
-        with self._lock:
-            prediction = self.classifier.classify_pixels(pixels, name)
-        prediction.total_ms = (time.perf_counter() - start) * 1000.0
-        return ImageResult(prediction, image_format, width, height, preview_jpeg(gray))
+        """Classify a picture already in memory (a camera frame, in colour). It is handed over
+        as an uncompressed BMP so that it takes the very path of a file, colour measurement for
+        the out-of-distribution guard included; encoding a BMP is a copy, not a compression."""
+        buffer = io.BytesIO()
+        picture.save(buffer, format="BMP")
+        result = self.classify_bytes(buffer.getvalue(), name)
+        result.image_format = None  # a camera frame, not a BMP anyone sent
+        return result
 
     def model_info(self) -> dict:
         """Which model answers, for pages, API responses and the kiosk feed."""
@@ -133,6 +143,8 @@ class SharedClassifier:
             "positive_label": classifier.positive_label,
             "threshold": classifier.threshold,
             "threshold_rule": card.get("threshold_rule"),
-            "runtime": classifier.runtime.label,
+            # runtime_label names the Edge TPU too when the model runs on one.
+            "runtime": getattr(classifier, "runtime_label", classifier.runtime.label),
             "threads": classifier.num_threads,
+            "guard": getattr(classifier, "guard", None) is not None,
         }

@@ -130,6 +130,10 @@ def _terminal_line(record: dict, preview: bytes | None) -> None:
         click.echo(f"{clock:<8} {record['frame']:>5}  {'-':<8} {'-':>8} {'-':>10}  "
                    f"{record['label']}: unreadable ({record['error']})")
         return
+    if record["probability"] is None:  # not a chest X-ray: no probability means anything
+        click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']}: {record['reason']}  "
+                   f"{record['label']}")
+        return
     click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']:<8} "
                f"{record['probability']:>8.3f} {record['latency_ms']:>7.1f} ms  "
                f"{record['label']}")

@@ -46,6 +46,7 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "verdict": None,
         "probability": None,
+        "reason": None,
         "threshold": shared.threshold,
         "positive_label": model["positive_label"],
         "latency_ms": None,
@@ -58,6 +59,7 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
     if result is not None:
         prediction = result.prediction
         record.update(verdict=prediction.verdict, probability=prediction.probability,
+                      reason=getattr(prediction, "reason", None),
                       latency_ms=prediction.latency_ms, total_ms=prediction.total_ms)
     return record
 

@@ -20,10 +20,13 @@ class ModelInfo(BaseModel):
     input_dtype: str
     labels: list[str]
     positive_label: str
-    threshold: float = Field(description="Verdict is the positive label when probability >= it.")
+    threshold: float = Field(description="On the calibrated probability scale the API reports: "
+                             "the verdict is the positive label when probability >= it.")
     threshold_rule: str | None = Field(description="How the threshold was chosen.")
     runtime: str = Field(description="TFLite interpreter and its version.")
     threads: int | None
+    guard: bool = Field(description="Whether pictures that are no chest X-ray are refused "
+                                    "(verdict 'not a chest X-ray').")
 
 
 class ModelResponse(ModelInfo):
@@ -31,19 +34,27 @@ class ModelResponse(ModelInfo):
 
 
 class ImageInfo(BaseModel):
-    format: str | None = Field(description="PNG, JPEG, TIFF or BMP, from the file's bytes.")
+    format: str | None = Field(description="PNG, JPEG, TIFF, BMP or DICOM, from the bytes.")
     width: int
     height: int
 
 
 class ClassifyResponse(BaseModel):
-    verdict: str = Field(description="The positive label (covid) or the other label (normal).",
+    verdict: str = Field(description="The positive label (covid), the other label (normal), or "
+                                     "'not a chest X-ray' (then `reason` says why).",
                          examples=["covid"])
-    probability: float = Field(description="Model probability of the positive label, 0..1.")
-    threshold: float
+    probability: float | None = Field(
+        description="Calibrated probability of the positive label, 0..1; null when the picture "
+                    "is not a chest X-ray.")
+    raw_probability: float | None = Field(default=None,
+                                          description="The model's own output, uncalibrated.")
+    threshold: float = Field(description="On the same scale as probability.")
     positive_label: str
-    latency_ms: float = Field(description="Interpreter invoke time only.")
-    total_ms: float = Field(description="Decode + resize + quantize + invoke.")
+    reason: str | None = Field(default=None,
+                               description="Why the picture is not taken for a chest X-ray.")
+    latency_ms: float | None = Field(description="Interpreter invoke time only (null when the "
+                                                 "picture was refused before inference).")
+    total_ms: float = Field(description="Decode + resize + checks + quantize + invoke.")
     image: ImageInfo
     model: ModelInfo
     runtime: str
@@ -60,8 +71,8 @@ class HealthResponse(BaseModel):
     uploads_saved: bool
 
 
-class KioskFrameIn(BaseModel):
-    """One result of `covid-edge kiosk`, as it POSTs it."""
+class KioskRecord(BaseModel):
+    """One result of `covid-edge kiosk`."""
     frame: int
     source: str
     label: str
@@ -70,16 +81,21 @@ class KioskFrameIn(BaseModel):
     probability: float | None = None
     threshold: float
     positive_label: str = "covid"
+    reason: str | None = None
     latency_ms: float | None = None
     total_ms: float | None = None
     runtime: str
     model: dict
     interval_s: float = 2.0
     error: str | None = None
+
+
+class KioskFrameIn(KioskRecord):
+    """A kiosk result as `covid-edge kiosk` POSTs it, with the frame's preview picture."""
     preview_jpeg_base64: str | None = Field(default=None, max_length=4_000_000)
 
 
-class KioskFrame(KioskFrameIn):
+class KioskFrame(KioskRecord):
     seq: int = Field(description="Increases by one with every frame the server receives.")
     received_at: float = Field(description="Server time (Unix seconds) it arrived.")
     preview_url: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 
@@ -24,9 +25,11 @@ Pages and API (http://HOST:PORT):
   /api/v1/openapi.json  the API's OpenAPI schema
 
 \b
-Uploads: PNG, JPEG, TIFF or BMP up to --max-upload-mb (20 MB by default), read in memory and
-not stored unless --save-uploads DIR is given. Errors: 413 too large, 415 not an accepted image,
-422 corrupt image, 400 malformed request; the page shows the same message.
+Uploads: PNG, JPEG, TIFF, BMP or DICOM (with the dicom extra), up to --max-upload-mb
+(20 MB by default), read in memory and not stored unless --save-uploads DIR is given.
+Errors: 400 malformed request, 413 too large, 415 not an accepted image, 422 corrupt
+image; the page shows the same message. A picture that is no chest X-ray gets the
+verdict "not a chest X-ray" with a reason, as with `covid-edge classify`.
 
 \b
 Exit codes:
@@ -108,7 +111,24 @@ def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_
 
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[listener])
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was there before; these make that a normal exit (0) instead of "Aborted!" or a kill.
+    previous = signal.signal(signal.SIGTERM, _stop_requested)
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except (KeyboardInterrupt, _StopRequested):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("covid-edge serve: stopped.", err=True)
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _stop_requested(signum, frame):
+    raise _StopRequested
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import ipaddress
 import json
@@ -33,8 +32,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from .. import DISCLAIMER, __version__
 from .feed import KioskFeed
-from .inference import (ACCEPTED_MEDIA_TYPES, CorruptImage, ImageResult, SharedClassifier,
-                        UnsupportedImage)
+from ..edge_runtime.guard import NOT_CHEST_XRAY
+from .inference import (ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, CorruptImage, ImageResult,
+                        SharedClassifier, UnsupportedImage)
 from .schemas import (ClassifyResponse, ErrorResponse, HealthResponse, KioskAccepted, KioskFrame,
                       KioskFrameIn, KioskLatest, ModelResponse)
 
@@ -61,10 +61,11 @@ class ServerSettings:
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str, filename: str | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.filename = filename  # named on the page; the API client knows what it sent
 
 
 class _UploadTooLarge(Exception):
@@ -88,25 +89,18 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     templates.env.filters["percent"] = format_percent
     model = shared.model_info()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        # Created inside the running event loop, as anyio requires.
-        app.state.decode_limiter = anyio.CapacityLimiter(DECODE_WORKERS)
-        yield
-
     app = FastAPI(
         title="covid-edge kiosk API",
         version=__version__,
         summary="Chest X-ray COVID-19 screening classifier on an edge device.",
         description=(f"{DISCLAIMER}\n\nUpload limit: {settings.max_upload_mb:g} MB per image "
-                     "(PNG, JPEG, TIFF or BMP). Uploads are not stored unless the server was "
+                     f"({ACCEPTED_TEXT}). Uploads are not stored unless the server was "
                      "started with --save-uploads. Errors are JSON `{\"error\": ...}` with "
                      "400 (malformed request), 403, 404, 413 (too large), 415 (not an accepted "
                      "image type) or 422 (corrupt image, invalid document)."),
         openapi_url=f"{API}/openapi.json",
         # Swagger UI and ReDoc load their scripts from a CDN, which an offline kiosk cannot reach.
         docs_url=None, redoc_url=None,
-        lifespan=lifespan,
     )
     app.state.shared = shared
     app.state.settings = settings
@@ -117,20 +111,21 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         return {"model": model, "disclaimer": DISCLAIMER, "version": __version__,
                 "max_upload_bytes": settings.max_upload_bytes,
                 "max_upload_mb": f"{settings.max_upload_mb:g}",
-                "accept": ",".join(ACCEPTED_MEDIA_TYPES + (".tif", ".tiff")),
-                "uploads_saved": settings.save_uploads is not None, **extra}
+                "accept": ",".join(ACCEPTED_MEDIA_TYPES + (".tif", ".tiff", ".dcm")),
+                "accepted_text": ACCEPTED_TEXT,
+                "uploads_saved": settings.save_uploads is not None,
+                "not_chest_xray": NOT_CHEST_XRAY, **extra}
 
     async def classify_request(request: Request) -> tuple[ImageResult, str, str | None]:
         """Read, classify and (only when asked) save the request's upload. Raises ApiError."""
         filename, data = await read_upload(request, settings.max_upload_bytes)
         try:
             result = await anyio.to_thread.run_sync(
-                shared.classify_bytes, data, filename,
-                limiter=request.app.state.decode_limiter)
+                shared.classify_bytes, data, filename, limiter=_decode_limiter(request.app))
         except UnsupportedImage as exc:
-            raise ApiError(415, str(exc)) from None
+            raise ApiError(415, str(exc), filename) from None
         except CorruptImage as exc:
-            raise ApiError(422, str(exc)) from None
+            raise ApiError(422, str(exc), filename) from None
         saved_as = None
         if settings.save_uploads is not None:
             saved_as = await anyio.to_thread.run_sync(save_upload, settings.save_uploads, data,
@@ -152,15 +147,16 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         try:
             result, filename, saved_as = await classify_request(request)
         except ApiError as exc:
+            message = f"{exc.filename}: {exc.message}" if exc.filename else exc.message
             return templates.TemplateResponse(request, "upload.html",
-                                              page_context(error=exc.message),
+                                              page_context(error=message),
                                               status_code=exc.status_code, headers=NO_STORE)
         prediction = result.prediction
         preview = base64.b64encode(result.preview_jpeg).decode("ascii")
         return templates.TemplateResponse(request, "prediction.html", page_context(
             prediction=prediction, filename=filename, image=result.image_info(),
             preview_url=f"data:image/jpeg;base64,{preview}", saved_as=saved_as,
-            positive=prediction.verdict == shared.classifier.positive_label),
+            outcome=_outcome(prediction.verdict, shared.classifier.positive_label)),
             headers=NO_STORE)
 
     @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
@@ -172,7 +168,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     error_responses = {code: {"model": ErrorResponse, "description": text} for code, text in (
         (400, "No file, or not a multipart/form-data request"),
         (413, f"Upload over {settings.max_upload_mb:g} MB"),
-        (415, "Not a PNG, JPEG, TIFF or BMP image"),
+        (415, f"Not a {ACCEPTED_TEXT} image"),
         (422, "Corrupt, truncated or oversized (pixels) image"))}
 
     @app.get(f"{API}/health", response_model=HealthResponse, tags=["service"])
@@ -194,7 +190,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
                 UPLOAD_FIELD: {"type": "string", "format": "binary", "description": (
-                    f"A chest X-ray: PNG, JPEG, TIFF or BMP, at most "
+                    f"A chest X-ray: {ACCEPTED_TEXT}, at most "
                     f"{settings.max_upload_mb:g} MB.")}}}}}}})
     async def classify_api(request: Request):
         """Classify one chest X-ray sent as multipart/form-data in the field `file`, e.g.
@@ -203,7 +199,9 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         prediction = result.prediction
         return JSONResponse(ClassifyResponse(
             verdict=prediction.verdict, probability=prediction.probability,
+            raw_probability=getattr(prediction, "raw_probability", None),
             threshold=prediction.threshold, positive_label=shared.classifier.positive_label,
+            reason=getattr(prediction, "reason", None),
             latency_ms=prediction.latency_ms, total_ms=prediction.total_ms,
             image=result.image_info(), model=model, runtime=prediction.runtime,
             saved_as=saved_as).model_dump(), headers=NO_STORE)
@@ -214,7 +212,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         entry = feed.latest()
         frame = None
         if entry is not None:
-            frame = KioskFrame(**{**entry.record, "preview_jpeg_base64": None}, seq=entry.seq,
+            frame = KioskFrame(**entry.record, seq=entry.seq,
                                received_at=entry.received_at,
                                preview_url=(f"{API}/kiosk/frames/{entry.seq}/preview.jpg"
                                             if entry.preview_jpeg else None))
@@ -326,7 +324,7 @@ def save_upload(folder: Path, data: bytes, result: ImageResult) -> str:
     """Keep an upload (serve --save-uploads) with its prediction beside it; returns the name."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    suffix = {"JPEG": "jpg", "TIFF": "tif"}.get(result.image_format,
+    suffix = {"JPEG": "jpg", "TIFF": "tif", "DICOM": "dcm"}.get(result.image_format,
                                                 (result.image_format or "bin").lower())
     name = f"{stamp}-{hashlib.sha256(data).hexdigest()[:12]}.{suffix}"
     (folder / name).write_bytes(data)
@@ -349,6 +347,22 @@ def format_percent(value: float | None) -> str:
     if percent >= 0.01:
         return f"{percent:.2g} %"
     return "< 0.01 %"
+
+
+def _outcome(verdict: str, positive_label: str) -> str:
+    """The page's colour scheme: positive, negative, or rejected (not a chest X-ray)."""
+    if verdict == NOT_CHEST_XRAY:
+        return "rejected"
+    return "positive" if verdict == positive_label else "negative"
+
+
+def _decode_limiter(app: FastAPI) -> anyio.CapacityLimiter:
+    # Made on first use, inside the running event loop as anyio wants; no await between the
+    # check and the assignment, so two requests cannot both make one.
+    limiter = getattr(app.state, "decode_limiter", None)
+    if limiter is None:
+        limiter = app.state.decode_limiter = anyio.CapacityLimiter(DECODE_WORKERS)
+    return limiter
 
 
 def _is_loopback(request: Request) -> bool:

@@ -18,13 +18,15 @@
   }
 
   function setState(state) {
-    result.classList.remove("waiting", "positive", "negative", "stale", "offline");
+    result.classList.remove("waiting", "positive", "negative", "rejected", "stale", "offline");
     state.forEach(function (name) { result.classList.add(name); });
   }
 
   function showFrame(frame) {
     const positive = frame.verdict === frame.positive_label;
+    const rejected = frame.verdict === result.dataset.notChestXray;
     el("verdict").textContent = frame.error ? "UNREADABLE" : String(frame.verdict).toUpperCase();
+    el("prob").hidden = rejected || Boolean(frame.error);
     el("prob-value").textContent = percent(frame.probability);
     el("prob-fill").style.width = ((frame.probability || 0) * 100).toFixed(2) + "%";
     const t = frame.threshold * 100;
@@ -33,18 +35,20 @@
     label.style.left = t.toFixed(2) + "%";
     label.textContent = "threshold " + percent(frame.threshold);
     label.className = "threshold-label" + (t < 15 ? " at-start" : t > 85 ? " at-end" : "");
-    el("latency").textContent = frame.latency_ms === null ? "–" :
-      frame.latency_ms.toFixed(1) + " ms inference · " + frame.total_ms.toFixed(0) +
-      " ms with decoding";
+    el("latency").textContent = frame.total_ms === null ? "–" :
+      (frame.latency_ms === null ? "" : frame.latency_ms.toFixed(1) + " ms inference · ") +
+      frame.total_ms.toFixed(0) + " ms in all";
     el("model-line").textContent = frame.model.name + " " + frame.model.version + " (" +
       frame.model.variant + ") · " + frame.runtime;
     el("caption").textContent = "#" + frame.frame + " · " + frame.label + " · " + frame.source;
-    if (frame.preview_url) {
-      el("xray").src = frame.preview_url;
-      el("xray").hidden = false;
-      el("placeholder").hidden = true;
-    }
-    return frame.error ? [] : [positive ? "positive" : "negative"];
+    // No picture (an unreadable frame): do not leave the previous frame's picture up.
+    el("xray").hidden = !frame.preview_url;
+    el("placeholder").hidden = Boolean(frame.preview_url);
+    el("placeholder").textContent = "No picture for this frame";
+    if (frame.preview_url) { el("xray").src = frame.preview_url; }
+    if (frame.error) { return []; }
+    if (rejected) { return ["rejected"]; }
+    return [positive ? "positive" : "negative"];
   }
 
   function describeAge(frame, serverTime) {
@@ -57,6 +61,10 @@
     if (age > staleAfter) {
       return { text: "No new frame for " + Math.round(age) + " s: is covid-edge kiosk running?",
                stale: true };
+    }
+    if (frame.verdict === result.dataset.notChestXray) {
+      return { text: "Frame " + frame.frame + ", " + ago + ": " + frame.reason +
+               ". No verdict: the model only knows chest X-rays.", stale: false };
     }
     return { text: "Frame " + frame.frame + ", " + ago + ". P(" + frame.positive_label + ") " +
              (frame.verdict === frame.positive_label ? "at or above" : "below") +

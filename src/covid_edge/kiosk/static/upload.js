@@ -11,7 +11,7 @@
   const submit = document.getElementById("submit");
   const maxBytes = Number(form.dataset.maxBytes);
   const maxMb = form.dataset.maxMb;
-  const accepted = ["image/png", "image/jpeg", "image/tiff", "image/bmp"];
+  const accepted = ["image/png", "image/jpeg", "image/tiff", "image/bmp", "application/dicom"];
   let previewUrl = null;
 
   function showError(message) {
@@ -28,6 +28,7 @@
   }
 
   function megabytes(bytes) {
+    if (bytes < 1024 * 1024) { return Math.max(1, Math.round(bytes / 1024)) + " kB"; }
     return (bytes / (1024 * 1024)).toFixed(1) + " MB";
   }
 
@@ -43,7 +44,7 @@
     }
     if (file.type && !accepted.includes(file.type)) {
       reset();
-      showError(file.name + " is not a PNG, JPEG or TIFF image (" + file.type + ").");
+      showError(file.name + " is not a PNG, JPEG, TIFF or DICOM image (" + file.type + ").");
       return;
     }
     showError("");
@@ -51,7 +52,7 @@
     drop.classList.add("has-file");
     previewUrl = URL.createObjectURL(file);
     preview.onerror = function () {
-      // Browsers do not display TIFF; the server reads it all the same.
+      // Browsers do not display TIFF or DICOM; the server reads them all the same.
       preview.hidden = true;
       drop.classList.remove("has-file");
       document.getElementById("drop-text").querySelector("strong").textContent =

@@ -1,0 +1,177 @@
+"""Does this device reproduce the model card's reference outputs?
+
+`covid-edge convert` runs the int8 model on a few sample X-rays it ships in samples/ and stores
+the raw int8 outputs in the model card. Running the same files here and comparing shows that
+the device (its CPU, runtime build and preprocessing libraries) computes what the release
+computed, within the card's tolerance. No labels, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import DISCLAIMER
+from ..image_io import ImageReadError
+from ..model_card import CARD_FILENAME, ModelCardError, load_card, sha256_file
+from ..preprocess import load_pixels
+
+SCHEMA = "covid-edge/bench-check/1"
+# Float rounding in a probability stored as JSON: not a difference.
+EPSILON = 1e-9
+
+
+class CheckError(Exception):
+    """A check that cannot run (no card, no reference outputs, no model file, no runtime)."""
+
+
+def reference_outputs(card: dict, card_path: Path) -> dict:
+    reference = card.get("reference_outputs")
+    if not reference or not reference.get("images"):
+        raise CheckError(f"{card_path} stores no reference outputs: it was written by an older "
+                         "`covid-edge convert`; re-run convert to add them")
+    if reference.get("variant") not in card["variants"]:
+        raise CheckError(f"{card_path}: the reference outputs are for variant "
+                         f"{reference.get('variant')!r}, which the card does not list")
+    tolerance = reference.get("tolerance") or {}
+    if "probability" not in tolerance:
+        raise CheckError(f"{card_path}: the reference outputs state no tolerance")
+    return reference
+
+
+def check_image(classifier, card_dir: Path, expected: dict, tolerance: dict,
+                integer_output: bool) -> dict:
+    """One sample: expected against computed, and why it fails if it does."""
+    path = card_dir / expected["file"]
+    row = {"file": expected["file"], "label": expected.get("label"),
+           "expected_raw": expected.get("raw_output"),
+           "expected_probability": expected.get("probability"),
+           "raw": None, "probability": None, "steps": None, "probability_difference": None,
+           "verdict": None, "expected_verdict": expected.get("verdict"), "passed": False,
+           "reason": None}
+    if not path.is_file():
+        row["reason"] = f"{path}: sample file missing (reinstall covid-edge or restore samples/)"
+        return row
+    if expected.get("sha256") and sha256_file(path) != expected["sha256"]:
+        row["reason"] = ("the sample file differs from the one the reference was computed on "
+                         "(sha256 mismatch)")
+        return row
+    try:
+        pixels = load_pixels(path, classifier.spec)
+    except ImageReadError as exc:
+        row["reason"] = str(exc)
+        return row
+    raw, probability, _ = classifier.infer(classifier.prepare_input(pixels))
+    row.update({"raw": int(raw) if integer_output else float(raw), "probability": probability,
+                "verdict": classifier.verdict(probability)})
+    reasons = []
+    if integer_output and row["expected_raw"] is not None:
+        row["steps"] = abs(int(raw) - int(row["expected_raw"]))
+        if row["steps"] > tolerance.get("raw_output_steps", 0):
+            reasons.append(f"{row['steps']} output steps from the reference "
+                           f"(tolerance {tolerance.get('raw_output_steps', 0)})")
+    row["probability_difference"] = abs(probability - float(row["expected_probability"]))
+    if row["probability_difference"] > float(tolerance["probability"]) + EPSILON:
+        reasons.append(f"probability {probability:.6f}, reference "
+                       f"{row['expected_probability']:.6f} (tolerance "
+                       f"{float(tolerance['probability']):.6f})")
+    row["passed"] = not reasons
+    row["reason"] = "; ".join(reasons) or None
+    return row
+
+
+def run(models_dir: Path, runtime: str | None = None, threads: int | None = None) -> dict:
+    """Run the card's reference samples through its reference variant; a dict ready for JSON
+    whose "passed" says whether every sample is within tolerance."""
+    from ..edge_runtime.classifier import Classifier, ModelError, ModelIntegrityWarning
+    from .device_info import describe_device
+
+    card_path = models_dir / CARD_FILENAME
+    try:
+        card = load_card(card_path)
+    except ModelCardError as exc:
+        raise CheckError(f"{exc}; pass --models DIR, a folder that `covid-edge convert` "
+                         "wrote") from None
+    reference = reference_outputs(card, card_path)
+    variant = reference["variant"]
+    model_path = models_dir / card["variants"][variant]["file"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            classifier = Classifier.load(model_path, runtime=runtime, num_threads=threads)
+        except ModelError as exc:
+            raise CheckError(str(exc)) from None
+    # The reference outputs hold for the exact file they were computed with.
+    model_changed = any(issubclass(w.category, ModelIntegrityWarning) for w in caught)
+    integer_output = np.issubdtype(np.dtype(classifier.output_details["dtype"]), np.integer)
+    tolerance = reference["tolerance"]
+    rows = [check_image(classifier, models_dir, expected, tolerance, integer_output)
+            for expected in reference["images"]]
+    problems = []
+    if model_changed:
+        problems.append(f"{model_path.name} differs from the file the model card describes "
+                        "(sha256 mismatch): its reference outputs do not apply")
+    failed = [row for row in rows if not row["passed"]]
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "model": {"name": card.get("name"), "version": card.get("version"), "variant": variant,
+                  "file": str(model_path), "sha256_matches_card": not model_changed},
+        "runtime": classifier.runtime.label,
+        "threads": threads,
+        "device": describe_device(),
+        "tolerance": tolerance,
+        "images": rows,
+        "failed": len(failed),
+        "problems": problems,
+        "passed": not failed and not problems,
+    }
+
+
+def _number(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def terminal_table(result: dict) -> str:
+    device = result["device"]
+    tolerance = result["tolerance"]
+    model = result["model"]
+    where = device.get("board_model") or device.get("cpu_model") or device.get("machine")
+    steps = tolerance.get("raw_output_steps")
+    lines = [
+        f"covid-edge bench check: {model['name']} {model['version']} {model['variant']} "
+        f"({Path(model['file']).name}) on {result['runtime']}, {where}",
+        "tolerance: " + (f"{steps} int8 output steps and " if steps is not None else "")
+        + f"{float(tolerance['probability']):.6f} in probability",
+        "",
+        f"{'result':<6}  {'expected raw':>12}  {'raw':>5}  {'steps':>5}  {'expected P':>10}  "
+        f"{'P':>8}  {'|ΔP|':>8}  image",
+    ]
+    for row in result["images"]:
+        lines.append(
+            f"{'PASS' if row['passed'] else 'FAIL':<6}  {_number(row['expected_raw']):>12}  "
+            f"{_number(row['raw']):>5}  {_number(row['steps']):>5}  "
+            f"{_number(row['expected_probability']):>10}  {_number(row['probability']):>8}  "
+            f"{_number(row['probability_difference'], 6):>8}  {row['file']}")
+        if row["reason"]:
+            lines.append(f"        {row['reason']}")
+    lines.append("")
+    for problem in result["problems"]:
+        lines.append(f"problem: {problem}")
+    total = len(result["images"])
+    if result["passed"]:
+        lines.append(f"PASS: this device reproduces the reference outputs of all {total} "
+                     "sample images within the tolerance.")
+    else:
+        lines.append(f"FAIL: {result['failed']} of {total} sample images differ from the "
+                     "reference outputs beyond the tolerance" +
+                     (" and the model file is not the released one" if result["problems"]
+                      else "") + ".")
+    lines += ["", result["disclaimer"]]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""`covid-edge bench check`: prove this device computes what the release computed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .. import DISCLAIMER
+from ..edge_runtime.interpreter import RUNTIME_NAMES
+
+EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_RUN = 0, 1, 2
+
+EPILOG = f"""\b
+Examples:
+  covid-edge bench check
+  covid-edge bench check --models runs/v1/export --json > check.json
+
+\b
+Exit status: 0 every sample is within the tolerance; 1 at least one is not
+(or the model file is not the one the card describes); 2 the check could
+not run (no model card, no reference outputs, no runtime) or bad options.
+
+{DISCLAIMER}"""
+
+
+@click.command(epilog=EPILOG)
+@click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False,
+                                                         path_type=Path),
+              help="A folder `covid-edge convert` wrote. Default: the released models.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the interpreter. Default: every core this process may use.")
+@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
+              help="TFLite interpreter. Default: the first installed of "
+                   f"{', '.join(RUNTIME_NAMES)}.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def check(models_dir, threads, runtime_name, as_json):
+    """Check that this device reproduces the model's reference outputs.
+
+    The model card stores what the int8 model output for the sample X-rays
+    shipped in samples/ when it was released. This runs them again here and
+    compares, image by image: raw int8 output (in quantization steps) and
+    probability, against the tolerance the card states. A pass means this
+    device, runtime and image decoder give the released model's answers; run
+    it after installing on a Raspberry Pi. Needs no labels and no TensorFlow.
+    """
+    from ..edge_runtime.classifier import default_threads
+    from ..model_card import ModelCardError, released_models_dir
+    from . import check as checking
+
+    ctx = click.get_current_context()
+    try:
+        if models_dir is None:
+            try:
+                models_dir = released_models_dir()
+            except ModelCardError:
+                raise checking.CheckError(
+                    "the released models are not installed with this copy of covid-edge: pass "
+                    "--models DIR, a folder that `covid-edge convert` wrote") from None
+        result = checking.run(models_dir, runtime=runtime_name,
+                              threads=threads or default_threads())
+    except checking.CheckError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({"error": str(exc), "passed": False,
+                                   "exit_code": EXIT_CANNOT_RUN, "disclaimer": DISCLAIMER},
+                                  indent=2))
+        ctx.exit(EXIT_CANNOT_RUN)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(checking.terminal_table(result))
+    ctx.exit(EXIT_PASS if result["passed"] else EXIT_FAIL)

@@ -1,0 +1,249 @@
+"""Fitting and measuring the out-of-distribution guard (edge_runtime/guard.py) at convert time.
+
+The features are computed by the deployed int8 TFLite file itself, through the same Classifier
+the device runs, so the statistics describe exactly what the device will compute:
+
+1. features of (a seeded subsample of) the training split -> probabilistic PCA (mean, top-k
+   components and their variances, the mean variance of the rest);
+2. distances of the validation split -> threshold = a high quantile of them;
+3. measured on data the fit never saw: acceptance of the test split's X-rays, rejection of
+   real non-X-ray images (convert/non_xray.py), with the whole guard and with the feature test
+   alone.
+
+numpy only, apart from the optional distance histogram.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
+                                  ImageChecks)
+from ..image_io import ImageReadError, read_image
+from ..model_card import sha256_file
+from ..preprocess import load_pixels, resize_gray
+from . import non_xray
+
+DEFAULT_COMPONENTS = 32
+DEFAULT_QUANTILE = 0.995
+DEFAULT_TRAIN_IMAGES = 2000
+
+
+def collect(classifier, data_dir: Path, items, progress, label: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(model probabilities (n,), features (n, d)) of labelled items, guard off."""
+    probabilities, features = [], []
+    for item in progress(items, label):
+        pixels = load_pixels(Path(data_dir) / item.path, classifier.spec)
+        _, probability, feature, _ = classifier.infer_with_features(
+            classifier.prepare_input(pixels))
+        if feature is None:
+            raise ValueError(f"{classifier.model_path.name} has no features output")
+        probabilities.append(probability)
+        features.append(feature)
+    return np.array(probabilities), np.stack(features)
+
+
+def fit(train_features: np.ndarray, components: int = DEFAULT_COMPONENTS) -> FeatureDistance:
+    """Probabilistic PCA of the training features (threshold still infinite)."""
+    x = np.asarray(train_features, dtype=np.float64)
+    n, d = x.shape
+    if n < 3:
+        raise ValueError("need at least 3 training feature vectors")
+    mean = x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
+    eigenvalues = np.zeros(d)
+    eigenvalues[:len(singular)] = singular ** 2 / (n - 1)
+    k = max(1, min(components, n - 2, d - 1))
+    floor = 1e-6 * max(eigenvalues[0], 1e-12)  # a direction no training image varies in
+    residual = max(float(eigenvalues[k:].sum() / (d - k)), floor)
+    return FeatureDistance(mean=mean, components=vt[:k], variances=eigenvalues[:k] + floor,
+                           residual_variance=residual, threshold=float("inf"), quantile=1.0)
+
+
+def with_threshold(stats: FeatureDistance, validation_distances: np.ndarray,
+                   quantile: float = DEFAULT_QUANTILE) -> FeatureDistance:
+    # "higher": an observed distance, so at least `quantile` of validation is accepted.
+    threshold = float(np.quantile(np.asarray(validation_distances), quantile, method="higher"))
+    return FeatureDistance(stats.mean, stats.components, stats.variances,
+                           stats.residual_variance, threshold, quantile)
+
+
+def explained_variance(train_features: np.ndarray, stats: FeatureDistance) -> float:
+    centred = np.asarray(train_features, dtype=np.float64) - stats.mean
+    total = float((centred ** 2).sum())
+    return float(((centred @ stats.components.T) ** 2).sum() / total) if total else 1.0
+
+
+def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path, *,
+              train_images: int = DEFAULT_TRAIN_IMAGES, components: int = DEFAULT_COMPONENTS,
+              quantile: float = DEFAULT_QUANTILE, seed: int = 0, progress=None, log=print
+              ) -> tuple[dict, np.ndarray]:
+    """Fit on `classifier` (the int8 model, guard off); write ood_stats.npz into out_dir.
+
+    Returns the model card's "ood_guard" entry and the validation probabilities (which
+    calibration reuses: one pass over the validation split serves both).
+    """
+    progress = progress or (lambda items, label: items)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.permutation(len(train_items))[:train_images])
+    subset = [train_items[i] for i in chosen]
+    _, train_features = collect(classifier, data_dir, subset, progress,
+                                f"guard: training features ({classifier.variant})")
+    val_probabilities, val_features = collect(classifier, data_dir, val_items, progress,
+                                              f"guard: validation ({classifier.variant})")
+    stats = fit(train_features, components)
+    val_distances = stats.distance(val_features)
+    stats = with_threshold(stats, val_distances, quantile)
+    path = stats.save(Path(out_dir) / OOD_STATS_FILENAME)
+    train_distances = stats.distance(train_features)
+    checks = ImageChecks()
+    entry = {
+        "method": "cheap image checks (colour, blank frame, aspect ratio), then a probabilistic-"
+                  "PCA distance of the model's pooled penultimate features (its second "
+                  "output) to the training X-rays' features: Mahalanobis distance in the top "
+                  "principal components plus the residual scaled by the mean variance of the "
+                  "others",
+        "verdict": NOT_CHEST_XRAY,
+        "image_checks": checks.to_dict(),
+        "features": f"{stats.feature_dim} pooled penultimate (GlobalAveragePooling2D) features, "
+                    f"as the {classifier.variant} model outputs them",
+        "stats_file": path.name,
+        "stats_sha256": sha256_file(path),
+        "stats_bytes": path.stat().st_size,
+        "components": int(stats.components.shape[0]),
+        "explained_variance": explained_variance(train_features, stats),
+        "threshold": stats.threshold,
+        "quantile": quantile,
+        "fitted_on": {"variant": classifier.variant,
+                      "train_images": len(subset), "train_images_available": len(train_items),
+                      "validation_images": len(val_items)},
+        "train_acceptance": float(np.mean(train_distances <= stats.threshold)),
+        "validation_acceptance": float(np.mean(val_distances <= stats.threshold)),
+        "validation_distance_percentiles": _percentiles(val_distances),
+        "limits": "Measured on the images listed here; no X-ray of another body part (hand, "
+                  "knee, skull) or lateral chest view was available offline, so how the guard "
+                  "treats those is unknown: they may pass as chest X-rays.",
+    }
+    log(f"guard: {entry['components']} components explain {entry['explained_variance']:.1%} "
+        f"of the training features' variance; threshold {stats.threshold:.2f} "
+        f"({quantile:.1%} of validation); validation acceptance "
+        f"{entry['validation_acceptance']:.2%}")
+    entry["_distances"] = {"validation": val_distances}  # for the histogram; not in the card
+    return entry, val_probabilities
+
+
+def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
+                  non_xray_dirs=(), progress=None, seed: int = 0) -> dict:
+    """Acceptance of the test X-rays and rejection of non-X-ray images, by the deployed path
+    (`guarded.classify_file`); the feature test alone is measured with `plain` (guard off)."""
+    progress = progress or (lambda items, label: items)
+    stats = guarded.guard.features
+    test_distances, reasons, refused = [], {}, []
+    accepted = 0
+    for item in progress(test_items, f"guard: test X-rays ({guarded.variant})"):
+        prediction = guarded.classify_file(Path(data_dir) / item.path)
+        if prediction.error:
+            raise ValueError(f"{item.path}: {prediction.error}")
+        if prediction.verdict == NOT_CHEST_XRAY:
+            kind = _reason_kind(prediction.reason)
+            reasons[kind] = reasons.get(kind, 0) + 1
+            refused.append(item.path)
+        else:
+            accepted += 1
+        if prediction.ood_distance is not None:
+            test_distances.append(prediction.ood_distance)
+    test = {"images": len(test_items), "accepted": accepted,
+            "acceptance": accepted / max(len(test_items), 1), "rejected_by": reasons,
+            "refused": refused,
+            "distance_percentiles": _percentiles(np.array(test_distances))}
+
+    images = non_xray.build(scratch, list(non_xray_dirs), seed=seed)
+    rows, unreadable = [], []
+    for image in progress(images, "guard: non-X-ray images"):
+        prediction = guarded.classify_file(image.path)
+        if prediction.error:
+            unreadable.append(f"{image.name}: {prediction.error}")
+            continue
+        distance = _feature_distance(plain, stats, image.path)
+        rows.append({"image": image.name, "source": image.source,
+                     "gray_copy": image.gray_copy,
+                     "rejected": prediction.verdict == NOT_CHEST_XRAY,
+                     "reason": prediction.reason, "distance": distance,
+                     "rejected_by_features": bool(distance > stats.threshold),
+                     "verdict_without_guard": plain.classify_file(image.path).verdict})
+    rejected = sum(row["rejected"] for row in rows)
+    by_features = sum(row["rejected_by_features"] for row in rows)
+    kinds: dict[str, int] = {}
+    for row in rows:
+        if row["rejected"]:
+            kind = _reason_kind(row["reason"])
+            kinds[kind] = kinds.get(kind, 0) + 1
+    counts = non_xray.sources([image for image in images
+                               if image.name in {row["image"] for row in rows}])
+    return {
+        "test": test,
+        "non_xray": {
+            "images": len(rows),
+            "rejected": rejected,
+            "rejection": rejected / max(len(rows), 1),
+            "rejected_by": kinds,
+            "feature_test_alone": {"rejected": by_features,
+                                   "rejection": by_features / max(len(rows), 1)},
+            "sources": counts,
+            "unreadable": unreadable,
+            "per_image": rows,
+        },
+        "_distances": {"test": np.array(test_distances),
+                       "non_xray": np.array([row["distance"] for row in rows])},
+    }
+
+
+def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
+    decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height))
+    pixels = resize_gray(decoded.gray, plain.spec)
+    _, _, features, _ = plain.infer_with_features(plain.prepare_input(pixels))
+    return float(stats.distance(features))
+
+
+def _reason_kind(reason: str | None) -> str:
+    if not reason:
+        return "none"
+    for kind in ("colour", "blank", "aspect", "features"):
+        if reason.startswith(kind):
+            return kind
+    return reason.split(" ")[0]
+
+
+def _percentiles(values: np.ndarray) -> dict | None:
+    if len(values) == 0:
+        return None
+    points = (0, 50, 90, 99, 99.5, 100)
+    return {f"p{p:g}": float(v) for p, v in zip(points, np.percentile(values, points))}
+
+
+def distance_histogram(distances: dict[str, np.ndarray], threshold: float, path: Path) -> Path:
+    """Validation and test X-rays against non-X-ray images, with the threshold."""
+    from ..plots import _pyplot
+
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(6, 3.4))
+    finite = np.concatenate([np.asarray(v, dtype=np.float64) for v in distances.values()
+                             if len(v)])
+    top = float(np.percentile(finite, 99.5)) * 1.1 if len(finite) else 1.0
+    bins = np.geomspace(max(finite.min(), 1e-3) * 0.9, max(top, threshold * 1.5), 60)
+    for name, values in distances.items():
+        if len(values):
+            axis.hist(np.clip(values, bins[0], bins[-1]), bins=bins, alpha=0.55, density=True,
+                      label=f"{name} ({len(values)})")
+    axis.axvline(threshold, color="black", linewidth=1, label=f"threshold {threshold:.1f}")
+    axis.set_xscale("log")
+    axis.set_xlabel("feature distance to the training X-rays (log scale)")
+    axis.set_ylabel("density")
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

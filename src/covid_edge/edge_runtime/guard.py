@@ -1,0 +1,190 @@
+"""The out-of-distribution guard: is this a frontal chest X-ray at all?
+
+A covid/normal classifier answers covid or normal for anything, a cat included. Before a verdict
+the guard runs two kinds of test, and any failure answers NOT_CHEST_XRAY with a reason:
+
+1. Cheap image checks, before the model runs: colour (chest X-rays are gray; measured on the
+   decoded file, before conversion to gray throws the colour away), a blank or nearly uniform
+   frame, and an aspect ratio no chest X-ray has.
+2. A feature distance, after the model runs: the model's own pooled penultimate features (a
+   second output of the TFLite file) against the training X-rays' features, summarised by
+   `covid-edge convert` in ood_stats.npz: a probabilistic-PCA distance (Mahalanobis in the top
+   principal components plus the scaled residual), refused above a high quantile of the
+   validation X-rays' distances.
+
+numpy only: the device imports this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..model_card import sha256_file
+
+NOT_CHEST_XRAY = "not a chest X-ray"
+OOD_STATS_FILENAME = "ood_stats.npz"
+CARD_KEY = "ood_guard"
+
+# Chest X-rays are gray (colourfulness 0 in every training image); natural photos measure 25
+# to 130 (Hasler & Suesstrunk call 15 "slightly colourful"). Leaves room for the colour cast of
+# a phone photo of a film on a light box.
+COLOURFULNESS_MAX = 15.0
+# Grey-level standard deviation of the model-size picture; the training X-rays have at least
+# about 16 (median 61).
+BLANK_STD_MIN = 8.0
+# width / height; chest radiographs are about 0.7 to 1.3.
+ASPECT_RATIO_RANGE = (0.5, 2.0)
+
+
+@dataclass(frozen=True)
+class ImageChecks:
+    colourfulness_max: float = COLOURFULNESS_MAX
+    blank_std_min: float = BLANK_STD_MIN
+    aspect_ratio_min: float = ASPECT_RATIO_RANGE[0]
+    aspect_ratio_max: float = ASPECT_RATIO_RANGE[1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ImageChecks":
+        data = data or {}
+        return cls(**{name: float(data[name]) for name in cls.__dataclass_fields__
+                      if name in data})
+
+    def reason(self, pixels: np.ndarray, colourfulness: float | None = None,
+               size: tuple[int, int] | None = None) -> str | None:
+        """Why the picture cannot be a chest X-ray, or None when it passes.
+
+        pixels: the uint8 model-size picture; colourfulness and size (width, height): of the
+        decoded file (image_io.read_image), None when unknown.
+        """
+        if colourfulness is not None and colourfulness > self.colourfulness_max:
+            return (f"colour image (colourfulness {colourfulness:.0f} > "
+                    f"{self.colourfulness_max:.0f}); chest X-rays are gray")
+        spread = float(np.asarray(pixels, dtype=np.float32).std())
+        if spread < self.blank_std_min:
+            return (f"blank or nearly uniform frame (grey-level spread {spread:.1f} < "
+                    f"{self.blank_std_min:.0f})")
+        if size is not None and min(size) > 0:
+            ratio = size[0] / size[1]
+            if not self.aspect_ratio_min <= ratio <= self.aspect_ratio_max:
+                return (f"aspect ratio {size[0]}x{size[1]} (width/height {ratio:.2f}) is outside "
+                        f"{self.aspect_ratio_min:g}-{self.aspect_ratio_max:g}")
+        return None
+
+
+@dataclass(frozen=True)
+class FeatureDistance:
+    """Probabilistic PCA of the training X-rays' features.
+
+    distance(f)^2 = sum_i z_i^2 / variance_i + |residual|^2 / residual_variance, where z are
+    the coordinates of f - mean on the top principal components and the residual is what those
+    components do not explain (Tipping & Bishop 1999: the model's negative log-likelihood up to
+    constants). Features unlike any training X-ray score high in one term or the other.
+    """
+
+    mean: np.ndarray  # (d,)
+    components: np.ndarray  # (k, d), orthonormal rows
+    variances: np.ndarray  # (k,)
+    residual_variance: float
+    threshold: float  # refuse when distance > threshold
+    quantile: float  # of the validation distances the threshold is
+
+    def distance(self, features: np.ndarray) -> np.ndarray | float:
+        """(..., d) features -> (...) distances (a float for one feature vector)."""
+        features = np.asarray(features, dtype=np.float64)
+        centred = features - self.mean
+        projected = centred @ self.components.T.astype(np.float64)
+        residual = np.maximum((centred ** 2).sum(axis=-1) - (projected ** 2).sum(axis=-1), 0.0)
+        squared = (projected ** 2 / self.variances).sum(axis=-1) + residual / self.residual_variance
+        distances = np.sqrt(squared)
+        return float(distances) if distances.ndim == 0 else distances
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        with open(path, "wb") as handle:  # np.savez would append .npz to a str name
+            np.savez(handle, mean=self.mean.astype(np.float32),
+                     components=self.components.astype(np.float32),
+                     variances=self.variances.astype(np.float64),
+                     residual_variance=np.float64(self.residual_variance),
+                     threshold=np.float64(self.threshold), quantile=np.float64(self.quantile))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureDistance":
+        with np.load(path, allow_pickle=False) as data:
+            loaded = cls(mean=data["mean"].astype(np.float64),
+                         components=data["components"].astype(np.float64),
+                         variances=data["variances"].astype(np.float64),
+                         residual_variance=float(data["residual_variance"]),
+                         threshold=float(data["threshold"]), quantile=float(data["quantile"]))
+        k, d = loaded.components.shape
+        if loaded.mean.shape != (d,) or loaded.variances.shape != (k,):
+            raise ValueError("inconsistent array shapes")
+        return loaded
+
+
+class Guard:
+    """The checks one model runs; `features` is None when the feature test cannot run (the
+    model has no feature output or its card no statistics), and `notes` says why."""
+
+    def __init__(self, checks: ImageChecks, features: FeatureDistance | None,
+                 notes: list[str] | None = None):
+        self.checks = checks
+        self.features = features
+        self.notes = notes or []
+
+    @classmethod
+    def from_card(cls, card: dict, models_dir: Path, feature_dim: int | None) -> "Guard":
+        """The guard the card describes. feature_dim: the size of the model's feature output,
+        None when it has none. Problems disable the feature test with a note, never the
+        model: a card written before the guard existed still classifies."""
+        entry = card.get(CARD_KEY) or {}
+        checks = ImageChecks.from_dict(entry.get("image_checks"))
+        if feature_dim is None:
+            return cls(checks, None, [
+                "this model has no feature output (converted before the out-of-distribution "
+                "guard): only the image checks (colour, blank frame, aspect ratio) run; "
+                "re-run `covid-edge convert` for the feature-distance test"])
+        stats_file = entry.get("stats_file")
+        if not stats_file:
+            return cls(checks, None, [
+                "the model card has no out-of-distribution statistics: only the image checks "
+                "run; re-run `covid-edge convert` for the feature-distance test"])
+        path = Path(models_dir) / stats_file
+        try:
+            features = FeatureDistance.load(path)
+        except (OSError, ValueError, KeyError) as exc:
+            return cls(checks, None, [f"{path}: cannot be read ({exc}); the feature-distance "
+                                      "test is off, only the image checks run"])
+        notes = []
+        if features.feature_dim != feature_dim:
+            return cls(checks, None, [f"{path.name} is for {features.feature_dim} features but "
+                                      f"the model gives {feature_dim}; the feature-distance "
+                                      "test is off"])
+        expected = entry.get("stats_sha256")
+        if expected and sha256_file(path) != expected:
+            notes.append(f"{path.name} differs from the file its model card describes "
+                         "(sha256 mismatch): the guard's threshold may not apply")
+        return cls(checks, features, notes)
+
+    def image_reason(self, pixels, colourfulness=None, size=None) -> str | None:
+        return self.checks.reason(pixels, colourfulness, size)
+
+    def feature_reason(self, features: np.ndarray | None) -> tuple[str | None, float | None]:
+        """(reason or None, distance or None when the test does not run)."""
+        if self.features is None or features is None:
+            return None, None
+        distance = self.features.distance(np.asarray(features).reshape(-1))
+        if distance > self.features.threshold:
+            return (f"features far from the training X-rays (distance {distance:.1f} > "
+                    f"{self.features.threshold:.1f})"), distance
+        return None, distance

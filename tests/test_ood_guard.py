@@ -1,0 +1,246 @@
+"""The out-of-distribution guard: image checks, the feature distance, and `classify` with the
+model under test on real photos, drawn frames, a document and real X-rays."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import CXR, REFERENCE
+from covid_edge.cli import main
+from covid_edge.convert import non_xray
+from covid_edge.convert.ood_fit import fit, with_threshold
+from covid_edge.edge_runtime.classifier import Classifier
+from covid_edge.edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
+                                           Guard, ImageChecks)
+from covid_edge.image_io import read_grayscale, read_image
+from covid_edge.model_card import load_card, sha256_file, write_json
+
+PHOTOS = REFERENCE / "photos"
+
+
+def photos() -> list:
+    if not PHOTOS.is_dir():
+        pytest.skip(f"{PHOTOS} not found")
+    found = sorted(PHOTOS.glob("*.jpg"))
+    assert len(found) == 9
+    return found
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+# -- reading colour -------------------------------------------------------------------------
+
+def test_colourfulness_of_photos_and_xrays(covid_xray, normal_xray):
+    for path in photos():
+        assert read_image(path, (224, 224)).colourfulness > 15, path.name
+    for path in (covid_xray, normal_xray):
+        assert read_image(path, (224, 224)).colourfulness == 0.0
+
+
+def test_colour_jpeg_gray_is_what_a_grayscale_decode_gives(tmp_path):
+    """Measuring colour must not change the picture the model sees: a colour JPEG decoded as
+    YCbCr gives the same Y plane as the old grayscale draft decode, at every draft scale."""
+    rgb = Image.open(photos()[0]).convert("RGB").resize((1400, 1000))
+    path = tmp_path / "colour.jpg"
+    rgb.save(path, quality=90)
+    for target in (96, 224, 700):
+        with Image.open(path) as img:
+            img.draft("L", (2 * target, 2 * target))
+            expected = np.asarray(img.convert("L"))
+        decoded = read_image(path, (target, target))
+        np.testing.assert_array_equal(np.asarray(decoded.gray), expected)
+        assert decoded.gray.mode == "L" and decoded.colourfulness > 15
+        assert decoded.size == (1400, 1000)
+    assert np.array_equal(np.asarray(read_grayscale(path, (224, 224))),
+                          np.asarray(read_image(path, (224, 224)).gray))
+
+
+def test_gray_picture_saved_as_rgb_is_not_colourful(tmp_path, normal_xray):
+    path = tmp_path / "rgb-xray.png"
+    Image.open(normal_xray).convert("RGB").save(path)
+    assert read_image(path, (224, 224)).colourfulness == 0.0
+
+
+# -- image checks ---------------------------------------------------------------------------
+
+def test_image_checks():
+    checks = ImageChecks()
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 256, (96, 96), dtype=np.uint8)
+    assert checks.reason(textured, 0.0, (1000, 1100)) is None
+    assert checks.reason(textured) is None  # nothing known about the file: pixels only
+    assert "colour" in checks.reason(textured, 40.0, (500, 500))
+    for value in (0, 128, 255):
+        assert "blank" in checks.reason(np.full((96, 96), value, np.uint8))
+    assert "aspect ratio" in checks.reason(textured, 0.0, (2100, 1000))
+    assert "aspect ratio" in checks.reason(textured, 0.0, (400, 1000))
+    assert ImageChecks.from_dict({"blank_std_min": 200.0}).reason(textured).startswith("blank")
+
+
+# -- the feature distance -------------------------------------------------------------------
+
+def gaussian_features(n: int, d: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(3.0, 0.05, d)  # a few directions vary a lot, most little
+    return 2.0 + rng.normal(size=(n, d)) * scales
+
+
+def test_feature_distance_accepts_its_distribution_and_refuses_others(tmp_path):
+    stats = fit(gaussian_features(2000), components=8)
+    stats = with_threshold(stats, stats.distance(gaussian_features(1000, seed=1)), 0.99)
+    held_out = stats.distance(gaussian_features(2000, seed=2))
+    assert np.mean(held_out <= stats.threshold) >= 0.98
+    # Shifted off the principal components (caught by the residual), or scaled along them.
+    shifted = gaussian_features(200, seed=3)
+    shifted[:, 8:] += 1.0
+    assert np.mean(stats.distance(shifted) > stats.threshold) >= 0.99
+    scaled = gaussian_features(200, seed=4) * 3.0
+    assert np.mean(stats.distance(scaled) > stats.threshold) >= 0.99
+
+    path = stats.save(tmp_path / OOD_STATS_FILENAME)
+    assert path.stat().st_size < 1_000_000
+    loaded = FeatureDistance.load(path)
+    np.testing.assert_allclose(loaded.distance(shifted), stats.distance(shifted), rtol=1e-5)
+    assert loaded.threshold == stats.threshold and loaded.quantile == 0.99
+
+
+def test_guard_without_features_or_statistics_keeps_the_image_checks(tmp_path):
+    card = {"ood_guard": {"stats_file": OOD_STATS_FILENAME}}
+    guard = Guard.from_card(card, tmp_path, feature_dim=None)
+    assert guard.features is None and "no feature output" in guard.notes[0]
+    guard = Guard.from_card({}, tmp_path, feature_dim=1280)
+    assert guard.features is None and "statistics" in guard.notes[0]
+    guard = Guard.from_card(card, tmp_path, feature_dim=1280)  # the file is missing
+    assert guard.features is None and "cannot be read" in guard.notes[0]
+    stats = fit(gaussian_features(100), components=4)
+    stats.save(tmp_path / OOD_STATS_FILENAME)
+    card["ood_guard"]["stats_sha256"] = "0" * 64
+    guard = Guard.from_card(card, tmp_path, feature_dim=64)
+    assert guard.features is not None and "sha256" in guard.notes[0]
+    assert Guard.from_card(card, tmp_path, feature_dim=32).features is None  # wrong size
+
+
+def test_non_xray_set_is_real_and_offline(tmp_path):
+    images = non_xray.build(tmp_path, [PHOTOS] if PHOTOS.is_dir() else [])
+    names = [image.name for image in images]
+    assert len(names) == len(set(names))
+    kinds = non_xray.sources(images)
+    assert kinds["synthetic (drawn by covid-edge)"] == 9
+    assert any(image.gray_copy for image in images)
+    for image in images:
+        assert image.path.is_file()
+
+
+# -- with the model under test ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def guarded_model(models_dir) -> Classifier:
+    card = load_card(models_dir / "model_card.json")
+    if "ood_guard" not in card:
+        pytest.skip("the model under test was converted before the guard existed")
+    return Classifier.load(models_dir)
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drawn")
+    return {path.name: path for path in non_xray.synthetic_frames(folder)}
+
+
+def test_model_has_a_feature_output_and_statistics(guarded_model, model_card):
+    assert guarded_model.feature_details is not None
+    assert guarded_model.guard.features is not None and not guarded_model.guard.notes
+    entry = model_card["ood_guard"]
+    assert entry["stats_sha256"] == sha256_file(guarded_model.model_path.parent
+                                                / entry["stats_file"])
+    assert guarded_model.guard.features.threshold == pytest.approx(entry["threshold"])
+
+
+def test_guard_refuses_the_photos(guarded_model):
+    for path in photos():
+        prediction = guarded_model.classify_file(path)
+        assert prediction.ok and prediction.verdict == NOT_CHEST_XRAY, path.name
+        assert prediction.probability is None and prediction.reason
+
+
+def test_guard_refuses_blank_frames_and_documents(guarded_model, drawn):
+    for name in ("blank-black.png", "blank-white.png", "blank-grey.png",
+                 "blank-grey-sensor-noise.png"):
+        prediction = guarded_model.classify_file(drawn[name])
+        assert prediction.verdict == NOT_CHEST_XRAY and "blank" in prediction.reason, name
+    for name in ("document-a4.png", "document-screenshot.png"):
+        prediction = guarded_model.classify_file(drawn[name])
+        assert prediction.verdict == NOT_CHEST_XRAY, (name, prediction.ood_distance)
+
+
+def test_guard_accepts_real_xrays(guarded_model, models_dir, some_xrays):
+    """Held-out X-rays of the model's own test split (training/split.csv beside the card)."""
+    split_csv = models_dir / "training" / "split.csv"
+    tested = list(some_xrays)
+    if split_csv.is_file():
+        with open(split_csv, newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+        tested += [CXR / row["path"] for row in rows[::max(1, len(rows) // 60)]]
+    verdicts = [guarded_model.classify_file(path) for path in tested]
+    accepted = [p for p in verdicts if p.verdict in ("covid", "normal")]
+    assert len(accepted) >= 0.95 * len(tested), [(p.path, p.reason) for p in verdicts
+                                                  if p.verdict == NOT_CHEST_XRAY]
+    for prediction in accepted:
+        assert prediction.ood_distance <= guarded_model.guard.features.threshold
+        assert 0.0 <= prediction.probability <= 1.0
+
+
+def test_classify_answers_not_a_chest_xray_with_a_reason(guarded_model, models_dir, covid_xray):
+    photo = photos()[1]
+    result = run_cli("classify", photo, covid_xray, "--model", models_dir, "--json")
+    assert result.exit_code == 0, result.output  # a refusal is an answer, not a failure
+    document = json.loads(result.stdout)
+    refused, xray = document["results"]
+    assert refused["verdict"] == NOT_CHEST_XRAY and refused["reason"]
+    assert refused["probability"] is None and refused["raw_probability"] is None
+    assert refused["error"] is None
+    assert xray["verdict"] in ("covid", "normal") and xray["reason"] is None
+    assert document["summary"]["not_chest_xray"] == 1 and document["summary"]["classified"] == 1
+    assert document["model"]["guard"]["enabled"] and document["model"]["guard"]["feature_test"]
+
+    human = run_cli("classify", photo, "--model", models_dir)
+    assert human.exit_code == 0
+    assert f"{NOT_CHEST_XRAY}: colour" in human.stdout and str(photo) in human.stdout
+    assert f"1 {NOT_CHEST_XRAY}" in human.stdout
+
+    table = run_cli("classify", photo, "--model", models_dir, "--csv", "-")
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert rows[0]["verdict"] == NOT_CHEST_XRAY and rows[0]["reason"]
+
+
+def test_no_guard_gives_a_verdict_for_a_photo(models_dir):
+    photo = photos()[0]
+    result = run_cli("classify", photo, "--model", models_dir, "--json", "--no-guard")
+    assert result.exit_code == 0
+    document = json.loads(result.stdout)
+    assert document["results"][0]["verdict"] in ("covid", "normal")
+    assert 0.0 <= document["results"][0]["probability"] <= 1.0
+    assert not document["model"]["guard"]["enabled"]
+    assert "guard" in run_cli("classify", "--help").stdout.lower()
+
+
+def test_stats_file_that_does_not_match_the_card_is_reported(guarded_model, models_dir,
+                                                             tmp_path, covid_xray):
+    card = load_card(models_dir / "model_card.json")
+    entry = card["variants"][card.get("default_variant", "int8")]
+    shutil.copy(models_dir / entry["file"], tmp_path / entry["file"])
+    shutil.copy(models_dir / card["ood_guard"]["stats_file"], tmp_path / OOD_STATS_FILENAME)
+    card["ood_guard"]["stats_sha256"] = "0" * 64
+    write_json(card, tmp_path)
+    result = run_cli("classify", covid_xray, "--model", tmp_path)
+    assert result.exit_code == 0 and "sha256" in result.stderr
