@@ -330,7 +330,9 @@ def fake_latency_report(sha_by_label: dict[str, str]) -> dict:
     return {"schema": "covid-edge/bench-latency/1", "created": "2026-01-01T00:00:00+00:00",
             "settings": {"runtimes": ["ai_edge_litert"]},
             "device": {"cpu_model": "Test CPU", "usable_cores": 2}, "warnings": [],
-            "models": [{"label": label, "sha256": sha} for label, sha in sha_by_label.items()],
+            "models": [{"label": label, "sha256": sha, "path": f"{label}.tflite", "bytes": 1000,
+                        "role": "reference" if label == "reference" else "ours"}
+                       for label, sha in sha_by_label.items()],
             "results": results, "_path": "latency.json"}
 
 
@@ -354,7 +356,8 @@ def test_report_with_latency_has_the_column_and_its_plots(drift_run, tmp_path):
     from covid_edge.benchmarks.drift_report import write_report
 
     report, _ = drift_run
-    latency = fake_latency_report({v["name"]: v["sha256"] for v in report["variants"]})
+    latency = fake_latency_report({**{v["name"]: v["sha256"] for v in report["variants"]},
+                                   "reference": "google"})
     sources = [drifting.Source(v["name"], "tflite", v["path"], v["bytes"], v["sha256"])
                for v in report["variants"]]
     joined = drifting.latency_for(sources, latency)
@@ -365,6 +368,7 @@ def test_report_with_latency_has_the_column_and_its_plots(drift_run, tmp_path):
     assert note is None
     text = (tmp_path / "out" / MARKDOWN_NAME).read_text()
     assert "p50 ms, 1 thread |" in text and "measured on Test CPU" in text
+    assert "| reference (speed only) | 0.00 | - |" in text  # Google's model: speed only
     names = {p.name for p in files if p.suffix == ".png"}
     assert set(PLOT_NAMES) <= names
     assert "latency_inference_ai_edge_litert.png" in names

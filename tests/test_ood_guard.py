@@ -19,7 +19,7 @@ from covid_edge.convert import non_xray
 from covid_edge.convert.ood_fit import fit, with_threshold
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
-                                           Guard, ImageChecks)
+                                           Guard, ImageChecks, fine_detail)
 from covid_edge.image_io import read_grayscale, read_image
 from covid_edge.model_card import load_card, sha256_file, write_json
 
@@ -85,6 +85,16 @@ def test_image_checks():
     assert "aspect ratio" in checks.reason(textured, 0.0, (2100, 1000))
     assert "aspect ratio" in checks.reason(textured, 0.0, (400, 1000))
     assert ImageChecks.from_dict({"blank_std_min": 200.0}).reason(textured).startswith("blank")
+    # Fine detail: noise is refused once the card sets a limit; a smooth picture is not.
+    fitted = ImageChecks.from_dict({"detail_max": 0.25})
+    assert fitted.reason(textured).startswith("noise or fine texture")
+    y, x = np.mgrid[0:96, 0:96]
+    smooth = (128 + 60 * np.sin(x / 9.0) * np.cos(y / 13.0)).astype(np.uint8)
+    assert fine_detail(smooth) < 0.1 and fitted.reason(smooth) is None
+    ramp = np.repeat(np.linspace(0, 255, 96)[:, None], 96, axis=1).astype(np.uint8)
+    assert ImageChecks(detail_min=0.01).reason(ramp).startswith("featureless")
+    assert ImageChecks(detail_min=0.01).reason(smooth) is None
+    assert ImageChecks.from_dict({"detail_max": None}).detail_max is None
 
 
 # -- the feature distance -------------------------------------------------------------------

@@ -73,6 +73,12 @@ def variant_rows(report: dict) -> list[list[str]]:
         if has_latency(report):
             row.append(_ms((v.get("latency") or {}).get("p50_ms")))
         rows.append(row)
+    latency_reference = (report.get("latency") or {}).get("reference")
+    if latency_reference and has_latency(report):
+        # Not our model: its speed only, the yardstick `bench latency --reference` measured.
+        rows.append([f"{latency_reference['name']} (speed only)",
+                     f"{latency_reference['bytes'] / 1e6:.2f}", *["-"] * 8,
+                     _ms(latency_reference["p50_ms"])])
     return rows
 
 
@@ -165,6 +171,11 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
         lines += ["", f"*p50 ms* is inference alone at 1 thread (XNNPACK on where measured), "
                       f"from `{latency['path']}`, **measured on {latency['device']}** "
                       f"({latency['cores']} cores) on {latency['created']}."]
+        if latency.get("reference"):
+            lines[-1] += (" The *speed only* row is the model given to `bench latency "
+                          "--reference` (Google's ImageNet MobileNetV2 has our backbone).")
+        if latency.get("warnings"):
+            lines += [""] + [f"- **Latency warning: {w}**" for w in latency["warnings"]]
     # A "|" in a header would end the cell: escape it as the rows' cells are.
     columns = [c.replace("|", "\\|") for c in variant_columns(report)]
     lines += ["", _markdown_table(columns, variant_rows(report)), ""]
@@ -257,11 +268,19 @@ def plot_variants(report: dict, path: Path) -> None:
                       transform=speed_ax.transAxes, fontsize=8)
         speed_ax.set_xlabel("p50 inference ms, 1 thread")
     width = 0.27
+    shown = []
     for k, (key, label) in enumerate((("accuracy", "accuracy"), ("roc_auc", "ROC AUC"),
                                       ("sensitivity", "sensitivity"))):
-        score_ax.barh([i + (k - 1) * width for i in positions],
-                      [v["metrics"][key] for v in variants], height=width, label=label)
-    score_ax.set_xlim(0, 1.0)
+        values = [v["metrics"][key] for v in variants]
+        where = [i + (k - 1) * width for i in positions]
+        score_ax.barh(where, values, height=width, label=label)
+        for y, value in zip(where, values):
+            score_ax.text(value, y, f" {value:.4f}", va="center", fontsize=6)
+        shown += [value for value in values if value == value]  # not NaN
+    # Variants differ in the third digit: an axis from 0 would hide it.
+    low = max(0.0, (min(shown, default=0.0) - 0.05) // 0.05 * 0.05)
+    score_ax.set_xlim(low, 1.04)  # room for the labels
+    score_ax.set_xticks([t for t in score_ax.get_xticks() if low <= t <= 1.0 + 1e-9])
     score_ax.set_xlabel(f"at threshold {report['model']['threshold']:.3g}, "
                         f"{report['n_images']} images")
     score_ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)

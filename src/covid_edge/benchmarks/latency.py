@@ -194,7 +194,10 @@ def measure(job: Job) -> dict:
     outputs = interpreter.get_output_details()
     if len(inputs) != 1 or len(inputs[0]["shape"]) != 4:
         raise MeasurementError("covid-edge benchmarks models with one image input [1,H,W,C]")
-    in_detail, out_detail = inputs[0], outputs[0]
+    # A covid-edge model may also output its pooled features (for the OOD guard): time the
+    # same invoke, but read the probability, the one-value output.
+    in_detail = inputs[0]
+    out_detail = next((d for d in outputs if int(np.prod(d["shape"])) == 1), outputs[0])
     spec, variant = spec_for(model_file, in_detail["shape"])
 
     def prepare(path) -> np.ndarray:

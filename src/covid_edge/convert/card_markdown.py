@@ -193,7 +193,11 @@ def _guard(card: dict) -> list[str]:
         f"- Image checks, before the model runs: colourfulness (Hasler-Suesstrunk, on the "
         f"decoded file) above {checks['colourfulness_max']:g}; grey-level spread (standard "
         f"deviation of the model-size picture) below {checks['blank_std_min']:g}; aspect ratio "
-        f"(width/height) outside {checks['aspect_ratio_min']:g}-{checks['aspect_ratio_max']:g}.",
+        f"(width/height) outside {checks['aspect_ratio_min']:g}-{checks['aspect_ratio_max']:g}"
+        + (f"; fine detail (mean absolute difference from a radius-2 Gaussian blur over the "
+           f"standard deviation: noise, gravel, print) above {checks['detail_max']:.3f} or "
+           f"below {checks.get('detail_min') or 0:.3f} (a smooth gradient) "
+           f"({guard['image_checks_fitted']})" if checks.get("detail_max") else "") + ".",
         f"- Feature test, after: {guard['features']}; probabilistic PCA with "
         f"{guard['components']} components ({_pct(guard['explained_variance'])} of the "
         f"variance) fitted on {fitted['train_images']} training images (of "
@@ -219,6 +223,16 @@ def _guard(card: dict) -> list[str]:
         "feature test without the colour check): "
         + "; ".join(f"{source}: {n}" for source, n in other["sources"].items()) + ".",
     ]
+    by_label = test.get("refused_by_label") or {}
+    positives = card["data"]["split_counts"]["test"]["covid"]
+    if by_label:
+        lines.append(
+            f"Test X-rays refused: {len(test.get('refused', []))} ("
+            + ", ".join(f"{label} {n}" for label, n in sorted(by_label.items())) + "; listed "
+            "in model_card.json). A refusal asks for another picture rather than answering "
+            f"normal, but counted as a miss it would cost {by_label.get('covid', 0)} of the "
+            f"{positives} COVID test cases ({_pct(by_label.get('covid', 0) / max(positives, 1))}"
+            " points of sensitivity).")
     passed = [row["image"] for row in other["per_image"] if not row["rejected"]]
     lines.append("Accepted as chest X-rays (guard misses): "
                  + (", ".join(f"`{name}`" for name in passed) if passed else "none") + ".")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
-                                  ImageChecks)
+from ..edge_runtime.guard import (DETAIL_MARGIN, NOT_CHEST_XRAY, OOD_STATS_FILENAME,
+                                  FeatureDistance, ImageChecks, fine_detail)
 from ..image_io import ImageReadError, read_image
 from ..model_card import sha256_file
 from ..preprocess import load_pixels, resize_gray
@@ -31,12 +31,15 @@ DEFAULT_QUANTILE = 0.995
 DEFAULT_TRAIN_IMAGES = 2000
 
 
-def collect(classifier, data_dir: Path, items, progress, label: str
+def collect(classifier, data_dir: Path, items, progress, label: str, details: list | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-    """(model probabilities (n,), features (n, d)) of labelled items, guard off."""
+    """(model probabilities (n,), features (n, d)) of labelled items, guard off; appends each
+    picture's fine detail to `details` when given."""
     probabilities, features = [], []
     for item in progress(items, label):
         pixels = load_pixels(Path(data_dir) / item.path, classifier.spec)
+        if details is not None:
+            details.append(fine_detail(pixels))
         _, probability, feature, _ = classifier.infer_with_features(
             classifier.prepare_input(pixels))
         if feature is None:
@@ -90,8 +93,9 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.permutation(len(train_items))[:train_images])
     subset = [train_items[i] for i in chosen]
+    details: list[float] = []
     _, train_features = collect(classifier, data_dir, subset, progress,
-                                f"guard: training features ({classifier.variant})")
+                                f"guard: training features ({classifier.variant})", details)
     val_probabilities, val_features = collect(classifier, data_dir, val_items, progress,
                                               f"guard: validation ({classifier.variant})")
     stats = fit(train_features, components)
@@ -99,7 +103,8 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
     stats = with_threshold(stats, val_distances, quantile)
     path = stats.save(Path(out_dir) / OOD_STATS_FILENAME)
     train_distances = stats.distance(train_features)
-    checks = ImageChecks()
+    checks = ImageChecks(detail_max=DETAIL_MARGIN * max(details),
+                         detail_min=min(details) / DETAIL_MARGIN)
     entry = {
         "method": "cheap image checks (colour, blank frame, aspect ratio), then a probabilistic-"
                   "PCA distance of the model's pooled penultimate features (its second "
@@ -108,6 +113,11 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                   "others",
         "verdict": NOT_CHEST_XRAY,
         "image_checks": checks.to_dict(),
+        "image_checks_fitted": f"detail_max = {DETAIL_MARGIN} x the largest fine detail of the "
+                               f"{len(details)} training X-rays ({max(details):.3f}), "
+                               f"detail_min = their smallest ({min(details):.3f}) / "
+                               f"{DETAIL_MARGIN} (median {float(np.median(details)):.3f}); the "
+                               "other limits are fixed",
         "features": f"{stats.feature_dim} pooled penultimate (GlobalAveragePooling2D) features, "
                     f"as the {classifier.variant} model outputs them",
         "stats_file": path.name,
@@ -141,7 +151,7 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
     (`guarded.classify_file`); the feature test alone is measured with `plain` (guard off)."""
     progress = progress or (lambda items, label: items)
     stats = guarded.guard.features
-    test_distances, reasons, refused = [], {}, []
+    test_distances, reasons, refused, refused_by_label = [], {}, [], {}
     accepted = 0
     for item in progress(test_items, f"guard: test X-rays ({guarded.variant})"):
         prediction = guarded.classify_file(Path(data_dir) / item.path)
@@ -151,13 +161,14 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
             kind = _reason_kind(prediction.reason)
             reasons[kind] = reasons.get(kind, 0) + 1
             refused.append(item.path)
+            refused_by_label[item.label] = refused_by_label.get(item.label, 0) + 1
         else:
             accepted += 1
         if prediction.ood_distance is not None:
             test_distances.append(prediction.ood_distance)
     test = {"images": len(test_items), "accepted": accepted,
             "acceptance": accepted / max(len(test_items), 1), "rejected_by": reasons,
-            "refused": refused,
+            "refused": refused, "refused_by_label": refused_by_label,
             "distance_percentiles": _percentiles(np.array(test_distances))}
 
     images = non_xray.build(scratch, list(non_xray_dirs), seed=seed)
@@ -211,7 +222,7 @@ def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
 def _reason_kind(reason: str | None) -> str:
     if not reason:
         return "none"
-    for kind in ("colour", "blank", "aspect", "features"):
+    for kind in ("colour", "blank", "aspect", "noise", "featureless", "features"):
         if reason.startswith(kind):
             return kind
     return reason.split(" ")[0]

@@ -5,14 +5,15 @@ the guard runs two kinds of test, and any failure answers NOT_CHEST_XRAY with a 
 
 1. Cheap image checks, before the model runs: colour (chest X-rays are gray; measured on the
    decoded file, before conversion to gray throws the colour away), a blank or nearly uniform
-   frame, and an aspect ratio no chest X-ray has.
+   frame, an aspect ratio no chest X-ray has, and noise or fine texture (more fine detail than
+   any training X-ray has at the model's size).
 2. A feature distance, after the model runs: the model's own pooled penultimate features (a
    second output of the TFLite file) against the training X-rays' features, summarised by
    `covid-edge convert` in ood_stats.npz: a probabilistic-PCA distance (Mahalanobis in the top
    principal components plus the scaled residual), refused above a high quantile of the
    validation X-rays' distances.
 
-numpy only: the device imports this.
+numpy and Pillow only: the device imports this.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from ..model_card import sha256_file
 
@@ -37,6 +39,23 @@ COLOURFULNESS_MAX = 15.0
 BLANK_STD_MIN = 8.0
 # width / height; chest radiographs are about 0.7 to 1.3.
 ASPECT_RATIO_RANGE = (0.5, 2.0)
+# Fine detail: mean |picture - its Gaussian blur (radius 2)| / its standard deviation, on the
+# model-size picture. X-rays are smooth at 224 px (training maximum about 0.18) but not
+# featureless (minimum about 0.02); sensor noise, gravel, grass or printed text score 0.3 to 0.8,
+# a smooth gradient 0. The limits are fitted at convert time.
+DETAIL_BLUR_RADIUS = 2.0
+DETAIL_MARGIN = 1.3  # limits = the training X-rays' maximum times this, minimum divided by it
+
+
+def fine_detail(pixels: np.ndarray) -> float:
+    """How much of the picture's contrast is in fine detail (0 = smooth)."""
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    blurred = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DETAIL_BLUR_RADIUS))
+    values = pixels.astype(np.float32)
+    spread = float(values.std())
+    if spread == 0.0:
+        return 0.0
+    return float(np.abs(values - np.asarray(blurred, dtype=np.float32)).mean()) / spread
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,8 @@ class ImageChecks:
     blank_std_min: float = BLANK_STD_MIN
     aspect_ratio_min: float = ASPECT_RATIO_RANGE[0]
     aspect_ratio_max: float = ASPECT_RATIO_RANGE[1]
+    detail_max: float | None = None  # fitted on the training X-rays; None: not checked
+    detail_min: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,8 +73,8 @@ class ImageChecks:
     @classmethod
     def from_dict(cls, data: dict | None) -> "ImageChecks":
         data = data or {}
-        return cls(**{name: float(data[name]) for name in cls.__dataclass_fields__
-                      if name in data})
+        return cls(**{name: None if data[name] is None else float(data[name])
+                      for name in cls.__dataclass_fields__ if name in data})
 
     def reason(self, pixels: np.ndarray, colourfulness: float | None = None,
                size: tuple[int, int] | None = None) -> str | None:
@@ -74,6 +95,14 @@ class ImageChecks:
             if not self.aspect_ratio_min <= ratio <= self.aspect_ratio_max:
                 return (f"aspect ratio {size[0]}x{size[1]} (width/height {ratio:.2f}) is outside "
                         f"{self.aspect_ratio_min:g}-{self.aspect_ratio_max:g}")
+        if self.detail_max is not None or self.detail_min is not None:
+            detail = fine_detail(pixels)
+            if self.detail_max is not None and detail > self.detail_max:
+                return (f"noise or fine texture (fine detail {detail:.2f} > "
+                        f"{self.detail_max:.2f}); chest X-rays are smooth at this size")
+            if self.detail_min is not None and detail < self.detail_min:
+                return (f"featureless picture (fine detail {detail:.3f} < "
+                        f"{self.detail_min:.3f}): a smooth gradient or an out-of-focus frame")
         return None
 
 

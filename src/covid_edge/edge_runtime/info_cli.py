@@ -94,7 +94,28 @@ def model_report(model_path: Path | None) -> dict:
         "variants": variants,
         "devices": card.get("devices"),
         "samples": samples,
+        "ood_guard": _guard_summary(card.get("ood_guard")),
+        "calibration": _calibration_summary(card.get("calibration")),
     }
+
+
+def _guard_summary(guard: dict | None) -> dict | None:
+    if not guard:
+        return None
+    summary = {key: guard.get(key) for key in ("stats_file", "components", "threshold",
+                                               "quantile", "validation_acceptance")}
+    summary["test_acceptance"] = (guard.get("test") or {}).get("acceptance")
+    other = guard.get("non_xray") or {}
+    summary["non_xray_rejection"] = other.get("rejection")
+    summary["non_xray_images"] = other.get("images")
+    return summary
+
+
+def _calibration_summary(calibration: dict | None) -> dict | None:
+    if not calibration:
+        return None
+    return {key: calibration.get(key) for key in ("temperature", "threshold", "ece_before",
+                                                  "ece_after")}
 
 
 @click.command(epilog=f"""\b
@@ -140,6 +161,19 @@ def _print_model(model: dict) -> None:
                f"P({model['positive_label']}) >= threshold")
     if model["threshold_rule"]:
         click.echo(f"    rule: {model['threshold_rule']}")
+    calibration = model.get("calibration")
+    if calibration:
+        click.echo(f"  calibration: temperature {calibration['temperature']:.3f}; shown "
+                   f"threshold {calibration['threshold']:.4f}; test ECE "
+                   f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+    guard = model.get("ood_guard")
+    if guard:
+        click.echo(f"  out-of-distribution guard: feature distance <= {guard['threshold']:.2f} "
+                   f"({guard['components']} components); test X-rays accepted "
+                   f"{guard['test_acceptance']:.1%}, non-X-ray images refused "
+                   f"{guard['non_xray_rejection']:.1%} of {guard['non_xray_images']}")
+    else:
+        click.echo("  out-of-distribution guard: image checks only (no statistics in the card)")
     click.echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"
                f", {spec.get('resize_filter')} resize, x = pixel * {spec.get('scale'):.6g} "
                f"{'-' if spec.get('offset', 0) < 0 else '+'} {abs(spec.get('offset', 0)):g}")

@@ -9,6 +9,7 @@ import click
 
 from ..edge_runtime.classifier import Classifier, ModelError, ModelIntegrityWarning, \
     default_threads
+from ..edge_runtime.devices import DEVICES
 from ..edge_runtime.interpreter import RUNTIME_NAMES
 from .inference import SharedClassifier
 
@@ -16,7 +17,17 @@ EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE = 0, 2, 3, 4
 
 
 def model_options(command):
-    """--model, --threads, --runtime, as `covid-edge classify` has them."""
+    """--model, --threads, --runtime, --device, --no-guard, as `covid-edge classify` has them."""
+    command = click.option(
+        "--no-guard", is_flag=True,
+        help="Turn the out-of-distribution guard off: every image gets covid or normal, even "
+             "a photo or a blank frame (e.g. for a camera whose frames the guard refuses).",
+    )(command)
+    command = click.option(
+        "--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+        help="cpu; edgetpu: a Coral Edge TPU (the model's _edgetpu.tflite build); auto: the "
+             "Edge TPU when present, else the CPU, with a notice.",
+    )(command)
     command = click.option(
         "--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
         help=f"TFLite interpreter. Default: the first installed of {', '.join(RUNTIME_NAMES)}."
@@ -34,16 +45,20 @@ def model_options(command):
 
 
 def load_shared_classifier(model_path: Path | None, runtime_name: str | None,
-                           threads: int | None) -> SharedClassifier:
+                           threads: int | None, device: str = "cpu",
+                           no_guard: bool = False) -> SharedClassifier:
     """Load the model or exit with EXIT_MODEL and a message saying why."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             classifier = Classifier.load(model_path, runtime=runtime_name,
-                                         num_threads=threads or default_threads())
+                                         num_threads=threads or default_threads(),
+                                         device=device, guard=not no_guard)
         except ModelError as exc:
             click.echo(f"error: cannot load the model: {exc}", err=True)
             click.get_current_context().exit(EXIT_MODEL)
+    for notice in classifier.device.notices:
+        click.echo(f"note: {notice}", err=True)
     for warning in caught:
         if issubclass(warning.category, ModelIntegrityWarning):
             click.echo(f"warning: {warning.message}", err=True)

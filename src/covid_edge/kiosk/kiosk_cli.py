@@ -75,7 +75,7 @@ def _resolution(ctx, param, value):
                    "summary.")
 @model_options
 def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmup, as_json,
-          model_path, threads, runtime_name):
+          model_path, threads, runtime_name, device, no_guard):
     """Classify frames from a camera or a folder, one every --interval seconds.
 
     Point a Raspberry Pi camera at an X-ray film on a light box (or at a monitor) and every
@@ -86,7 +86,7 @@ def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmu
         source = open_source(source_spec, resolution, warmup)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
-    shared = load_shared_classifier(model_path, runtime_name, threads)
+    shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard)
 
     def note(message: str) -> None:
         click.echo(message, err=True)

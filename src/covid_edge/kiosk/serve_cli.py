@@ -62,7 +62,8 @@ Needs the serve extra: pip install "covid-edge[serve]".
               help="Keep every classified upload in DIR, with its prediction as JSON beside it. "
                    "Default: uploads are never written to disk.")
 @model_options
-def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_name):
+def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_name, device,
+          no_guard):
     """Serve the upload and prediction pages, the live kiosk page and a JSON API.
 
     Open http://127.0.0.1:8000 in a browser on the device (or point Chromium in kiosk mode at
@@ -85,7 +86,7 @@ def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_
             raise click.BadParameter(f"cannot create {save_uploads}: {exc.strerror}",
                                      param_hint="--save-uploads") from None
 
-    shared = load_shared_classifier(model_path, runtime_name, threads)
+    shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard)
     try:
         listener = _listen(host, port)
     except OSError as exc:
