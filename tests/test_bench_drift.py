@@ -470,6 +470,18 @@ def test_check_fails_on_a_shifted_probability_and_a_changed_sample(models_dir, t
     assert "probability" in report["images"][1]["reason"]
 
 
+def test_check_says_when_saturated_outputs_make_it_coarse(models_dir, model_card, tmp_path):
+    saturated = all(image["raw_output"] in (-128, 127)
+                    for image in model_card["reference_outputs"]["images"])
+    report = json.loads(invoke("check", "--models", models_dir, "--json").stdout)
+    assert bool(report["notes"]) == saturated
+    copy = copy_for_check(models_dir, tmp_path / "models")
+    edit_card(copy, lambda card: [image.update(raw_output=127, probability=127 / 256 + 0.5)
+                                  for image in card["reference_outputs"]["images"]])
+    report = json.loads(invoke("check", "--models", copy, "--json").stdout)
+    assert "only gross differences" in report["notes"][0]
+
+
 def test_check_without_reference_outputs_cannot_run(models_dir, tmp_path):
     copy = copy_for_check(models_dir, tmp_path / "models")
     edit_card(copy, lambda card: card.pop("reference_outputs"))

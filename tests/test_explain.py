@@ -14,10 +14,11 @@ from PIL import Image
 from covid_edge import DISCLAIMER
 from covid_edge.cli import main
 from covid_edge.edge_runtime.classifier import Classifier
-from covid_edge.edge_runtime.explain import (COLOUR_MAP, canvas_size, count_inferences,
-                                             default_patch, default_stride,
-                                             explain_pixels, explain_to_png, occluder_pixels,
-                                             patch_starts)
+from covid_edge.edge_runtime.explain import (COLOUR_MAP, LOG_ODDS, PROBABILITY, canvas_size,
+                                             count_inferences, default_patch, default_stride,
+                                             agreement_tolerance, explain_pixels,
+                                             explain_to_png, final_layer, occluder_pixels,
+                                             patch_starts, sigmoid)
 from covid_edge.preprocess import PreprocessSpec, load_pixels
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -75,6 +76,12 @@ def test_occluders(covid_xray):
 
 # -- the map -------------------------------------------------------------------------------
 
+def score_of(classifier, pixels, kind) -> float:
+    """The score explain_pixels records, computed here from a plain inference."""
+    _, probability, features, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
+    return final_layer(classifier).log_odds(features) if kind == LOG_ODDS else probability
+
+
 def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coarse):
     pixels = load_pixels(covid_xray, classifier.spec)
     explanation = explain_pixels(classifier, pixels, **coarse)
@@ -84,12 +91,18 @@ def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coa
     assert explanation.occluded.shape == (3, 3)
     assert explanation.inferences == count_inferences(height, width, **coarse) == 10
     assert explanation.elapsed_ms >= explanation.invoke_ms > 0
+    # Models with a feature output are explained in log-odds (their probability saturates).
+    expected_kind = LOG_ODDS if classifier.feature_details is not None else PROBABILITY
+    assert explanation.score == expected_kind
 
     plain = classifier.classify_pixels(pixels)
-    assert explanation.probability == plain.probability
+    assert explanation.probability == pytest.approx(plain.probability)  # calibrated, as shown
+    assert explanation.raw_probability == plain.raw_probability
     assert explanation.verdict == plain.verdict
+    assert explanation.threshold == plain.threshold
+    assert explanation.base_score == pytest.approx(score_of(classifier, pixels, expected_kind))
 
-    # Each hidden patch, built independently in pixel space, gives the recorded probability.
+    # Each hidden patch, built independently in pixel space, gives the recorded score.
     hidden = occluder_pixels(pixels, "blur", coarse["patch"])
     starts = patch_starts(height, **coarse)
     for i, top in enumerate(starts):
@@ -97,14 +110,39 @@ def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coa
             trial = pixels.copy()
             window = (slice(top, top + coarse["patch"]), slice(left, left + coarse["patch"]))
             trial[window] = hidden[window]
-            assert classifier.classify_pixels(trial).probability == explanation.occluded[i, j]
-    # A corner pixel lies under one patch only: its score is that patch's drop in probability.
+            assert score_of(classifier, trial, expected_kind) == pytest.approx(
+                explanation.occluded[i, j], abs=1e-5)
+    # A corner pixel lies under one patch only: its score is that patch's drop.
     assert explanation.heatmap[0, 0] == pytest.approx(
-        explanation.probability - explanation.occluded[0, 0], abs=1e-6)
+        explanation.base_score - explanation.occluded[0, 0], abs=1e-4)
     # Every score is a mean of drops, so it lies within their range.
-    drops = explanation.probability - explanation.occluded
-    assert drops.min() - 1e-6 <= explanation.heatmap.min()
-    assert explanation.heatmap.max() <= drops.max() + 1e-6
+    drops = explanation.base_score - explanation.occluded
+    assert drops.min() - 1e-4 <= explanation.heatmap.min()
+    assert explanation.heatmap.max() <= drops.max() + 1e-4
+
+
+def test_log_odds_from_the_last_layer_give_the_models_probability(classifier, covid_xray,
+                                                                    normal_xray):
+    """sigmoid(features . w + b) must be the model's own probability output (to its int8
+    rounding) over the whole range, including the uncertain middle where the output is not
+    saturated: blends of a covid and a normal X-ray get there."""
+    head = final_layer(classifier)
+    if classifier.feature_details is None:
+        assert head is None
+        pytest.skip("this model has no feature output: maps are in probability")
+    assert head is not None
+    covid, normal = (load_pixels(p, classifier.spec).astype(np.float64)
+                     for p in (covid_xray, normal_xray))
+    tolerance = agreement_tolerance(head, classifier)
+    assert tolerance < 0.06  # the model's rounding, not a loose test
+    probabilities = []
+    for weight in np.linspace(0.0, 1.0, 21):
+        blend = np.rint(weight * covid + (1 - weight) * normal).astype(np.uint8)
+        _, probability, features, _ = classifier.infer_with_features(
+            classifier.prepare_input(blend))
+        assert abs(sigmoid(head.log_odds(features)) - probability) <= tolerance
+        probabilities.append(probability)
+    assert min(probabilities) < 0.5 < max(probabilities)
 
 
 def test_map_is_deterministic(classifier, normal_xray, coarse):
@@ -120,7 +158,7 @@ def test_hiding_nothing_changes_nothing(classifier, occluder, coarse):
     any colour would come from the method, not from the model."""
     pixels = np.full((classifier.spec.height, classifier.spec.width), 90, dtype=np.uint8)
     explanation = explain_pixels(classifier, pixels, occluder=occluder, **coarse)
-    assert np.all(explanation.occluded == explanation.probability)
+    assert np.all(explanation.occluded == np.float32(explanation.base_score))
     assert not explanation.heatmap.any()
 
 
@@ -210,3 +248,20 @@ def test_explain_imports_no_tensorflow_or_matplotlib(models_dir, covid_xray, tmp
                                   "--json"])
     assert report["codes"] == [0] and report["loaded"] == []
     assert (tmp_path / "h.png").is_file()
+
+
+def test_explain_refuses_what_the_guard_calls_no_chest_xray(models_dir, classifier, tmp_path,
+                                                            coarse):
+    from conftest import REFERENCE
+    photos = sorted((REFERENCE / "photos").glob("*.jpg"))
+    if classifier.guard is None or not photos:
+        pytest.skip("no out-of-distribution guard in this model card, or no photos")
+    options = ["-o", tmp_path / "h.png", "--model", models_dir, "--patch", coarse["patch"],
+               "--stride", coarse["stride"]]
+    refused = run_cli("explain", photos[0], *options)
+    if refused.exit_code == EXIT_OK:
+        pytest.skip(f"the guard lets {photos[0].name} through")
+    assert refused.exit_code == EXIT_UNREADABLE and "not a chest X-ray" in refused.stderr
+    assert "--no-guard" in refused.stderr and not (tmp_path / "h.png").exists()
+    forced = run_cli("explain", photos[0], *options, "--no-guard")
+    assert forced.exit_code == EXIT_OK and (tmp_path / "h.png").is_file()

@@ -98,8 +98,76 @@ def test_conversion_writes_checked_variants_and_card(export_dir):
     # The preprocessing offset makes the int8 input exactly pixel - 128: nothing lost.
     assert int8["input_quantization"]["zero_point"] == 0 and int8["input_lossless"]
     assert int8["bytes"] < card["variants"]["float32"]["bytes"] / 3
+    # On by default: 52 convolutions of MobileNetV2 and the dense head.
+    assert int8["bias_correction"]["applied"] and int8["bias_correction"]["layers"] == 53
+    assert int8["bias_correction"]["images"] == 20
     for name in ("training_curves.png", "split.csv"):
         assert (export_dir / "training" / name).is_file()
+
+
+def test_bias_correction_centres_int8_features_on_the_float_model(run_dir, tmp_path):
+    """Only biases change, and the int8 features' mean offset from the float features shrinks.
+
+    Measured on the correction images themselves, where the per-channel offset of the last
+    convolution (whose spatial mean the features are) is what was subtracted: a wrong sign
+    or scale would leave it as large or double it.
+    """
+    import keras
+
+    from covid_edge import dataset
+    from covid_edge.convert.bias_correction import correct_bias
+    from covid_edge.convert.quantize import (convert_variant, export_saved_model,
+                                             representative_images, with_features)
+    from covid_edge.edge_runtime.interpreter import select_runtime
+    from covid_edge.preprocess import PreprocessSpec, quantize
+
+    run = json.loads((run_dir / "run.json").read_text())
+    spec = PreprocessSpec.from_dict(run["preprocessing"])
+    items, _, split = dataset.read_split(run_dir / "split.csv")
+    paths = [Path(run["data_dir"]) / item.path for item, part in zip(items, split)
+             if part == "train"][:24]
+    images = representative_images(paths, spec)
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    saved_model = export_saved_model(with_features(model), tmp_path / "saved_model")
+    float_model = convert_variant(saved_model, "float32", None)
+    plain = convert_variant(saved_model, "int8", images)
+    corrected, summary = correct_bias(plain, float_model, (batch[0] for batch in images()))
+    assert summary["layers"] == 53 and summary["images"] == 24
+
+    module = select_runtime().module
+
+    def interpreter(content):
+        loaded = module.Interpreter(model_content=content)
+        loaded.allocate_tensors()
+        return loaded
+
+    def features(content):
+        loaded = interpreter(content)
+        source = loaded.get_input_details()[0]
+        target = next(d for d in loaded.get_output_details() if int(np.prod(d["shape"])) > 1)
+        rows = []
+        for (x,) in images():
+            scale, zero_point = source["quantization"]
+            if scale:
+                x = quantize(x, scale, zero_point, source["dtype"])
+            loaded.set_tensor(source["index"], x)
+            loaded.invoke()
+            row = loaded.get_tensor(target["index"]).reshape(-1).astype(np.float64)
+            scale, zero_point = target["quantization"]
+            rows.append((row - zero_point) * scale if scale else row)
+        return np.array(rows)
+
+    reference = features(float_model)
+    before = np.abs((features(plain) - reference).mean(axis=0)).mean()
+    after = np.abs((features(corrected) - reference).mean(axis=0)).mean()
+    assert after < 0.5 * before, (before, after)
+
+    def layout(content):
+        return [(d["name"], d["dtype"], tuple(d["shape"]), d["quantization"])
+                for d in interpreter(content).get_tensor_details()]
+
+    assert layout(corrected) == layout(plain)
+    assert abs(len(corrected) - len(plain)) < 4096
 
 
 def test_every_variant_also_outputs_the_features(export_dir):

@@ -46,7 +46,9 @@ def scan(data_dir: str | Path) -> list[Item]:
                 f"{data_dir} needs one sub-folder per class: {', '.join(LABELS)}; "
                 f"{folder.name}/ is missing")
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            # Dot-files are editor and macOS metadata (._x.jpg), never images.
+            if (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                    and not path.name.startswith(".")):
                 items.append(Item(path.relative_to(data_dir).as_posix(), label))
     if not items:
         raise FileNotFoundError(f"{data_dir}: no images in {', '.join(LABELS)}/")

@@ -17,6 +17,7 @@ from .. import DISCLAIMER, __version__, dataset, metrics, model_card
 from ..preprocess import PreprocessSpec, load_pixels
 from ..edgetpu.compile import EdgeTpuCompileError, compiled_name, prepare_for_edgetpu
 from ..edge_runtime.guard import OOD_STATS_FILENAME
+from .bias_correction import BiasCorrectionError, correct_bias
 from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_variant,
                        export_saved_model, input_is_lossless, representative_images,
                        variant_filename, with_features)
@@ -48,16 +49,30 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
                            "--out or pass --force to overwrite")
 
 
-def pick_samples(items, split, count: int, seed: int, exclude=frozenset()) -> list[dataset.Item]:
-    """`count` test images, half of each class, to ship and to pin reference outputs on
-    (none of `exclude`: the test images the out-of-distribution guard refuses)."""
-    rng = np.random.default_rng(seed)
+def pick_samples(items, split, count: int, probabilities: dict[str, float], threshold: float,
+                 exclude=frozenset()) -> list[dataset.Item]:
+    """`count` correctly classified test images, half of each class, to ship and to pin
+    reference outputs on (none of `exclude`: the test images the guard refuses).
+
+    Their float probabilities spread from confident to near the threshold: reference outputs
+    that all sit at the ends of the int8 range would let a device that computes differently
+    pass `covid-edge bench check`.
+    """
     chosen = []
     for label in reversed(dataset.LABELS):
-        pool = [item for item, part in zip(items, split) if part == "test" and item.label == label
-                and item.path not in exclude]
-        take = count // 2 if label == dataset.POSITIVE else count - count // 2
-        chosen += [pool[i] for i in sorted(rng.permutation(len(pool))[:take])]
+        positive = label == dataset.POSITIVE
+        of_label = [item for item, part in zip(items, split)
+                    if part == "test" and item.label == label and item.path not in exclude]
+        take = count // 2 if positive else count - count // 2
+        pool = [item for item in of_label if (probabilities[item.path] >= threshold) == positive]
+        if len(pool) < take:  # a weak model (a quick trial) gets too few right
+            pool = of_label
+        targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.3, take) if positive
+                   else threshold * np.linspace(0.1, 0.7, take))
+        for target in targets:
+            best = min((item for item in pool if item not in chosen),
+                       key=lambda item: abs(probabilities[item.path] - target))
+            chosen.append(best)
     return chosen
 
 
@@ -81,7 +96,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             calibration_size: int = 300, sample_count: int = 6, seed: int = 0,
             log=print, progress=None, force: bool = False, edgetpu: bool = False,
             non_xray_dirs: tuple = (), ood_train_images: int = 2000,
-            ood_components: int = 32, ood_quantile: float = 0.995) -> dict:
+            ood_components: int = 32, ood_quantile: float = 0.995,
+            bias_correction: bool = True) -> dict:
     import keras
     import tensorflow as tf
 
@@ -106,15 +122,26 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     log(f"loading {model_path}")
     model = keras.models.load_model(model_path, compile=False)
 
-    variants = {}
+    variants, converted = {}, {}
     scratch = Path(tempfile.mkdtemp(prefix="covid-edge-convert-"))
     # Two outputs: the probability and the features the out-of-distribution guard measures.
     saved_model = export_saved_model(with_features(model), scratch / "saved_model")
     for variant in VARIANTS:
         log(f"converting {variant}: {VARIANT_DESCRIPTIONS[variant]}"
-            + (f" (calibrated on {len(calibration)} training images)" if variant == "int8" else ""))
+            + (f" (calibrated{' and bias-corrected' if bias_correction else ''} on "
+               f"{len(calibration)} training images)" if variant == "int8" else ""))
         path = out_dir / variant_filename(variant)
-        path.write_bytes(convert_variant(saved_model, variant, representative_images(calibration, spec)))
+        representative = representative_images(calibration, spec)
+        converted[variant] = convert_variant(saved_model, variant, representative)
+        correction = None
+        if variant == "int8" and bias_correction:
+            try:
+                converted[variant], correction = correct_bias(
+                    converted[variant], converted["float32"],
+                    (batch[0] for batch in representative()), progress)
+            except BiasCorrectionError as exc:
+                raise ConvertError(f"int8 bias correction: {exc}") from None
+        path.write_bytes(converted[variant])
         variants[variant] = {
             "file": path.name,
             "device": "cpu",
@@ -126,6 +153,9 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             variants[variant].update(check_loadable(path, variant))
         except ValueError as exc:
             raise ConvertError(f"the {variant} file failed its check: {exc}") from None
+        if variant == "int8":
+            variants[variant]["bias_correction"] = ({"applied": True} | correction if correction
+                                                    else {"applied": False})
         variants[variant]["input_lossless"] = input_is_lossless(
             spec, variants[variant]["input_quantization"], variants[variant]["input_dtype"])
         if not variants[variant]["input_lossless"]:
@@ -148,7 +178,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     samples_dir = out_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
     samples = []
-    for item in pick_samples(items, split, sample_count, seed):
+    keras_probs = keras_probabilities(run_dir)
+    for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"]):
         target = _sample_path(item, samples_dir)
         shutil.copyfile(data_dir / item.path, target)
         samples.append((item, target))
@@ -193,7 +224,6 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     test = [item for item, part in zip(items, split) if part == "test"]
     labels = dataset.label_indices(test)
-    keras_probs = keras_probabilities(run_dir)
     keras_test = np.array([keras_probs[item.path] for item in test])
     threshold = run["threshold"]
     keras_verdicts = keras_test >= threshold
@@ -239,7 +269,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         for _, target in samples:
             target.unlink()
         samples = [(item, _copy_sample(item, data_dir, samples_dir))
-                   for item in pick_samples(items, split, sample_count, seed, refused)]
+                   for item in pick_samples(items, split, sample_count, keras_probs,
+                                                run["threshold"], refused)]
     log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
         f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
         f"rejected {measured['non_xray']['rejection']:.2%} "
@@ -280,7 +311,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "converter_tensorflow": tf.__version__, "keras_converter": keras.__version__,
             "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
         "reproduce": reproduce_commands(run, data_dir, calibration_size, seed, edgetpu,
-                                        non_xray_dirs),
+                                        non_xray_dirs, bias_correction),
     })
     model_card.write_json(card, out_dir)
     for name in TRAINING_FILES:
@@ -308,7 +339,8 @@ def _manifest_hash(data_dir: Path) -> str | None:
 
 
 def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int,
-                       edgetpu: bool = False, non_xray_dirs=()) -> list[str]:
+                       edgetpu: bool = False, non_xray_dirs=(),
+                       bias_correction: bool = True) -> list[str]:
     config = run["config"]
     train = (f"covid-edge train {data_dir} --out runs/v1 --weights {config['weights']} "
              f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
@@ -320,5 +352,6 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
     convert = (f"covid-edge convert runs/v1/model.keras --out models "
                f"--calibration-size {calibration_size} --seed {seed}"
                + (" --edgetpu" if edgetpu else "")
+               + ("" if bias_correction else " --no-bias-correction")
                + "".join(f" --non-xray {folder}" for folder in non_xray_dirs))
     return [train, convert]

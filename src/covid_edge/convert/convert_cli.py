@@ -15,7 +15,12 @@ from .train_cli import Log, progress
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
               help="The training data folder, if it moved since training (default: from run.json).")
 @click.option("--calibration-size", default=300, show_default=True, type=click.IntRange(1),
-              help="Training images used to calibrate int8 activation ranges.")
+              help="Training images used to calibrate int8 activation ranges (and to "
+                   "measure the bias correction).")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Correct the int8 model's biases layer by layer so its outputs stay centred "
+                   "on the float model's (measured on the calibration images; ~1 min). Without "
+                   "it the int8 probabilities drift from the float model's.")
 @click.option("--samples", "sample_count", default=6, show_default=True,
               type=click.IntRange(2, 50),
               help="Test images copied to samples/ with their int8 reference outputs.")
@@ -39,8 +44,8 @@ from .train_cli import Log, progress
               type=click.FloatRange(0.5, 1.0),
               help="The guard refuses features farther than this quantile of the validation "
                    "X-rays' distances.")
-def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, force, edgetpu,
-            non_xray_dirs, ood_train_images, ood_components, ood_quantile):
+def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
+            force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -73,7 +78,7 @@ def convert(model, out_dir, data_dir, calibration_size, sample_count, seed, forc
                               sample_count=sample_count, seed=seed, log=Log(), progress=progress,
                               force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
                               ood_train_images=ood_train_images, ood_components=ood_components,
-                              ood_quantile=ood_quantile)
+                              ood_quantile=ood_quantile, bias_correction=bias_correction)
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     int8 = card["variants"]["int8"]
