@@ -67,8 +67,9 @@ def pick_samples(items, split, count: int, probabilities: dict[str, float], thre
         pool = [item for item in of_label if (probabilities[item.path] >= threshold) == positive]
         if len(pool) < take:  # a weak model (a quick trial) gets too few right
             pool = of_label
-        targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.3, take) if positive
-                   else threshold * np.linspace(0.1, 0.7, take))
+        # Not too close to the threshold: a shipped sample should not flip between variants.
+        targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.25, take) if positive
+                   else threshold * np.linspace(0.05, 0.45, take))
         for target in targets:
             best = min((item for item in pool if item not in chosen),
                        key=lambda item: abs(probabilities[item.path] - target))
