@@ -35,7 +35,7 @@ def test_wheel_classifies_a_bundled_sample(installed):
     info = subprocess.run([str(installed / "bin" / "covid-edge"), "info", "--json"],
                           capture_output=True, text=True, timeout=120, cwd=installed)
     assert info.returncode == 0, info.stderr
-    samples = json.loads(info.stdout)["samples"]
+    samples = json.loads(info.stdout)["model"]["samples"]
     assert samples, "the wheel carries no sample X-rays"
     # The model and samples come from inside site-packages, not from this checkout.
     assert all(str(installed) in sample for sample in samples)
