@@ -74,3 +74,18 @@ def normal_xray() -> Path:
 @pytest.fixture(scope="session")
 def some_xrays() -> list[Path]:
     return _first(CXR / "covid", 3) + _first(CXR / "normal", 3)
+
+
+def shipped_variants(models_dir: Path, card: dict) -> set[str]:
+    """The card's variants whose files are here (the release ships no float32: 8.9 MB that
+    `covid-edge convert` regenerates)."""
+    return {name for name, variant in card["variants"].items()
+            if (models_dir / variant["file"]).is_file()}
+
+
+def float_variant(models_dir: Path, card: dict) -> str:
+    """A float (not int8-quantized) TFLite variant that is here: float32, else float16."""
+    for name in ("float32", "float16"):
+        if name in shipped_variants(models_dir, card):
+            return name
+    pytest.skip("no float TFLite variant in the models folder")

@@ -11,7 +11,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import EDGETPU_REFERENCE, REFERENCE, subprocess_env
+from conftest import (EDGETPU_REFERENCE, REFERENCE, float_variant, models_dir_under_test,
+                      shipped_variants, subprocess_env)
 from covid_edge.benchmarks import device_info, latency
 from covid_edge.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOTS_DIR
 from covid_edge.cli import main
@@ -144,7 +145,7 @@ def test_our_models_against_the_reference(our_run, model_card):
     report, out = our_run
     ok = [r for r in report["results"] if r["status"] == "ok"]
     measured = {r["model"] for r in ok}
-    assert set(model_card["variants"]) | {"reference"} == measured
+    assert shipped_variants(models_dir_under_test(), model_card) | {"reference"} == measured
     for r in ok:
         assert_consistent(r["inference"], 5)
         assert_consistent(r["end_to_end"], 5)  # the card's samples/ are used by default
@@ -155,7 +156,8 @@ def test_our_models_against_the_reference(our_run, model_card):
     assert comparison["threads"] == 1 and comparison["xnnpack"] is True
     assert comparison["reference"]["ratio"] == pytest.approx(
         int8["inference"]["p50_ms"] / comparison["reference"]["p50_ms"])
-    assert comparison["float32"]["speedup"] > 0
+    if "float32" in measured:
+        assert comparison["float32"]["speedup"] > 0
     goal, = report["goals"]
     assert goal["reference_goal_met"] in (True, False, None)
     text = (out / MARKDOWN_NAME).read_text()

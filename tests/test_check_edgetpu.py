@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import EDGETPU_REFERENCE, REFERENCE, subprocess_env
+from conftest import (EDGETPU_REFERENCE, REFERENCE, float_variant, models_dir_under_test,
+                      shipped_variants, subprocess_env)
 
 from covid_edge.cli import main
 from covid_edge.edgetpu.compatibility import (CORAL_SUPPORTED_OPS_URL, EDGETPU_CUSTOM_OP,
@@ -297,7 +298,7 @@ def test_our_int8_model_maps_fully(models_dir, model_card):
 
 
 def test_our_float_model_fails_with_clear_reasons(models_dir, model_card):
-    path = _variant_path(models_dir, model_card, "float32")
+    path = _variant_path(models_dir, model_card, float_variant(models_dir, model_card))
     report = check_file(path)
     assert report.verdict == "cpu-fallback"
     assert report.first_unmapped.index == 0 and report.mapped == 0

@@ -393,7 +393,9 @@ def test_info_json(models_dir, model_card):
     model = document["model"]
     assert model["threshold"] == pytest.approx(model_card["threshold"])
     assert set(model["variants"]) == set(model_card["variants"])
-    assert all(v["present"] and v["bytes"] > 0 for v in model["variants"].values())
+    for name, variant in model["variants"].items():
+        assert variant["present"] == (models_dir / model_card["variants"][name]["file"]).is_file()
+    assert model["variants"]["int8"]["present"] and model["variants"]["int8"]["bytes"] > 0
     assert model["samples"] and all(s.startswith(str(models_dir)) for s in model["samples"])
     assert document["runtimes"]["selected"] == "ai_edge_litert"
     assert document["runtimes"]["installed"]["ai_edge_litert"]
