@@ -53,3 +53,12 @@ def test_wheel_classifies_a_bundled_sample(installed):
                             "print(u.find_spec('tensorflow') is None)"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("command, extra", [("serve", "serve"), ("train", "train")])
+def test_commands_of_an_extra_name_it_instead_of_a_traceback(installed, command, extra):
+    args = [command] if command == "serve" else [command, str(installed), "--out", "x"]
+    result = subprocess.run([str(installed / "bin" / "covid-edge"), *args],
+                            capture_output=True, text=True, timeout=120, cwd=installed)
+    assert result.returncode != 0
+    assert f"covid-edge[{extra}]" in result.stderr and "Traceback" not in result.stderr

@@ -3,11 +3,10 @@ starts fast and never pulls TensorFlow in through a sibling command."""
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from . import DISCLAIMER, __version__
+from .lazy_group import LazyGroup
 
 # name -> "module:attribute" of a click.Command; one verb per job.
 COMMANDS = {
@@ -23,25 +22,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("covid_edge"):
-                return None  # a command not built yet
-            raise
-        return getattr(module, attribute)
-
-
-@click.group(cls=LazyGroup, epilog=DISCLAIMER)
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, epilog=DISCLAIMER)
 @click.version_option(__version__, prog_name="covid-edge")
 def main():
     """covid-edge: train, quantize, run and benchmark a chest X-ray COVID-19 classifier

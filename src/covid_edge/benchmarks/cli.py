@@ -6,11 +6,10 @@ benchmark's imports never slow down another. To add a benchmark, add a line to B
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from .. import DISCLAIMER
+from ..lazy_group import LazyGroup
 
 # name -> "module:attribute" of a click.Command
 BENCHMARKS = {
@@ -20,25 +19,7 @@ BENCHMARKS = {
 }
 
 
-class _LazyBenchGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(name for name in BENCHMARKS if self.get_command(ctx, name) is not None)
-
-    def get_command(self, ctx, name):
-        target = BENCHMARKS.get(name)
-        if target is None:
-            return None
-        module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("covid_edge"):
-                return None  # a benchmark not built yet
-            raise
-        return getattr(module, attribute)
-
-
-@click.group(cls=_LazyBenchGroup, epilog=DISCLAIMER)
+@click.group(cls=LazyGroup, lazy_commands=BENCHMARKS, epilog=DISCLAIMER)
 def bench():
     """Benchmarks for the device this runs on.
 

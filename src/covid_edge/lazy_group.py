@@ -1,0 +1,42 @@
+"""Click groups whose commands are imported only when run.
+
+`covid-edge classify` must start fast and never pull TensorFlow in through a sibling
+command, so no command module is imported until that command is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# The install extra that brings a command's third-party imports.
+EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serve"}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands ("module:attribute" each) are imported only when run."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx):
+        return sorted(self.lazy_commands)
+
+    def get_command(self, ctx, name):
+        target = self.lazy_commands.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.startswith("covid_edge"):
+                raise
+            extra = EXTRAS.get(name)
+            hint = f"pip install 'covid-edge[{extra}]'" if extra else f"pip install {exc.name}"
+            raise click.ClickException(
+                f"`covid-edge {name}` needs the {exc.name} package, which is not installed: "
+                f"{hint}") from None
+        return getattr(module, attribute)
