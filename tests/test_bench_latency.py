@@ -11,8 +11,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import (EDGETPU_REFERENCE, REFERENCE, float_variant, models_dir_under_test,
-                      shipped_variants, subprocess_env)
+from conftest import (EDGETPU_REFERENCE, REFERENCE, models_dir_under_test, shipped_variants,
+                      subprocess_env)
 from covid_edge.benchmarks import device_info, latency
 from covid_edge.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOTS_DIR
 from covid_edge.cli import main

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import (EDGETPU_REFERENCE, REFERENCE, float_variant, models_dir_under_test,
-                      shipped_variants, subprocess_env)
+from conftest import EDGETPU_REFERENCE, REFERENCE, float_variant, subprocess_env
 
 from covid_edge.cli import main
 from covid_edge.edgetpu.compatibility import (CORAL_SUPPORTED_OPS_URL, EDGETPU_CUSTOM_OP,

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..edge_runtime.guard import (DETAIL_MARGIN, NOT_CHEST_XRAY, OOD_STATS_FILENAME,
                                   FeatureDistance, ImageChecks, fine_detail)
-from ..image_io import ImageReadError, read_image
+from ..image_io import read_image
 from ..model_card import sha256_file
 from ..preprocess import load_pixels, resize_gray
 from . import non_xray

@@ -403,3 +403,24 @@ def _filtered_native_stderr():
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
                 sys.stderr.flush()
+
+
+def load_with_messages(model_path=None, *, runtime: str | None = None,
+                       threads: int | None = None, device: str = "cpu",
+                       guard: bool = True) -> tuple["Classifier", list[str]]:
+    """`Classifier.load` as the commands use it: all cores by default, and the lines a person
+    should read (a model file that differs from its card, device fallbacks, guard notes).
+
+    Runtimes' own deprecation chatter is dropped: it is not the user's to act on.
+    Raises ModelError like `Classifier.load`.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier = Classifier.load(model_path, runtime=runtime,
+                                     num_threads=threads or default_threads(),
+                                     device=device, guard=guard)
+    messages = [f"warning: {w.message}" for w in caught
+                if issubclass(w.category, ModelIntegrityWarning)]
+    messages += [f"note: {notice}" for notice in classifier.device.notices]
+    messages += [f"note: {notice}" for notice in classifier.describe_guard()["notes"]]
+    return classifier, messages

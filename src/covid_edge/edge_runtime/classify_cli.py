@@ -7,14 +7,12 @@ import csv
 import glob
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
-from .classifier import (Classifier, ModelError, ModelIntegrityWarning, Prediction,
-                         default_threads)
+from .classifier import Classifier, ModelError, Prediction, load_with_messages
 from .devices import DEVICES
 from .guard import NOT_CHEST_XRAY
 from .interpreter import RUNTIME_NAMES
@@ -148,26 +146,18 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
         _error("no image to classify")
         _exit(EXIT_USAGE)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            classifier = Classifier.load(model_path, runtime=runtime_name,
-                                         num_threads=threads or default_threads(),
-                                         device=device, guard=not no_guard)
-        except ModelError as exc:
-            _error(f"cannot load the model: {exc}")
-            if as_json:
-                click.echo(json.dumps({"error": str(exc), "exit_code": EXIT_MODEL,
-                                       "disclaimer": DISCLAIMER}, indent=2))
-            _exit(EXIT_MODEL)
-    # Only warnings about the model itself; runtimes' deprecation chatter is not the user's.
-    notes = [str(w.message) for w in caught if issubclass(w.category, ModelIntegrityWarning)]
-    for note in notes:
-        click.echo(f"warning: {note}", err=True)
-    for notice in classifier.device.notices:
-        click.echo(f"note: {notice}", err=True)
-    for notice in classifier.describe_guard()["notes"]:
-        click.echo(f"note: {notice}", err=True)
+    try:
+        classifier, messages = load_with_messages(model_path, runtime=runtime_name,
+                                                  threads=threads, device=device,
+                                                  guard=not no_guard)
+    except ModelError as exc:
+        _error(f"cannot load the model: {exc}")
+        if as_json:
+            click.echo(json.dumps({"error": str(exc), "exit_code": EXIT_MODEL,
+                                   "disclaimer": DISCLAIMER}, indent=2))
+        _exit(EXIT_MODEL)
+    for message in messages:
+        click.echo(message, err=True)
 
     table_on_stdout = not as_json and csv_path != "-"
     show_progress = (len(files) >= PROGRESS_MIN_IMAGES and not as_json
@@ -207,7 +197,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
             "threshold": classifier.threshold,
             "positive_label": classifier.positive_label,
             "disclaimer": DISCLAIMER,
-            "warnings": notes,
+            "warnings": messages,
             "results": [p.to_dict() for p in predictions]
             + [_problem_result(argument, reason, classifier) for argument, reason in problems],
             "summary": summary,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ import click
 from .. import DISCLAIMER
 from ..image_io import ImageReadError, read_image
 from ..preprocess import resize_gray
-from .classifier import Classifier, ModelError, ModelIntegrityWarning, default_threads
+from .classifier import ModelError, load_with_messages
 from .explain import (DEFAULT_DISPLAY, LOG_ODDS, OCCLUDERS, count_inferences, default_patch,
                       default_stride, explain_pixels, patch_starts, render)
 from .guard import NOT_CHEST_XRAY
@@ -95,17 +94,13 @@ def explain(image, output, force, model_path, patch, stride, occluder, display, 
     if not output.parent.is_dir():
         _fail(f"{output.parent}: no such folder for the output", EXIT_USAGE, as_json)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            classifier = Classifier.load(model_path, runtime=runtime_name,
-                                         num_threads=threads or default_threads(),
-                                         guard=not no_guard)
-        except ModelError as exc:
-            _fail(f"cannot load the model: {exc}", EXIT_MODEL, as_json)
-    notes = [str(w.message) for w in caught if issubclass(w.category, ModelIntegrityWarning)]
-    for note in notes:
-        click.echo(f"warning: {note}", err=True)
+    try:
+        classifier, messages = load_with_messages(model_path, runtime=runtime_name,
+                                                  threads=threads, guard=not no_guard)
+    except ModelError as exc:
+        _fail(f"cannot load the model: {exc}", EXIT_MODEL, as_json)
+    for message in messages:
+        click.echo(message, err=True)
 
     side = min(classifier.spec.height, classifier.spec.width)
     patch = patch or default_patch(side)
@@ -149,7 +144,7 @@ def explain(image, output, force, model_path, patch, stride, occluder, display, 
         document = {"image": str(image), "output": str(output), **figures,
                     "positive_label": classifier.positive_label,
                     "model": classifier.describe(), "runtime": classifier.runtime.label,
-                    "threads": classifier.num_threads, "warnings": notes,
+                    "threads": classifier.num_threads, "warnings": messages,
                     "disclaimer": DISCLAIMER}
         click.echo(json.dumps(document, indent=2))
     else:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
 
-from ..edge_runtime.classifier import Classifier, ModelError, ModelIntegrityWarning, \
-    default_threads
+from ..edge_runtime.classifier import ModelError, load_with_messages
 from ..edge_runtime.devices import DEVICES
 from ..edge_runtime.interpreter import RUNTIME_NAMES
 from .inference import SharedClassifier
@@ -48,20 +46,15 @@ def load_shared_classifier(model_path: Path | None, runtime_name: str | None,
                            threads: int | None, device: str = "cpu",
                            no_guard: bool = False) -> SharedClassifier:
     """Load the model or exit with EXIT_MODEL and a message saying why."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            classifier = Classifier.load(model_path, runtime=runtime_name,
-                                         num_threads=threads or default_threads(),
-                                         device=device, guard=not no_guard)
-        except ModelError as exc:
-            click.echo(f"error: cannot load the model: {exc}", err=True)
-            click.get_current_context().exit(EXIT_MODEL)
-    for notice in classifier.device.notices:
-        click.echo(f"note: {notice}", err=True)
-    for warning in caught:
-        if issubclass(warning.category, ModelIntegrityWarning):
-            click.echo(f"warning: {warning.message}", err=True)
+    try:
+        classifier, messages = load_with_messages(model_path, runtime=runtime_name,
+                                                  threads=threads, device=device,
+                                                  guard=not no_guard)
+    except ModelError as exc:
+        click.echo(f"error: cannot load the model: {exc}", err=True)
+        click.get_current_context().exit(EXIT_MODEL)
+    for message in messages:
+        click.echo(message, err=True)
     return SharedClassifier(classifier)
 
 
