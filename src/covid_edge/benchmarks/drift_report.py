@@ -7,10 +7,11 @@ matplotlib is optional: without it the report is written without plots and says 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .report import PLOTS_HINT, _markdown_table, _text_table
+from .report import ReportExistsError  # noqa: F401 (drift_cli catches it from here)
+from .report import PLOTS_HINT, _markdown_table, _text_table, to_json
+from .report import check_writable as check_latency_writable
 
 JSON_NAME = "drift.json"
 MARKDOWN_NAME = "drift.md"
@@ -20,10 +21,6 @@ PLOT_NAMES = ("drift_variants.png", "drift_probability_shift.png", "drift_delta_
               "drift_calibration.png")
 FLIPS_SHOWN_ON_TERMINAL = 20
 LOGIT_TICKS = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
-
-
-class ReportExistsError(Exception):
-    """Output files already there and --force not given."""
 
 
 def _fraction(value) -> str:
@@ -411,16 +408,7 @@ def output_paths(out_dir: Path) -> list[Path]:
 
 
 def check_writable(out_dir: Path, force: bool) -> None:
-    """Refuse to overwrite an earlier report (checked before a long run, not after)."""
-    existing = [p for p in output_paths(out_dir) if p.exists()]
-    if existing and not force:
-        raise ReportExistsError(
-            f"{', '.join(str(p) for p in existing)} already exist: choose another --out "
-            "or pass --force to overwrite")
-
-
-def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    check_latency_writable(out_dir, force, output_paths(out_dir))
 
 
 def write_report(report: dict, out_dir: Path, force: bool = False,

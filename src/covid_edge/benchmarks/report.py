@@ -304,9 +304,12 @@ def output_paths(out_dir: Path) -> list[Path]:
     return [out_dir / JSON_NAME, out_dir / MARKDOWN_NAME, out_dir / PLOTS_DIR]
 
 
-def check_writable(out_dir: Path, force: bool) -> None:
-    """Refuse to overwrite an earlier report (checked before a long run, not after)."""
-    existing = [p for p in output_paths(out_dir) if p.exists()]
+def check_writable(out_dir: Path, force: bool, paths: list[Path] | None = None) -> None:
+    """Refuse to overwrite an earlier report (checked before a long run, not after).
+
+    `paths`: the files a report writes; by default this latency report's.
+    """
+    existing = [p for p in (paths or output_paths(out_dir)) if p.exists()]
     if existing and not force:
         raise ReportExistsError(
             f"{', '.join(str(p) for p in existing)} already exist: choose another --out "
