@@ -18,8 +18,13 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+import numpy as np
+
 from ..edge_runtime.classifier import Classifier, Prediction
-from ..image_io import ImageReadError, looks_like_dicom, read_image
+from ..edge_runtime.explain import (DEFAULT_DISPLAY, Explanation, explain_pixels, overlay,
+                                    png_bytes, render)
+from ..edge_runtime.guard import NOT_CHEST_XRAY
+from ..image_io import DecodedImage, ImageReadError, looks_like_dicom, read_image
 from ..preprocess import resize_gray
 
 # What the upload page and the API accept, by what the bytes are (not by the file name).
@@ -31,6 +36,10 @@ ACCEPTED_TEXT = "PNG, JPEG, TIFF, BMP or DICOM"
 # The preview shown beside a verdict: big enough for a 7-inch screen, small enough to inline.
 PREVIEW_MAX_SIDE = 512
 PREVIEW_JPEG_QUALITY = 85
+# What an explanation request can get back: the whole figure of `covid-edge explain` (title,
+# colour bar, legend, disclaimer) or the heatmap over the X-ray alone, for a page that draws
+# its own legend.
+EXPLAIN_VIEWS = ("figure", "overlay")
 
 
 class UnsupportedImage(Exception):
@@ -48,6 +57,28 @@ class ImageResult:
     width: int  # of the picture as received, before any resizing
     height: int
     preview_jpeg: bytes
+    # What the model saw (uint8, model-size): the prediction page hands it back to
+    # /api/v1/explain, so that the heatmap is of exactly these pixels without storing the upload.
+    model_pixels: np.ndarray | None = None
+
+    def image_info(self) -> dict:
+        return {"format": self.image_format, "width": self.width, "height": self.height}
+
+
+@dataclass
+class ExplainResult:
+    """An occlusion map of an upload, or the guard's refusal (then explanation and png are None)."""
+    check: Prediction  # the ordinary classification, which ran the out-of-distribution guard
+    explanation: Explanation | None
+    png: bytes | None
+    image_format: str | None
+    width: int
+    height: int
+    total_ms: float
+
+    @property
+    def refused(self) -> bool:
+        return self.explanation is None
 
     def image_info(self) -> dict:
         return {"format": self.image_format, "width": self.width, "height": self.height}
@@ -80,6 +111,12 @@ def identify(data: bytes) -> tuple[str, tuple[int, int] | None]:
     return image_format, size
 
 
+def lossless_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def preview_jpeg(gray: Image.Image) -> bytes:
     preview = gray.copy()
     preview.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.BILINEAR)
@@ -103,19 +140,50 @@ class SharedClassifier:
         """Decode an uploaded file and classify it exactly as `Classifier.classify_file` does a
         file on disk. Raises UnsupportedImage / CorruptImage."""
         start = time.perf_counter()
+        image_format, (width, height), decoded, pixels = self._decode(data)
+        with self._lock:
+            prediction = self.classifier.classify_pixels(
+                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
+        prediction.total_ms = (time.perf_counter() - start) * 1000.0
+        return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray),
+                           pixels)
+
+    def explain_bytes(self, data: bytes, name: str = "upload", view: str = "figure",
+                      display: int = DEFAULT_DISPLAY) -> ExplainResult:
+        """Occlusion map of an uploaded file, as `covid-edge explain` draws it (`view` figure)
+        or the heatmap over the X-ray alone (`overlay`). Pictures the out-of-distribution guard
+        refuses get no map. Raises UnsupportedImage / CorruptImage, ValueError for a bad view.
+
+        The guard and the ~170 inferences of the map hold the lock (the interpreter is not
+        thread-safe); decoding before and drawing after do not."""
+        if view not in EXPLAIN_VIEWS:
+            raise ValueError(f"view must be one of {', '.join(EXPLAIN_VIEWS)}, got {view!r}")
+        start = time.perf_counter()
+        image_format, (width, height), decoded, pixels = self._decode(data)
+        explanation = None
+        with self._lock:
+            check = self.classifier.classify_pixels(
+                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
+            if check.verdict != NOT_CHEST_XRAY:
+                explanation = explain_pixels(self.classifier, pixels)
+        png = None
+        if explanation is not None:
+            picture = (render(explanation, decoded.gray, name, display) if view == "figure"
+                       else overlay(decoded.gray, explanation.heatmap,
+                                    explanation.colour_scale, display))
+            png = png_bytes(picture)
+        return ExplainResult(check, explanation, png, image_format, width, height,
+                             (time.perf_counter() - start) * 1000.0)
+
+    def _decode(self, data: bytes) -> tuple[str, tuple[int, int], DecodedImage, np.ndarray]:
+        """(format, (width, height) as received, decoded picture, model-size pixels)."""
         image_format, size = identify(data)
         spec = self.classifier.spec
         try:
             decoded = read_image(io.BytesIO(data), target_size=(spec.width, spec.height))
         except ImageReadError as exc:
             raise CorruptImage(str(exc)) from None
-        pixels = resize_gray(decoded.gray, spec)
-        with self._lock:
-            prediction = self.classifier.classify_pixels(
-                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
-        prediction.total_ms = (time.perf_counter() - start) * 1000.0
-        width, height = size or decoded.gray.size
-        return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray))
+        return image_format, size or decoded.gray.size, decoded, resize_gray(decoded.gray, spec)
 
     def classify_picture(self, picture: Image.Image, name: str = "frame") -> ImageResult:
         """Classify a picture already in memory (a camera frame, in colour). It is handed over

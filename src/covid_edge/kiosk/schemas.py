@@ -63,6 +63,48 @@ class ClassifyResponse(BaseModel):
     disclaimer: str = Field(default=DISCLAIMER)
 
 
+class ExplainRefused(ErrorResponse):
+    """HTTP 422: a corrupt image (verdict and reason null), or a picture the out-of-distribution
+    guard refuses, which gets no heatmap."""
+    verdict: str | None = Field(default=None, examples=["not a chest X-ray"])
+    reason: str | None = Field(default=None, description="Why the guard refused the picture.")
+
+
+class ExplainResponse(BaseModel):
+    """`?format=json`: the occlusion map's figures and the PNG inline."""
+    verdict: str
+    probability: float = Field(description="Calibrated P(positive label) of the unhidden image.")
+    raw_probability: float
+    threshold: float
+    positive_label: str
+    method: str = Field(examples=["occlusion sensitivity"])
+    score: str = Field(description="What the colours measure: 'log-odds' of the positive label "
+                                   "(or 'probability' for models without a readable last "
+                                   "layer). Red: hiding the region lowered it.")
+    base_score: float
+    patch: int = Field(description="Side of a hidden square, in model-input pixels.")
+    stride: int
+    occluder: str
+    grid: list[int] = Field(description="Patch positions: rows, columns.")
+    inferences: int = Field(description="1 + rows x columns model runs.")
+    elapsed_ms: float = Field(description="All the map's inferences and input assembly.")
+    ms_per_inference: float
+    invoke_ms: float
+    max_drop: float = Field(description="Strongest evidence for the positive label.")
+    max_rise: float = Field(description="Strongest evidence against it.")
+    peak_xy: list[int] = Field(description="Where the strongest evidence for it lies, in "
+                                           "model-input pixels (x, y).")
+    colour_scale: float = Field(description="The score at full red (and, negated, full blue).")
+    view: str = Field(description="figure or overlay.")
+    png_width: int
+    png_height: int
+    image_url: str = Field(description="The PNG as a data: URL.")
+    total_ms: float = Field(description="Decode + guard + map + drawing.")
+    image: ImageInfo
+    runtime: str
+    disclaimer: str = Field(default=DISCLAIMER)
+
+
 class HealthResponse(BaseModel):
     status: str = Field(examples=["ok"])
     version: str = Field(description="covid-edge version.")
