@@ -1,6 +1,6 @@
 """The pages in a real headless browser (Debian's Chromium driven by Playwright) against a real
-`covid-edge serve`: upload a real X-ray, see the verdict, drop a file, bad files, the live kiosk
-page; screenshots at 800x480 (the 7-inch touchscreen) and 1280x800.
+`covid-edge serve`: upload a real X-ray, see the verdict and where the model looked, drop a
+file, bad files, the live kiosk page; screenshots at 800x480 (the 7-inch touchscreen) and 1280x800.
 
 Screenshots go to $COVID_EDGE_SCREENSHOTS when set, else to pytest's temporary folder. Without
 Chromium or Playwright the tests skip, unless COVID_EDGE_REQUIRE_BROWSER=1 (CI sets it).
@@ -114,6 +114,22 @@ def test_upload_a_real_xray_and_see_the_verdict(browser, server, covid_xray, sho
             assert_inside_viewport(page, selector)
         page.screenshot(path=str(shots / f"prediction-{size}.png"))
         assert (shots / f"prediction-{size}.png").stat().st_size > 10_000
+
+        # Where the model looked: asked for after the verdict, shown in the X-ray's frame.
+        page.click("#explain")
+        page.wait_for_selector("#heatmap:not([hidden])", timeout=30_000)
+        assert page.eval_on_selector("#heatmap", "img => img.naturalWidth") == 448
+        assert page.locator("#xray").is_hidden()
+        legend = page.inner_text("#heatmap-caption")
+        assert "covid" in legend and "inferences" in legend and " ms" in legend
+        assert "Red: pushed the model toward covid" in page.inner_text(
+            "#explain-status")
+        for selector in ("#heatmap", "#heatmap-caption", "#explain-status", "#explain",
+                         "#verdict", "#notice"):
+            assert_inside_viewport(page, selector)
+        page.screenshot(path=str(shots / f"heatmap-{size}.png"))
+        page.click("#explain")  # back to the X-ray, without asking the server again
+        assert page.locator("#xray").is_visible() and page.locator("#heatmap").is_hidden()
     finally:
         page.close()
 

@@ -3,6 +3,7 @@ real X-rays; a real uvicorn for concurrency and the command itself."""
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -120,6 +121,7 @@ def test_a_photo_is_refused_as_classify_refuses_it(client, classifier):
     assert f'id="verdict">{NOT_CHEST_XRAY.upper()}<' in page.text
     assert html.escape(expected.reason) in page.text
     assert 'id="prob"' not in page.text  # no probability bar for what is no chest X-ray
+    assert 'id="explain"' not in page.text  # and no heatmap to ask for
 
 
 def test_prediction_page_shows_verdict_bar_latency_model_and_notice(client, classifier,
@@ -173,6 +175,95 @@ def test_openapi_schema_documents_the_upload_and_its_errors(client):
     assert "ClassifyResponse" in schema["components"]["schemas"]
     assert {"/api/v1/model", "/api/v1/health", "/api/v1/kiosk/latest"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 404  # CDN-based, off on an offline kiosk
+
+
+# -- explanation (occlusion heatmap) ----------------------------------------------------------
+
+def test_explain_api_returns_the_heatmap_covid_edge_explain_draws(client, classifier,
+                                                                  covid_xray):
+    from covid_edge.edge_runtime.explain import canvas_size, explain_to_png
+    from covid_edge.image_io import read_grayscale
+    response = post_file(client, covid_xray.read_bytes(), covid_xray.name, "image/jpeg",
+                         path="/api/v1/explain")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["cache-control"] == "no-store"
+    picture = Image.open(io.BytesIO(response.content))
+    assert (picture.format, picture.size) == ("PNG", canvas_size())
+    explanation, png = explain_to_png(classifier, read_grayscale(covid_xray), covid_xray.name)
+    assert response.content == png  # the very figure of the command line's explain
+    expected = classifier.classify_file(covid_xray)
+    assert response.headers["x-explanation-verdict"] == expected.verdict
+    assert float(response.headers["x-explanation-probability"]) == pytest.approx(
+        expected.probability, rel=1e-5)
+    assert int(response.headers["x-explanation-inferences"]) == explanation.inferences > 100
+
+
+def test_explain_json_overlay_and_the_pages_own_request(client, classifier, normal_xray):
+    """The prediction page carries the model's input pixels and sends them back for the map:
+    the same map as for the original upload, without the server keeping anything."""
+    from covid_edge.preprocess import load_pixels
+    original = post_file(client, normal_xray.read_bytes(), normal_xray.name, "image/jpeg",
+                         path="/api/v1/explain?format=json&view=overlay")
+    assert original.status_code == 200, original.text
+    body = original.json()
+    assert body["view"] == "overlay" and (body["png_width"], body["png_height"]) == (448, 448)
+    overlay = Image.open(io.BytesIO(base64.b64decode(
+        body["image_url"].removeprefix("data:image/png;base64,"))))
+    assert overlay.size == (448, 448)
+    expected = classifier.classify_file(normal_xray)
+    assert body["verdict"] == expected.verdict
+    assert body["probability"] == pytest.approx(expected.probability, abs=1e-9)
+    assert body["inferences"] == 1 + body["grid"][0] * body["grid"][1]
+    assert body["elapsed_ms"] > 0 and body["disclaimer"] == DISCLAIMER
+
+    page = post_file(client, normal_xray.read_bytes(), normal_xray.name, "image/jpeg",
+                     path="/classify").text
+    assert 'id="explain"' in page and "/static/explain.js" in page
+    data_url = html.unescape(page.split('data-input="', 1)[1].split('"', 1)[0])
+    model_input = base64.b64decode(data_url.removeprefix("data:image/png;base64,"))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(model_input))),
+                          load_pixels(normal_xray, classifier.spec))
+    again = post_file(client, model_input, "model-input.png",
+                      path="/api/v1/explain?format=json&view=overlay").json()
+    for key in ("verdict", "probability", "base_score", "max_drop", "max_rise", "peak_xy"):
+        assert again[key] == body[key], key
+
+
+def test_explain_refuses_what_classify_refuses(client, classifier, covid_xray):
+    from conftest import REFERENCE
+    from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
+    corrupt = post_file(client, covid_xray.read_bytes()[:2000], "broken.jpg", "image/jpeg",
+                        path="/api/v1/explain")
+    assert corrupt.status_code == 422 and "truncated" in corrupt.json()["error"]
+    assert post_file(client, b"just text", "notes.png", path="/api/v1/explain").status_code == 415
+    assert post_file(client, b"", "empty.png", path="/api/v1/explain").status_code == 400
+    bad_view = post_file(client, covid_xray.read_bytes(), "x.jpg", "image/jpeg",
+                         path="/api/v1/explain?view=poster")
+    assert bad_view.status_code == 422 and "view" in bad_view.json()["error"]
+
+    photo = REFERENCE / "photos" / "cat.jpg"
+    if not photo.is_file():
+        pytest.skip(f"no reference photo at {photo}")
+    expected = classifier.classify_file(photo)
+    if expected.verdict != NOT_CHEST_XRAY:
+        pytest.skip("this model's guard lets the photo through")
+    refused = post_file(client, photo.read_bytes(), photo.name, "image/jpeg",
+                        path="/api/v1/explain")
+    assert refused.status_code == 422
+    body = refused.json()
+    assert (body["verdict"], body["reason"]) == (NOT_CHEST_XRAY, expected.reason)
+    assert "No heatmap" in body["error"]
+
+
+def test_openapi_schema_documents_explain(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    operation = schema["paths"]["/api/v1/explain"]["post"]
+    assert "image/png" in operation["responses"]["200"]["content"]
+    assert {"200", "400", "413", "415", "422"} <= set(operation["responses"])
+    assert {"ExplainResponse", "ExplainRefused"} <= set(schema["components"]["schemas"])
+    body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["file"]["format"] == "binary"
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -399,6 +490,8 @@ from covid_edge.kiosk.server import create_app
 models, image, folder = sys.argv[1:4]
 with TestClient(create_app(SharedClassifier(Classifier.load(models)))) as client:
     response = client.post("/api/v1/classify", files={"file": ("x.jpg", open(image, "rb"))})
+    assert response.status_code == 200, response.text
+    response = client.post("/api/v1/explain", files={"file": ("x.jpg", open(image, "rb"))})
     assert response.status_code == 200, response.text
 code = main(["kiosk", "--source", "folder:" + folder, "--count", "2", "--interval", "0",
              "--no-server", "--model", models], standalone_mode=False)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import anyio
 from fastapi import FastAPI, Request
@@ -33,10 +34,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from .. import DISCLAIMER, __version__
 from .feed import KioskFeed
 from ..edge_runtime.guard import NOT_CHEST_XRAY
-from .inference import (ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, CorruptImage, ImageResult,
-                        SharedClassifier, UnsupportedImage)
-from .schemas import (ClassifyResponse, ErrorResponse, HealthResponse, KioskAccepted, KioskFrame,
-                      KioskFrameIn, KioskLatest, ModelResponse)
+from ..edge_runtime.explain import count_inferences, default_patch, default_stride
+from .inference import (ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, CorruptImage, ExplainResult,
+                        ImageResult, SharedClassifier, UnsupportedImage, lossless_png)
+from .schemas import (ClassifyResponse, ErrorResponse, ExplainRefused, ExplainResponse,
+                      HealthResponse, KioskAccepted, KioskFrame, KioskFrameIn, KioskLatest,
+                      ModelResponse)
 
 API = "/api/v1"
 DEFAULT_MAX_UPLOAD_MB = 20
@@ -44,6 +47,9 @@ DEFAULT_MAX_UPLOAD_MB = 20
 # exactly after parsing.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 DECODE_WORKERS = 2
+# An explanation holds the shared model for ~170 inferences (0.5 s here, seconds on a Pi): one
+# at a time, so a burst of them cannot take every worker thread from plain classifications.
+EXPLAIN_WORKERS = 1
 UPLOAD_FIELD = "file"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The page's own uploads are never cached by the browser: an X-ray is personal data.
@@ -61,11 +67,13 @@ class ServerSettings:
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, filename: str | None = None):
+    def __init__(self, status_code: int, message: str, filename: str | None = None,
+                 **details):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.filename = filename  # named on the page; the API client knows what it sent
+        self.details = details  # more fields of the JSON answer
 
 
 class _UploadTooLarge(Exception):
@@ -88,6 +96,9 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
     templates.env.filters["percent"] = format_percent
     model = shared.model_info()
+    spec = shared.classifier.spec
+    patch = default_patch(min(spec.height, spec.width))
+    explain_cost = count_inferences(spec.height, spec.width, patch, default_stride(patch))
 
     app = FastAPI(
         title="covid-edge kiosk API",
@@ -153,10 +164,18 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                                               status_code=exc.status_code, headers=NO_STORE)
         prediction = result.prediction
         preview = base64.b64encode(result.preview_jpeg).decode("ascii")
+        outcome = _outcome(prediction.verdict, shared.classifier.positive_label)
+        # The page sends the model's own input pixels (lossless, ~40 kB) back for the heatmap:
+        # the same map as for the upload itself, and nothing has to be kept on the server.
+        explain_input = None
+        if outcome != "rejected" and result.model_pixels is not None:
+            explain_input = "data:image/png;base64," + base64.b64encode(
+                lossless_png(result.model_pixels)).decode("ascii")
         return templates.TemplateResponse(request, "prediction.html", page_context(
             prediction=prediction, filename=filename, image=result.image_info(),
             preview_url=f"data:image/jpeg;base64,{preview}", saved_as=saved_as,
-            outcome=_outcome(prediction.verdict, shared.classifier.positive_label)),
+            outcome=outcome, explain_input=explain_input, explain_cost=explain_cost,
+            negative_label=_negative_label(model)),
             headers=NO_STORE)
 
     @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
@@ -206,6 +225,72 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
             image=result.image_info(), model=model, runtime=prediction.runtime,
             saved_as=saved_as).model_dump(), headers=NO_STORE)
 
+    explain_description = (
+        "Where the model looked: an occlusion-sensitivity heatmap of one chest X-ray, as "
+        "`covid-edge explain` draws it (docs/explain.md). Red: the region pushed the model "
+        "toward the positive label; blue: away from it. It costs "
+        f"{explain_cost} inferences, so it takes far longer than /classify (about 0.5 s on a "
+        "desktop CPU, seconds on a Raspberry Pi). `view=overlay` returns the heatmap over the "
+        "X-ray alone, without title, colour bar and disclaimer (for a page with its own "
+        "legend). `format=json` returns the figures with the PNG as a data: URL; the PNG "
+        "answer carries the main figures in X-Explanation-* headers. Pictures the "
+        "out-of-distribution guard refuses get 422 with its reason, no heatmap. e.g. "
+        "`curl -F file=@chest.png -o heatmap.png http://127.0.0.1:8000/api/v1/explain`")
+
+    @app.post(
+        f"{API}/explain", tags=["classify"], response_class=Response,
+        summary="Explain", description=explain_description,
+        responses={200: {"model": ExplainResponse,
+                         "description": "The heatmap as a PNG (default), or its figures with "
+                                        "the PNG inline (format=json).",
+                         "content": {"image/png": {"schema": {"type": "string",
+                                                              "format": "binary"}}}},
+                   **{code: error_responses[code] for code in (400, 413, 415)},
+                   422: {"model": ExplainRefused, "description": (
+                       "Corrupt image, or not a chest X-ray (the guard's reason is given; no "
+                       "heatmap)")}},
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": [UPLOAD_FIELD], "properties": {
+                UPLOAD_FIELD: {"type": "string", "format": "binary", "description": (
+                    f"A chest X-ray: {ACCEPTED_TEXT}, at most "
+                    f"{settings.max_upload_mb:g} MB.")}}}}}}})
+    async def explain_api(request: Request, format: Literal["png", "json"] = "png",
+                          view: Literal["figure", "overlay"] = "figure"):
+        filename, data = await read_upload(request, settings.max_upload_bytes)
+        try:
+            result: ExplainResult = await anyio.to_thread.run_sync(
+                shared.explain_bytes, data, filename, view,
+                limiter=_limiter(request.app, "explain_limiter", EXPLAIN_WORKERS))
+        except UnsupportedImage as exc:
+            raise ApiError(415, str(exc), filename) from None
+        except CorruptImage as exc:
+            raise ApiError(422, str(exc), filename) from None
+        if result.refused:
+            check = result.check
+            raise ApiError(422, f"{NOT_CHEST_XRAY}: {check.reason}. No heatmap: the model only "
+                                "knows chest X-rays.", filename, verdict=check.verdict,
+                           reason=check.reason)
+        explanation = result.explanation
+        figures = explanation.figures()
+        if format == "json":
+            png_width, png_height = _png_size(result.png)
+            return JSONResponse(ExplainResponse(
+                **{key: figures[key] for key in ExplainResponse.model_fields if key in figures},
+                positive_label=explanation.positive_label, view=view, png_width=png_width,
+                png_height=png_height, total_ms=result.total_ms, image=result.image_info(),
+                runtime=result.check.runtime,
+                image_url="data:image/png;base64," + base64.b64encode(result.png).decode("ascii"),
+            ).model_dump(), headers=NO_STORE)
+        return Response(result.png, media_type="image/png", headers={
+            **NO_STORE,
+            "X-Explanation-Verdict": explanation.verdict,
+            "X-Explanation-Probability": f"{explanation.probability:.6g}",
+            "X-Explanation-Score": explanation.score,
+            "X-Explanation-Inferences": str(explanation.inferences),
+            "X-Explanation-Elapsed-Ms": f"{explanation.elapsed_ms:.1f}",
+            "X-Explanation-Colour-Scale": f"{explanation.colour_scale:.4g}",
+            "X-Disclaimer": DISCLAIMER})
+
     @app.get(f"{API}/kiosk/latest", response_model=KioskLatest, tags=["kiosk"])
     async def kiosk_latest():
         """The newest frame `covid-edge kiosk` sent; the /kiosk page polls this."""
@@ -253,7 +338,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.message, **exc.details}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -357,12 +442,27 @@ def _outcome(verdict: str, positive_label: str) -> str:
 
 
 def _decode_limiter(app: FastAPI) -> anyio.CapacityLimiter:
+    return _limiter(app, "decode_limiter", DECODE_WORKERS)
+
+
+def _limiter(app: FastAPI, name: str, workers: int) -> anyio.CapacityLimiter:
     # Made on first use, inside the running event loop as anyio wants; no await between the
     # check and the assignment, so two requests cannot both make one.
-    limiter = getattr(app.state, "decode_limiter", None)
+    limiter = getattr(app.state, name, None)
     if limiter is None:
-        limiter = app.state.decode_limiter = anyio.CapacityLimiter(DECODE_WORKERS)
+        limiter = anyio.CapacityLimiter(workers)
+        setattr(app.state, name, limiter)
     return limiter
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    # Width and height are the first fields of the IHDR chunk, right after the signature.
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def _negative_label(model: dict) -> str:
+    others = [label for label in model["labels"] if label != model["positive_label"]]
+    return others[0] if others else "not " + model["positive_label"]
 
 
 def _is_loopback(request: Request) -> bool:
