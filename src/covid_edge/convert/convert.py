@@ -178,12 +178,9 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     samples_dir = out_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
-    samples = []
     keras_probs = keras_probabilities(run_dir)
-    for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"]):
-        target = _sample_path(item, samples_dir)
-        shutil.copyfile(data_dir / item.path, target)
-        samples.append((item, target))
+    samples = [(item, _copy_sample(item, data_dir, samples_dir))
+               for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"])]
 
     card = {
         "schema_version": model_card.SCHEMA_VERSION,
