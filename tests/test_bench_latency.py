@@ -313,3 +313,18 @@ def test_warnings_for_throttling_heat_and_governor():
     assert any("82.5" in w for w in warnings)
     slow = {**calm, "cpu_frequency": {"governor": "powersave"}}
     assert any("powersave" in w for w in device_info.state_warnings(slow, slow))
+
+
+def test_rewriting_a_latency_report_keeps_a_drift_report_beside_it(tmp_path):
+    """`bench drift` writes its plots to the same plots/ folder: --force replaces only
+    latency's own files."""
+    drift_plot = tmp_path / "plots" / "drift_variants.png"
+    drift_plot.parent.mkdir()
+    drift_plot.write_bytes(b"drift")
+    for _ in range(2):  # the second run overwrites the first with --force
+        result = bench(REFERENCE / "mobilenet_v2_1.0_224_quant.tflite", "--runs", "2",
+                       "--warmup", "0", "--threads", "1", "--xnnpack", "on",
+                       "--no-end-to-end", "--out", str(tmp_path), "--force")
+        assert result.exit_code == 0, result.output
+    assert drift_plot.read_bytes() == b"drift"
+    assert (tmp_path / "latency.json").is_file()

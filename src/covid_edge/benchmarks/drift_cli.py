@@ -97,6 +97,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
     from ..model_card import ModelCardError, released_models_dir
     from . import drift as drifting
     from . import drift_report as reporting
+    from .report import ReportExistsError, to_json
 
     try:
         if out_dir is not None:
@@ -109,7 +110,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
                     "the released models are not installed with this copy of covid-edge: pass "
                     "--models DIR, a folder that `covid-edge convert` wrote") from None
         latency_report = drifting.load_latency(latency_path) if latency_path else None
-    except (drifting.DriftError, reporting.ReportExistsError) as exc:
+    except (drifting.DriftError, ReportExistsError) as exc:
         raise click.ClickException(str(exc)) from None
 
     command = _command_line(data_dir, models_dir, keras_path, split, split_file, limit,
@@ -133,7 +134,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
 
     click.echo(f"images: {report['selection']['reason']}", err=True)
     if as_json:
-        click.echo(reporting.to_json(report), nl=False)
+        click.echo(to_json(report), nl=False)
     else:
         click.echo(reporting.terminal_table(report))
     if out_dir is not None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import ReportExistsError  # noqa: F401 (drift_cli catches it from here)
-from .report import PLOTS_HINT, _markdown_table, _text_table, to_json
+from .report import _markdown_table, _text_table, write_files
 from .report import check_writable as check_latency_writable
 
 JSON_NAME = "drift.json"
@@ -413,20 +412,10 @@ def check_writable(out_dir: Path, force: bool) -> None:
 
 def write_report(report: dict, out_dir: Path, force: bool = False,
                  latency_report: dict | None = None) -> tuple[list[Path], str | None]:
-    """drift.json, drift.md and plots/*.png under `out_dir`; the files and a note if the plots
-    could not be drawn."""
+    """drift.json, drift.md and plots/*.png under `out_dir`."""
     check_writable(out_dir, force)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plots_dir = out_dir / PLOTS_DIR
-    for name in PLOT_NAMES:
-        (plots_dir / name).unlink(missing_ok=True)
-    note = None
-    try:
-        plots = draw_plots(report, plots_dir, latency_report)
-    except ImportError:
-        plots, note = [], PLOTS_HINT
-    json_path = out_dir / JSON_NAME
-    json_path.write_text(to_json(report), encoding="utf-8")
-    md_path = out_dir / MARKDOWN_NAME
-    md_path.write_text(markdown(report, plots, note), encoding="utf-8")
-    return [json_path, md_path, *plots], note
+    return write_files(out_dir, JSON_NAME, MARKDOWN_NAME, report,
+                       lambda: draw_plots(report, plots_dir, latency_report),
+                       lambda plots, note: markdown(report, plots, note),
+                       [plots_dir / name for name in PLOT_NAMES])

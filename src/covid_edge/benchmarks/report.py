@@ -301,7 +301,7 @@ def draw_plots(report: dict, directory: Path) -> list[Path]:
 
 
 def output_paths(out_dir: Path) -> list[Path]:
-    return [out_dir / JSON_NAME, out_dir / MARKDOWN_NAME, out_dir / PLOTS_DIR]
+    return [out_dir / JSON_NAME, out_dir / MARKDOWN_NAME]
 
 
 def check_writable(out_dir: Path, force: bool, paths: list[Path] | None = None) -> None:
@@ -320,22 +320,34 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2) + "\n"
 
 
-def write_report(report: dict, out_dir: Path, force: bool = False) -> tuple[list[Path], str | None]:
-    """latency.json, latency.md and plots/*.png under `out_dir`; the files and a note if the
-    plots could not be drawn."""
-    check_writable(out_dir, force)
+# Latency's own plots; a drift report's plots in the same folder are left alone.
+LATENCY_PLOT_PATTERNS = ("latency_*.png", "threads_*.png")
+
+
+def write_files(out_dir: Path, json_name: str, markdown_name: str, report: dict, draw,
+                render, stale: list[Path]) -> tuple[list[Path], str | None]:
+    """One report's JSON, Markdown and plots; the files and a note if the plots could not be
+    drawn. `stale` are this report's plots from an earlier run, removed first."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots_dir = out_dir / PLOTS_DIR
-    if plots_dir.is_dir():
-        for old in plots_dir.glob("*.png"):
-            old.unlink()
+    for old in stale:
+        old.unlink(missing_ok=True)
     note = None
     try:
-        plots = draw_plots(report, plots_dir)
+        plots = draw()
     except ImportError:
         plots, note = [], PLOTS_HINT
-    json_path = out_dir / JSON_NAME
+    json_path = out_dir / json_name
     json_path.write_text(to_json(report), encoding="utf-8")
-    md_path = out_dir / MARKDOWN_NAME
-    md_path.write_text(markdown(report, plots, note), encoding="utf-8")
+    md_path = out_dir / markdown_name
+    md_path.write_text(render(plots, note), encoding="utf-8")
     return [json_path, md_path, *plots], note
+
+
+def write_report(report: dict, out_dir: Path, force: bool = False) -> tuple[list[Path], str | None]:
+    """latency.json, latency.md and plots/*.png under `out_dir`."""
+    check_writable(out_dir, force)
+    plots_dir = out_dir / PLOTS_DIR
+    stale = [path for pattern in LATENCY_PLOT_PATTERNS for path in plots_dir.glob(pattern)]
+    return write_files(out_dir, JSON_NAME, MARKDOWN_NAME, report,
+                       lambda: draw_plots(report, plots_dir),
+                       lambda plots, note: markdown(report, plots, note), stale)
