@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from ..edge_runtime.interpreter import RUNTIME_NAMES
+from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -29,11 +29,8 @@ not run (no model card, no reference outputs, no runtime) or bad options.
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False,
                                                          path_type=Path),
               help="A folder `covid-edge convert` wrote. Default: the released models.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the interpreter. Default: every core this process may use.")
-@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-              help="TFLite interpreter. Default: the first installed of "
-                   f"{', '.join(RUNTIME_NAMES)}.")
+@threads_option
+@runtime_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def check(models_dir, threads, runtime_name, as_json):
     """Check that this device reproduces the model's reference outputs.

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from ..edge_runtime.interpreter import RUNTIME_NAMES
+from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EPILOG = f"""\b
 Examples:
@@ -70,11 +70,8 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
                    "training/split.csv in the models folder.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="At most N images per class (a seeded random choice), for a quick run.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the interpreters. Default: every core this process may use.")
-@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-              help="TFLite interpreter. Default: the first installed of "
-                   f"{', '.join(RUNTIME_NAMES)}.")
+@threads_option
+@runtime_option
 @click.option("--latency", "latency_path", type=click.Path(exists=True, path_type=Path),
               help="latency.json (or its folder) from `covid-edge bench latency --out`: adds "
                    "p50 at 1 thread to the variants table and its plots to the report.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..edge_runtime.devices import DEVICES
 
 
 def _parse_threads(ctx, param, value):
@@ -79,7 +80,7 @@ start; 2 bad options.
               help="Thread counts to sweep, e.g. 1,2 or 1-4. Default: 1 to the number of cores.")
 @click.option("--xnnpack", type=click.Choice(["on", "off", "both"]), default="both",
               show_default=True, help="Run with the XNNPACK CPU delegate, without, or both.")
-@click.option("--device", type=click.Choice(["cpu", "edgetpu", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True,
               help="cpu; edgetpu: the Coral Edge TPU through libedgetpu (fails, saying "
                    "why, without one), measuring each model's _edgetpu.tflite build and "

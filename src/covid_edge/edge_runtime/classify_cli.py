@@ -13,9 +13,8 @@ import click
 
 from .. import DISCLAIMER
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
-from .devices import DEVICES
 from .guard import NOT_CHEST_XRAY
-from .interpreter import RUNTIME_NAMES
+from .cli_options import device_option, no_guard_option, runtime_option, threads_option
 
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
@@ -102,18 +101,10 @@ def _images_in(folder: Path) -> list[Path]:
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A .tflite file with its model_card.json beside it, or a folder that "
                    "`covid-edge convert` wrote. Default: the released int8 model.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the interpreter. Default: every core this process may use.")
-@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-              help="TFLite interpreter to use. Default: the first installed of "
-                   f"{', '.join(RUNTIME_NAMES)}.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="cpu; edgetpu: a Coral Edge TPU through libedgetpu (the model's "
-                   "_edgetpu.tflite build; fails with the fix when it cannot); auto: the Edge "
-                   "TPU when present, else the CPU model, with a notice.")
-@click.option("--no-guard", is_flag=True,
-              help="Turn the out-of-distribution guard off: every image gets covid or normal, "
-                   "even a photo or a blank frame.")
+@threads_option
+@runtime_option
+@device_option
+@no_guard_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (model, runtime, results, summary) on stdout.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),

@@ -15,7 +15,7 @@ from .classifier import ModelError, load_with_messages
 from .explain import (DEFAULT_DISPLAY, LOG_ODDS, OCCLUDERS, count_inferences, default_patch,
                       default_stride, explain_pixels, patch_starts, render)
 from .guard import NOT_CHEST_XRAY
-from .interpreter import RUNTIME_NAMES
+from .cli_options import no_guard_option, runtime_option, threads_option
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -67,12 +67,9 @@ Examples:
 @click.option("--size", "display", type=click.IntRange(min=128, max=2048),
               default=DEFAULT_DISPLAY, show_default=True,
               help="Side of the X-ray in the figure, in pixels.")
-@click.option("--no-guard", is_flag=True,
-              help="Explain even what the out-of-distribution guard calls no chest X-ray.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the interpreter. Default: every core this process may use.")
-@click.option("--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-              help="TFLite interpreter to use. Default: the first installed.")
+@no_guard_option
+@threads_option
+@runtime_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures (probability, inferences, time, strongest regions) as "
                    "one JSON document on stdout.")

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..edge_runtime.classifier import ModelError, load_with_messages
-from ..edge_runtime.devices import DEVICES
-from ..edge_runtime.interpreter import RUNTIME_NAMES
+from ..edge_runtime.cli_options import (device_option, no_guard_option, runtime_option,
+                                        threads_option)
 from .inference import SharedClassifier
 
 EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE = 0, 2, 3, 4
@@ -16,24 +16,8 @@ EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE = 0, 2, 3, 4
 
 def model_options(command):
     """--model, --threads, --runtime, --device, --no-guard, as `covid-edge classify` has them."""
-    command = click.option(
-        "--no-guard", is_flag=True,
-        help="Turn the out-of-distribution guard off: every image gets covid or normal, even "
-             "a photo or a blank frame (e.g. for a camera whose frames the guard refuses).",
-    )(command)
-    command = click.option(
-        "--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-        help="cpu; edgetpu: a Coral Edge TPU (the model's _edgetpu.tflite build); auto: the "
-             "Edge TPU when present, else the CPU, with a notice.",
-    )(command)
-    command = click.option(
-        "--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-        help=f"TFLite interpreter. Default: the first installed of {', '.join(RUNTIME_NAMES)}."
-    )(command)
-    command = click.option(
-        "--threads", type=click.IntRange(min=1), default=None,
-        help="CPU threads for the interpreter. Default: every core this process may use.",
-    )(command)
+    for option in (no_guard_option, device_option, runtime_option, threads_option):
+        command = option(command)
     command = click.option(
         "--model", "model_path", type=click.Path(path_type=Path),
         help="A .tflite file with its model_card.json beside it, or a folder that "
