@@ -61,7 +61,7 @@ def test_augmentation_never_mirrors():
     # Left half bright, right half dark: a mirror would swap them.
     image = np.zeros((64, 64), dtype=np.uint8)
     image[:, :32] = 200
-    augment = Augmenter()
+    augment = Augmenter(corner_erase_p=0.0)  # flat corners would blur the halves' contrast
     rng = np.random.default_rng(0)
     for _ in range(20):
         out = augment(image[None], rng)[0]
@@ -72,5 +72,29 @@ def test_augmentation_never_mirrors():
 def test_identity_augmentation_keeps_the_image():
     image = np.random.default_rng(4).integers(0, 256, (32, 32)).astype(np.uint8)
     still = Augmenter(max_rotation_deg=0, max_shift=0, zoom_range=(1, 1), max_contrast=0,
-                      max_brightness=0)
+                      max_brightness=0, corner_erase_p=0)
     assert np.array_equal(still(image[None], np.random.default_rng(0))[0], image)
+
+
+def test_corner_erasing_paints_only_corners_flat():
+    image = np.full((100, 100), 77, dtype=np.uint8)
+    image[::2] = 180  # stripes, so no erased rectangle can look like the original
+    erase = Augmenter(max_rotation_deg=0, max_shift=0, zoom_range=(1, 1), max_contrast=0,
+                      max_brightness=0, corner_erase_p=1.0)
+    rng = np.random.default_rng(1)
+    touched_corners = set()
+    for _ in range(30):
+        out = erase(image[None], rng)[0]
+        changed = out != image
+        assert changed.any(), "with p=1 every image gets at least one corner erased"
+        # The centre (outside every possible rectangle: at most 35% per side) is untouched.
+        assert not changed[36:64, 36:64].any()
+        for name, (rows, cols) in {"tl": (slice(0, 12), slice(0, 12)),
+                                   "tr": (slice(0, 12), slice(-12, None)),
+                                   "bl": (slice(-12, None), slice(0, 12)),
+                                   "br": (slice(-12, None), slice(-12, None))}.items():
+            corner = out[rows, cols]
+            if (corner != image[rows, cols]).any():
+                touched_corners.add(name)
+                assert corner.min() == corner.max(), "an erased corner is one flat grey"
+    assert touched_corners == {"tl", "tr", "bl", "br"}

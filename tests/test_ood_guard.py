@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import CXR, REFERENCE
 from covid_edge.cli import main
 from covid_edge.convert import non_xray
-from covid_edge.convert.ood_fit import fit, with_threshold
+from covid_edge.convert.ood_fit import choose_components, fit, with_threshold
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
                                            Guard, ImageChecks, fine_detail)
@@ -124,6 +124,25 @@ def test_feature_distance_accepts_its_distribution_and_refuses_others(tmp_path):
     assert loaded.threshold == stats.threshold and loaded.quantile == 0.99
 
 
+def test_components_are_chosen_on_the_tuning_images():
+    train, val = gaussian_features(2000), gaussian_features(1000, seed=1)
+    # Off the distribution only along its weakest directions: the pooled residual variance of
+    # a small model hides that; a model that keeps more directions sees it.
+    tuning = gaussian_features(6, seed=5)
+    tuning[:, -8:] += 1.0
+    stats, rows = choose_components(train, val, tuning, candidates=(2, 8, 32), quantile=0.99)
+    assert [row["components"] for row in rows] == [2, 8, 32]
+    assert [row["tuning_images"] for row in rows] == [6, 6, 6]
+    rejected = [row["tuning_rejected"] for row in rows]
+    assert rejected[0] < rejected[-1] == 6
+    chosen = [row for row in rows if row.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["components"] == stats.components.shape[0] == 32
+    assert np.mean(stats.distance(val) <= stats.threshold) >= 0.99  # the threshold rule holds
+    # With one candidate there is nothing to choose.
+    fixed, rows = choose_components(train, val, tuning, candidates=(8,), quantile=0.99)
+    assert fixed.components.shape[0] == 8 and rows[0]["chosen"]
+
+
 def test_guard_without_features_or_statistics_keeps_the_image_checks(tmp_path):
     card = {"ood_guard": {"stats_file": OOD_STATS_FILENAME}}
     guard = Guard.from_card(card, tmp_path, feature_dim=None)
@@ -149,6 +168,22 @@ def test_non_xray_set_is_real_and_offline(tmp_path):
     assert any(image.gray_copy for image in images)
     for image in images:
         assert image.path.is_file()
+
+
+def test_tuning_set_shares_no_image_with_the_evaluation_set(tmp_path):
+    evaluation = non_xray.build(tmp_path / "evaluation", [PHOTOS] if PHOTOS.is_dir() else [])
+    tuning = non_xray.build_tuning(tmp_path / "tuning")
+    kinds = non_xray.sources(tuning)
+    assert kinds["patterns (drawn by covid-edge)"] == 4
+    assert kinds["scikit-learn sample images (grayscale crops)"] == 4
+    assert len(tuning) >= 15
+    # Not the same file, and not the same picture drawn again: compare decoded pixels too.
+    def fingerprints(images):
+        return {sha256_file(image.path) for image in images}, {
+            read_grayscale(image.path).resize((16, 16)).tobytes() for image in images}
+    files_e, pixels_e = fingerprints(evaluation)
+    files_t, pixels_t = fingerprints(tuning)
+    assert not files_e & files_t and not pixels_e & pixels_t
 
 
 # -- with the model under test ---------------------------------------------------------------

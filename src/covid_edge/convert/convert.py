@@ -97,7 +97,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             calibration_size: int = 300, sample_count: int = 6, seed: int = 0,
             log=print, progress=None, force: bool = False, edgetpu: bool = False,
             non_xray_dirs: tuple = (), ood_train_images: int = 2000,
-            ood_components: int = 32, ood_quantile: float = 0.995,
+            ood_components: int | None = None, ood_quantile: float = 0.995,
             bias_correction: bool = True) -> dict:
     import keras
     import tensorflow as tf
@@ -216,7 +216,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     card["ood_guard"], val_probabilities = ood_fit.fit_guard(
         Classifier.load(int8_path, guard=False), data_dir, train_items, val, out_dir,
         train_images=ood_train_images, components=ood_components, quantile=ood_quantile,
-        seed=seed, progress=progress, log=log)
+        seed=seed, progress=progress, log=log, scratch=scratch)
     distances = card["ood_guard"].pop("_distances")
     model_card.write_json(card, out_dir)  # with the guard's statistics, for the runtime
 
@@ -309,7 +309,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "converter_tensorflow": tf.__version__, "keras_converter": keras.__version__,
             "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
         "reproduce": reproduce_commands(run, data_dir, calibration_size, seed, edgetpu,
-                                        non_xray_dirs, bias_correction),
+                                        non_xray_dirs, bias_correction, ood_components),
     })
     model_card.write_json(card, out_dir)
     for name in TRAINING_FILES:
@@ -338,18 +338,23 @@ def _manifest_hash(data_dir: Path) -> str | None:
 
 def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int,
                        edgetpu: bool = False, non_xray_dirs=(),
-                       bias_correction: bool = True) -> list[str]:
+                       bias_correction: bool = True,
+                       ood_components: int | None = None) -> list[str]:
     config = run["config"]
-    train = (f"covid-edge train {data_dir} --out runs/v1 --weights {config['weights']} "
+    run_dir = config.get("out_dir", "runs/v1")
+    train = (f"covid-edge train {data_dir} --out {run_dir} --weights {config['weights']} "
              f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
              f"--head-epochs {config['head_epochs']} --fine-tune-epochs "
              f"{config['fine_tune_epochs']} --fine-tune-from {config['fine_tune_from']} "
-             f"--target-sensitivity {config['target_sensitivity']} --seed {config['seed']}")
+             f"--target-sensitivity {config['target_sensitivity']} "
+             # Runs from before corner erasing existed had none.
+             f"--corner-erase {config.get('corner_erase', 0.0)} --seed {config['seed']}")
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
-    convert = (f"covid-edge convert runs/v1/model.keras --out models "
+    convert = (f"covid-edge convert {run_dir}/model.keras --out models "
                f"--calibration-size {calibration_size} --seed {seed}"
                + (" --edgetpu" if edgetpu else "")
                + ("" if bias_correction else " --no-bias-correction")
+               + ("" if ood_components is None else f" --ood-components {ood_components}")
                + "".join(f" --non-xray {folder}" for folder in non_xray_dirs))
     return [train, convert]

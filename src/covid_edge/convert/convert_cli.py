@@ -8,6 +8,21 @@ from .. import DISCLAIMER
 from .train_cli import Log, progress
 
 
+class ComponentsParam(click.ParamType):
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or str(value).lower() == "auto":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither 'auto' nor a whole number >= 1", param, ctx)
+        return number
+
+
 @click.command(epilog=DISCLAIMER)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -38,8 +53,10 @@ from .train_cli import Log, progress
 @click.option("--ood-train-images", default=2000, show_default=True, type=click.IntRange(10),
               help="Training images whose features the guard's statistics are fitted on "
                    "(a seeded subsample; each costs one int8 inference).")
-@click.option("--ood-components", default=32, show_default=True, type=click.IntRange(1),
-              help="Principal components of the guard's feature model.")
+@click.option("--ood-components", default="auto", show_default=True, type=ComponentsParam(),
+              help="Principal components of the guard's feature model: a number, or 'auto' to "
+                   "pick among 16/32/64/128 the one that refuses most of a separate tuning set "
+                   "of non-X-ray images (never the set the guard is measured on).")
 @click.option("--ood-quantile", default=0.995, show_default=True,
               type=click.FloatRange(0.5, 1.0),
               help="The guard refuses features farther than this quantile of the validation "

@@ -14,6 +14,11 @@ from files that ship inside installed packages, or is drawn here:
 
 There is no X-ray of another body part (a hand, a knee) among them: nothing offline has one.
 
+`build_tuning` collects a second, separate set from other files (scikit-learn's two sample
+photos, matplotlib's other sample pictures and terrain data, charts and patterns drawn here).
+`covid-edge convert` tunes the guard on that set only, so the set above stays an evaluation
+set the guard's settings were never chosen on. No file is in both (a test checks it).
+
 numpy and Pillow only (TensorFlow-free), so tests use it as they are.
 """
 
@@ -195,3 +200,128 @@ def sources(images: list[NonXray]) -> dict[str, int]:
     for image in images:
         counts[image.source] = counts.get(image.source, 0) + 1
     return counts
+
+
+def build_tuning(folder: str | Path, seed: int = 1) -> list[NonXray]:
+    """The tuning set: non-X-ray images from files and drawings the evaluation set does not
+    use (see the module docstring)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images: list[NonXray] = []
+    sklearn_images = package_dir("sklearn", "datasets", "images")
+    photos = []
+    if sklearn_images is not None:
+        photos = [p for p in (sklearn_images / "china.jpg", sklearn_images / "flower.jpg")
+                  if p.is_file()]
+        images += [NonXray(p, "scikit-learn sample images") for p in photos]
+        images += [NonXray(p, "scikit-learn sample images (grayscale crops)")
+                   for p in photo_crops(photos, folder)]
+    sample = package_dir("matplotlib", "mpl-data", "sample_data")
+    if sample is not None:
+        images += [NonXray(sample / name, "matplotlib sample data")
+                   for name in ("Minduka_Present_Blue_Pack.png", "logo2.png")
+                   if (sample / name).is_file()]
+        images += [NonXray(p, "matplotlib sample data (terrain, drawn as gray)")
+                   for p in terrain_pictures(sample, folder)]
+        images += [NonXray(p, "charts drawn with matplotlib") for p in charts(folder, seed)]
+    images += [NonXray(p, "patterns (drawn by covid-edge)") for p in patterns(folder, seed)]
+    return _unique(images)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return np.rint(255 * (values - values.min()) / max(float(np.ptp(values)), 1e-9)
+                   ).astype(np.uint8)
+
+
+def _save(folder: Path, name: str, pixels: np.ndarray | Image.Image) -> Path:
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    image.save(folder / name)
+    return folder / name
+
+
+def photo_crops(photos: list[Path], folder: Path) -> list[Path]:
+    """Two square grayscale crops of each photo: gray, textured and photographic, the kind of
+    picture the colour check cannot catch."""
+    paths = []
+    for photo in photos:
+        gray = Image.open(photo).convert("L")
+        width, height = gray.size
+        side = min(width, height) * 3 // 4
+        for index, (left, top) in enumerate(((0, 0), (width - side, height - side))):
+            paths.append(_save(folder, f"crop{index}-{photo.stem}.png",
+                               gray.crop((left, top, left + side, top + side))))
+    return paths
+
+
+def terrain_pictures(sample: Path, folder: Path) -> list[Path]:
+    """matplotlib's elevation data as grayscale pictures: height, hill shading, bathymetry."""
+    paths = []
+    dem = sample / "jacksboro_fault_dem.npz"
+    if dem.is_file():
+        with np.load(dem) as data:
+            elevation = data["elevation"].astype(np.float64)
+        paths.append(_save(folder, "terrain-elevation.png", _to_uint8(elevation)))
+        from matplotlib.colors import LightSource
+
+        shaded = LightSource(azdeg=315, altdeg=45).hillshade(elevation, vert_exag=0.05)
+        paths.append(_save(folder, "terrain-hillshade.png", _to_uint8(shaded)))
+    topobathy = sample / "topobathy.npz"
+    if topobathy.is_file():
+        with np.load(topobathy) as data:
+            picture = Image.fromarray(_to_uint8(data["topo"]))
+        paths.append(_save(folder, "terrain-topobathy.png",
+                           picture.resize((480, 364), Image.Resampling.BICUBIC)))
+    return paths
+
+
+def charts(folder: Path, seed: int) -> list[Path]:
+    """What a kiosk camera pointed at a screen might see: a line, bar and scatter chart and an
+    image with a colour bar, rendered by matplotlib."""
+    from ..plots import _pyplot
+
+    plt = _pyplot()
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 10, 200)
+    paths = []
+    for kind in ("line", "bar", "scatter", "field"):
+        fig, axis = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+        if kind == "line":
+            axis.plot(t, np.sin(t))
+            axis.plot(t, np.cos(t))
+        elif kind == "bar":
+            axis.bar(range(8), rng.integers(1, 10, 8))
+        elif kind == "scatter":
+            axis.scatter(rng.normal(size=200), rng.normal(size=200), s=8)
+        else:
+            fig.colorbar(axis.imshow(_smooth_noise(rng, 128), cmap="gray"))
+        axis.set_title(f"{kind} chart")
+        paths.append(folder / f"chart-{kind}.png")
+        fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
+
+
+def _smooth_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    from PIL import ImageFilter
+
+    noise = Image.fromarray(_to_uint8(rng.normal(size=(size, size))))
+    return _to_uint8(np.asarray(noise.filter(ImageFilter.GaussianBlur(size / 25))))
+
+
+def patterns(folder: Path, seed: int, size: int = 256) -> list[Path]:
+    """Smooth blotches, rings, a checkerboard and overlapping rectangles."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    paths = [_save(folder, "pattern-smooth-noise.png", _smooth_noise(rng, size)),
+             _save(folder, "pattern-rings.png", _to_uint8(np.sin(12 * np.hypot(x, y)))),
+             _save(folder, "pattern-checkerboard.png",
+                   _to_uint8((np.indices((size, size)) // (size // 8)).sum(axis=0) % 2))]
+    canvas = Image.new("L", (size, size), 90)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(12):
+        left, right = sorted(rng.integers(0, size, 2))
+        top, bottom = sorted(rng.integers(0, size, 2))
+        draw.rectangle((left, top, right, bottom), fill=int(rng.integers(0, 256)))
+    paths.append(_save(folder, "pattern-rectangles.png", canvas))
+    return paths

@@ -6,15 +6,18 @@ the device runs, so the statistics describe exactly what the device will compute
 1. features of (a seeded subsample of) the training split -> probabilistic PCA (mean, top-k
    components and their variances, the mean variance of the rest);
 2. distances of the validation split -> threshold = a high quantile of them;
-3. measured on data the fit never saw: acceptance of the test split's X-rays, rejection of
-   real non-X-ray images (convert/non_xray.py), with the whole guard and with the feature test
-   alone.
+3. k: each candidate is fitted and thresholded as above, and the one that refuses most of the
+   tuning set of non-X-rays (non_xray.build_tuning), by the widest margin, is kept;
+4. measured on data none of this saw: acceptance of the test split's X-rays, rejection of the
+   evaluation set of non-X-ray images (non_xray.build), with the whole guard and with the
+   feature test alone.
 
 numpy only, apart from the optional distance histogram.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from ..preprocess import load_pixels, resize_gray
 from . import non_xray
 
 DEFAULT_COMPONENTS = 32
+CANDIDATE_COMPONENTS = (16, 32, 64, 128)
 DEFAULT_QUANTILE = 0.995
 DEFAULT_TRAIN_IMAGES = 2000
 
@@ -74,6 +78,50 @@ def with_threshold(stats: FeatureDistance, validation_distances: np.ndarray,
                            stats.residual_variance, threshold, quantile)
 
 
+def choose_components(train_features: np.ndarray, val_features: np.ndarray,
+                      tuning_features: np.ndarray, candidates=CANDIDATE_COMPONENTS,
+                      quantile: float = DEFAULT_QUANTILE) -> tuple[FeatureDistance, list[dict]]:
+    """The candidate that refuses the most tuning non-X-rays, then the one whose closest
+    tuning image lies farthest beyond its threshold. Every candidate accepts the same share of
+    validation X-rays (its threshold is that quantile), so only the refusals differ."""
+    rows, fitted = [], {}
+    for k in candidates:
+        stats = fit(train_features, k)
+        stats = with_threshold(stats, stats.distance(val_features), quantile)
+        margins = np.atleast_1d(stats.distance(tuning_features)) / stats.threshold
+        fitted[k] = stats
+        rows.append({"components": int(stats.components.shape[0]),
+                     "threshold": stats.threshold,
+                     "tuning_rejected": int((margins > 1).sum()),
+                     "tuning_images": int(len(margins)),
+                     "closest_tuning_image_distance_over_threshold": float(margins.min())})
+    best = max(rows, key=lambda row: (row["tuning_rejected"],
+                                      row["closest_tuning_image_distance_over_threshold"]))
+    best["chosen"] = True
+    return fitted[candidates[rows.index(best)]], rows
+
+
+def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
+                    ) -> tuple[list[dict], np.ndarray]:
+    """The tuning set's images that pass the image checks (the ones the feature test has to
+    catch), with their features; every image is listed."""
+    rows, features = [], []
+    for image in non_xray.build_tuning(folder, seed=seed):
+        decoded = read_image(image.path, target_size=(classifier.spec.width,
+                                                      classifier.spec.height))
+        pixels = resize_gray(decoded.gray, classifier.spec)
+        reason = checks.reason(pixels, decoded.colourfulness, decoded.size)
+        rows.append({"image": image.name, "source": image.source,
+                     "caught_by_image_checks": _reason_kind(reason) if reason else None})
+        if reason is None:
+            _, _, feature, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
+            features.append(feature)
+    if not features:
+        raise ValueError("every tuning image was caught by the image checks: nothing to tune "
+                         "the feature test on")
+    return rows, np.stack(features)
+
+
 def explained_variance(train_features: np.ndarray, stats: FeatureDistance) -> float:
     centred = np.asarray(train_features, dtype=np.float64) - stats.mean
     total = float((centred ** 2).sum())
@@ -81,10 +129,13 @@ def explained_variance(train_features: np.ndarray, stats: FeatureDistance) -> fl
 
 
 def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path, *,
-              train_images: int = DEFAULT_TRAIN_IMAGES, components: int = DEFAULT_COMPONENTS,
-              quantile: float = DEFAULT_QUANTILE, seed: int = 0, progress=None, log=print
-              ) -> tuple[dict, np.ndarray]:
+              train_images: int = DEFAULT_TRAIN_IMAGES, components: int | None = None,
+              quantile: float = DEFAULT_QUANTILE, seed: int = 0, progress=None, log=print,
+              scratch: Path | None = None) -> tuple[dict, np.ndarray]:
     """Fit on `classifier` (the int8 model, guard off); write ood_stats.npz into out_dir.
+
+    components: a fixed number of principal components, or None to choose among
+    CANDIDATE_COMPONENTS on the tuning set (drawn into `scratch`, a temporary folder if None).
 
     Returns the model card's "ood_guard" entry and the validation probabilities (which
     calibration reuses: one pass over the validation split serves both).
@@ -98,13 +149,17 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                                 f"guard: training features ({classifier.variant})", details)
     val_probabilities, val_features = collect(classifier, data_dir, val_items, progress,
                                               f"guard: validation ({classifier.variant})")
-    stats = fit(train_features, components)
-    val_distances = stats.distance(val_features)
-    stats = with_threshold(stats, val_distances, quantile)
-    path = stats.save(Path(out_dir) / OOD_STATS_FILENAME)
-    train_distances = stats.distance(train_features)
     checks = ImageChecks(detail_max=DETAIL_MARGIN * max(details),
                          detail_min=min(details) / DETAIL_MARGIN)
+    with tempfile.TemporaryDirectory() as temporary:
+        tuning_rows, tuning = tuning_features(classifier, checks,
+                                              Path(scratch or temporary) / "tuning")
+    candidates = CANDIDATE_COMPONENTS if components is None else (components,)
+    stats, candidate_rows = choose_components(train_features, val_features, tuning, candidates,
+                                              quantile)
+    val_distances = stats.distance(val_features)
+    path = stats.save(Path(out_dir) / OOD_STATS_FILENAME)
+    train_distances = stats.distance(train_features)
     entry = {
         "method": "cheap image checks (colour, blank frame, aspect ratio), then a probabilistic-"
                   "PCA distance of the model's pooled penultimate features (its second "
@@ -124,6 +179,13 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
         "stats_sha256": sha256_file(path),
         "stats_bytes": path.stat().st_size,
         "components": int(stats.components.shape[0]),
+        "components_chosen": ("fixed by --ood-components" if components is not None else
+                              f"the candidate of {list(CANDIDATE_COMPONENTS)} that refuses the "
+                              "most tuning images that pass the image checks, then by the "
+                              "widest margin (the evaluation set below played no part)"),
+        "tuning": {"images": len(tuning_rows), "passed_image_checks": len(tuning),
+                   "sources": _count(row["source"] for row in tuning_rows),
+                   "candidates": candidate_rows, "per_image": tuning_rows},
         "explained_variance": explained_variance(train_features, stats),
         "threshold": stats.threshold,
         "quantile": quantile,
@@ -137,6 +199,11 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                   "knee, skull) or lateral chest view was available offline, so how the guard "
                   "treats those is unknown: they may pass as chest X-rays.",
     }
+    for row in candidate_rows:
+        log(f"guard: {row['components']:>3} components refuse {row['tuning_rejected']}/"
+            f"{row['tuning_images']} tuning images past the image checks (closest at "
+            f"{row['closest_tuning_image_distance_over_threshold']:.2f} x the threshold)"
+            + ("  <- chosen" if row.get("chosen") else ""))
     log(f"guard: {entry['components']} components explain {entry['explained_variance']:.1%} "
         f"of the training features' variance; threshold {stats.threshold:.2f} "
         f"({quantile:.1%} of validation); validation acceptance "
@@ -217,6 +284,13 @@ def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
     pixels = resize_gray(decoded.gray, plain.spec)
     _, _, features, _ = plain.infer_with_features(plain.prepare_input(pixels))
     return float(stats.distance(features))
+
+
+def _count(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _reason_kind(reason: str | None) -> str:

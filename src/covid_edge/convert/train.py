@@ -40,6 +40,7 @@ class TrainConfig:
     fine_tune_from: str = "block_12_expand"
     dropout: float = 0.2
     target_sensitivity: float = 0.98
+    corner_erase: float = 0.5
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     limit_per_class: int | None = None
     seed: int = 0
@@ -185,7 +186,9 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
 
     weights = class_weights(labels[parts["train"]])
     train_data = make_batches(pixels[parts["train"]], labels[parts["train"]], spec,
-                              config.batch_size, augmenter=Augmenter(), weights=weights,
+                              config.batch_size,
+                              augmenter=Augmenter(corner_erase_p=config.corner_erase),
+                              weights=weights,
                               seed=config.seed, shuffle=True)
     val_data = make_batches(pixels[parts["val"]], labels[parts["val"]], spec, config.batch_size)
 

@@ -49,12 +49,15 @@ def progress(items, label):
 @click.option("--target-sensitivity", default=0.98, show_default=True,
               type=click.FloatRange(0.5, 1.0),
               help="COVID sensitivity the decision threshold must reach on validation.")
+@click.option("--corner-erase", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of training images whose corners are painted flat grey, so the model "
+                   "cannot lean on side markers and burned-in text there (0: off).")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None,
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
 def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_tune_epochs,
-          fine_tune_from, target_sensitivity, limit_per_class, seed, force):
+          fine_tune_from, target_sensitivity, corner_erase, limit_per_class, seed, force):
     """Train MobileNetV2 to tell COVID-19 from normal chest X-rays.
 
     DATA_DIR holds one folder per class: covid/ and normal/ (e.g. ../shared/data/cxr).
@@ -79,6 +82,7 @@ def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_
         data_dir=data_dir, out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
+        corner_erase=corner_erase,
         limit_per_class=limit_per_class, seed=seed)
     try:
         summary = run_training(config, Log(), progress, force=force)
