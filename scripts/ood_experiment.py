@@ -3,9 +3,12 @@
 Runs the int8 model of MODELS_DIR (which `covid-edge convert` wrote, with training/split.csv)
 once over a training subsample, the validation and test splits and the non-X-ray set, then
 prints, for several numbers of principal components and scores, the test acceptance and the
-non-X-ray rejection at the validation-quantile threshold `convert` would use. The guard's
-default (probabilistic PCA, 32 components, 99.5 %) was chosen with this script; the figures
-it prints are what the model card reports for the chosen setting.
+non-X-ray rejection at the validation-quantile threshold `convert` would use.
+
+It looks at the evaluation set, so it is for understanding a converted model, not for choosing
+its settings: the first release's guard (32 components) was chosen with it and then missed one
+evaluation image. `covid-edge convert` now chooses the number of components on a separate tuning
+set (convert/non_xray.build_tuning) and this script must not feed back into that choice.
 
     PYTHONPATH=src python scripts/ood_experiment.py models --data ../shared/data/cxr \
         --non-xray ../shared/reference/photos

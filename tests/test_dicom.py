@@ -195,6 +195,21 @@ def test_colour_dicom_becomes_gray():
     assert difference.mean() < 1 and (difference <= 2).mean() >= 0.9
 
 
+def test_colour_dicom_keeps_its_colourfulness_for_the_guard():
+    from covid_edge.edge_runtime.guard import ImageChecks
+    from covid_edge.image_io import read_image
+    from covid_edge.preprocess import PreprocessSpec, resize_gray
+
+    # A colour-Doppler ultrasound frame: gray would hide that it is no X-ray.
+    doppler = read_image(bundled("examples_rgb_color.dcm"))
+    assert doppler.gray.mode == "L" and doppler.size == (320, 240)
+    assert doppler.colourfulness > 15
+    reason = ImageChecks().reason(resize_gray(doppler.gray, PreprocessSpec()),
+                                  doppler.colourfulness, doppler.size)
+    assert reason.startswith("colour image")
+    assert read_image(bundled("MR_small.dcm")).colourfulness is None  # monochrome: no colour
+
+
 # -- compressed transfer syntaxes ------------------------------------------------------------
 
 def test_jpeg_wrapped_in_dicom_reads_as_the_jpeg(tmp_path, covid_xray, xray):

@@ -52,7 +52,9 @@ _DECOMPRESS_HINT = ("or decompress the file first, e.g. `gdcmconv --raw IN.dcm O
 
 
 def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
-    """Read a single-frame DICOM image as an 8-bit grayscale ("L") PIL image.
+    """Read a single-frame DICOM image as an 8-bit PIL image: grayscale ("L") for monochrome
+    data, "RGB" for colour (RGB, YBR, palette), so that the caller can still tell that a
+    colour ultrasound or photo is no X-ray.
 
     Raises ImageReadError (never a pydicom exception) with a message a user can act on.
     OSErrors (missing file, permission) propagate so that image_io words them like any image's.
@@ -73,7 +75,7 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
             _check_image(ds, max_pixels)
             _ensure_transfer_syntax(ds)
             stored = _decode(ds)
-            return _to_display_gray(stored, ds)
+            return _to_display_image(stored, ds)
     except ImageReadError:
         raise
     except OSError:
@@ -182,14 +184,14 @@ def _install_hint(syntax) -> str:
     return "`pip install python-gdcm`"
 
 
-def _to_display_gray(stored: np.ndarray, ds) -> Image.Image:
+def _to_display_image(stored: np.ndarray, ds) -> Image.Image:
     from pydicom.pixels import apply_color_lut
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
-        return _color_to_gray(apply_color_lut(stored, ds))
+        return _color_to_rgb(apply_color_lut(stored, ds))
     if stored.ndim == 3:  # RGB, or YBR already converted to RGB by pydicom
-        return _color_to_gray(stored)
+        return _color_to_rgb(stored)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageReadError(f"unsupported Photometric Interpretation {photometric!r}")
 
@@ -258,14 +260,14 @@ def _scale_to_8bit(values: np.ndarray, low: float, high: float) -> Image.Image:
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
 
 
-def _color_to_gray(rgb: np.ndarray) -> Image.Image:
+def _color_to_rgb(rgb: np.ndarray) -> Image.Image:
     if rgb.dtype != np.uint8:
         # 16-bit colour (rare): keep the relative levels, stretched as gray data would be.
         rgb = rgb.astype(np.float64)
         low, high = float(rgb.min()), float(rgb.max())
         rgb = np.zeros_like(rgb) if high <= low else (rgb - low) * (255.0 / (high - low))
         rgb = np.rint(rgb).astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(rgb[..., :3])).convert("L")
+    return Image.fromarray(np.ascontiguousarray(rgb[..., :3]), mode="RGB")
 
 
 def _first_line(exc: Exception, limit: int = 240) -> str:

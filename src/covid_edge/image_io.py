@@ -92,8 +92,10 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         if looks_like_dicom(path):
             # Imported here: pydicom is an optional extra that PNG/JPEG users never load.
             from .dicom_io import read_dicom
-            gray = read_dicom(path, max_pixels)
-            return DecodedImage(gray, None, gray.size)
+            picture = read_dicom(path, max_pixels)
+            if picture.mode == "RGB":
+                return DecodedImage(picture.convert("L"), colourfulness(picture), picture.size)
+            return DecodedImage(picture, None, picture.size)
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

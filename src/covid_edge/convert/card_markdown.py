@@ -207,6 +207,23 @@ def _guard(card: dict) -> list[str]:
         f"{fitted['validation_images']} validation X-rays' distances. Statistics: "
         f"`{guard['stats_file']}` ({guard['stats_bytes']} bytes, sha256 "
         f"`{guard['stats_sha256']}`).",
+    ]
+    tuning = guard.get("tuning")
+    if tuning:
+        lines += [
+            f"- Number of components: {guard['components_chosen']}. Tuning set "
+            f"({tuning['images']} images, {tuning['passed_image_checks']} of them past the image "
+            "checks; none in the evaluation set below): "
+            + "; ".join(f"{source}: {n}" for source, n in tuning["sources"].items()) + ".",
+            "",
+            "| components | threshold | tuning images refused by the feature test | closest "
+            "one, distance / threshold |",
+            "|---:|---:|---:|---:|",
+        ] + [f"| {row['components']}{' (chosen)' if row.get('chosen') else ''} | "
+             f"{row['threshold']:.2f} | {row['tuning_rejected']}/{row['tuning_images']} | "
+             f"{row['closest_tuning_image_distance_over_threshold']:.2f} |"
+             for row in tuning["candidates"]]
+    lines += [
         "",
         "| measured on | images | result |",
         "|---|---:|---|",
@@ -219,8 +236,9 @@ def _guard(card: dict) -> list[str]:
         f"| non-X-ray images, feature test alone | {other['images']} | "
         f"{_pct(alone['rejection'])} refused |",
         "",
-        "Non-X-ray images (real, offline; a grayscale copy of each colour image measures the "
-        "feature test without the colour check): "
+        "Non-X-ray images, the evaluation set (real, offline; never used to choose a setting; "
+        "a grayscale copy of each colour image measures the feature test without the colour "
+        "check): "
         + "; ".join(f"{source}: {n}" for source, n in other["sources"].items()) + ".",
     ]
     by_label = test.get("refused_by_label") or {}

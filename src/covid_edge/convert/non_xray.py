@@ -6,7 +6,7 @@ from files that ship inside installed packages, or is drawn here:
 - scikit-image's bundled sample images (skimage/data: photographs, a page of text, coins, the
   moon, a retina, a CT phantom, ...; the [train] extra installs scikit-image);
 - pydicom's bundled test DICOMs that are real medical images but no chest X-ray (a CT slice,
-  MR slices; pydicom comes with the [dicom] extra);
+  MR slices, two ultrasound frames; pydicom comes with the [dicom] extra);
 - matplotlib's sample data (an MRI head slice);
 - synthetic frames: black, white, grey, noise, a gradient, and rendered documents;
 - a grayscale copy of every colour image, so that the feature test is measured on its own
@@ -41,7 +41,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}
 SKIMAGE_SKIP = {"motorcycle_right.png", "chessboard_RGB.png", "multipage.tif",
                 "multipage_rgb.tif", "no_time_for_that_tiny.gif"}
 # Real medical images that are not chest radiographs (uncompressed: no extra decoders needed).
-PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "image_dfl.dcm")
+PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "image_dfl.dcm",
+                 "examples_palette.dcm", "examples_rgb_color.dcm")  # the last two: ultrasound
 DOCUMENT_TEXT = (
     "PATIENT DISCHARGE SUMMARY",
     "Name: ____________________   Date of birth: __/__/____",
@@ -173,7 +174,7 @@ def build(folder: str | Path, extra_dirs: list[str | Path] = (), seed: int = 0
                    if p.name not in SKIMAGE_SKIP]
     pydicom_files = package_dir("pydicom", "data", "test_files")
     if pydicom_files is not None:
-        images += [NonXray(pydicom_files / name, "pydicom test files (CT/MR)")
+        images += [NonXray(pydicom_files / name, "pydicom test files (CT/MR/ultrasound)")
                    for name in PYDICOM_FILES if (pydicom_files / name).is_file()]
     images += [NonXray(p, "matplotlib sample data") for p in matplotlib_images(folder)]
     images += [NonXray(p, "synthetic (drawn by covid-edge)") for p in synthetic_frames(folder,
