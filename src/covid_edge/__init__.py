@@ -4,7 +4,7 @@ TFLite model on a Raspberry Pi or Coral kiosk.
 Research and education software, not a medical device.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 DISCLAIMER = (
     "Research and education software, not a medical device: "

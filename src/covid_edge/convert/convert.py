@@ -178,6 +178,12 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     samples_dir = out_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
+    stale = [path for path in samples_dir.iterdir()
+             if path.is_file() and path.name.split("-", 1)[0] in dataset.LABELS]
+    if stale:  # a previous conversion's samples (we are here with --force): theirs, not ours
+        log(f"replacing {len(stale)} samples of the previous conversion in {samples_dir}")
+        for path in stale:
+            path.unlink()
     keras_probs = keras_probabilities(run_dir)
     samples = [(item, _copy_sample(item, data_dir, samples_dir))
                for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"])]
@@ -342,6 +348,8 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                        ood_components: int | None = None) -> list[str]:
     config = run["config"]
     run_dir = config.get("out_dir", "runs/v1")
+    # The paths as the user typed them (relative ones stay relative): a command to rerun.
+    data_dir = config.get("data_dir", data_dir)
     train = (f"covid-edge train {data_dir} --out {run_dir} --weights {config['weights']} "
              f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
              f"--head-epochs {config['head_epochs']} --fine-tune-epochs "
