@@ -18,6 +18,7 @@ numpy only, apart from the optional distance histogram.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,7 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                               "most tuning images that pass the image checks, then by the "
                               "widest margin (the evaluation set below played no part)"),
         "tuning": {"images": len(tuning_rows), "passed_image_checks": len(tuning),
-                   "sources": _count(row["source"] for row in tuning_rows),
+                   "sources": dict(Counter(row["source"] for row in tuning_rows)),
                    "candidates": candidate_rows, "per_image": tuning_rows},
         "explained_variance": explained_variance(train_features, stats),
         "threshold": stats.threshold,
@@ -284,13 +285,6 @@ def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
     pixels = resize_gray(decoded.gray, plain.spec)
     _, _, features, _ = plain.infer_with_features(plain.prepare_input(pixels))
     return float(stats.distance(features))
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
 
 
 def _reason_kind(reason: str | None) -> str:
