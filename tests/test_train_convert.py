@@ -194,6 +194,15 @@ def test_conversion_fits_the_guard_and_the_calibration(export_dir):
     assert guard["validation_acceptance"] >= guard["quantile"]  # by construction
     assert guard["test"]["images"] == card["data"]["split_counts"]["test"]["images"]
     assert 0.0 <= guard["test"]["acceptance"] <= 1.0
+    # The number of components was chosen on the tuning set, and the card says which won.
+    tuning = guard["tuning"]
+    chosen = [row for row in tuning["candidates"] if row.get("chosen")]
+    assert len(tuning["candidates"]) == 4 and len(chosen) == 1
+    assert chosen[0]["components"] == guard["components"]
+    assert chosen[0]["threshold"] == pytest.approx(guard["threshold"])
+    assert tuning["images"] == len(tuning["per_image"]) >= 15
+    assert not {row["image"] for row in tuning["per_image"]} & {
+        row["image"] for row in guard["non_xray"]["per_image"]}
     non_xray = guard["non_xray"]
     assert any("photos" in source for source in non_xray["sources"])
     assert non_xray["images"] == len(non_xray["per_image"]) >= 9 + 9 + 9
