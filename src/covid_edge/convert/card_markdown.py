@@ -113,7 +113,12 @@ def render(card: dict) -> str:
         "",
         "- COVID and normal images come from different hospitals and collections (see the data "
         "README): part of what the model learned may be the source (scanner, text, markers, "
-        "age) rather than the disease. Scores on this data do not show clinical value.",
+        "age) rather than the disease. Scores on this data do not show clinical value."
+        + (f" Training painted random corners of {card['training']['corner_erase']:.0%} of the "
+           "images flat grey (`--corner-erase`) to keep the side markers there from deciding "
+           "the verdict; docs/explain.md in the covid-edge repository measures how far that "
+           "worked (occlusion maps and a corner-blur test)."
+           if (card.get("training") or {}).get("corner_erase") else ""),
         "- Image-level split: the data has no patient IDs, so one patient's images may fall on "
         "both sides; near-duplicates are grouped, other images of a patient are not.",
         ("- Two classes only: other lung diseases and X-rays the guard lets through (see "
