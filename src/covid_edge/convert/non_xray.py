@@ -16,10 +16,11 @@ There is no X-ray of another body part (a hand, a knee) among them: nothing offl
 
 `build_tuning` collects a second, separate set from other files (scikit-learn's two sample
 photos, matplotlib's other sample pictures and terrain data, charts and patterns drawn here).
-`covid-edge convert` tunes the guard on that set only, so the set above stays an evaluation
-set the guard's settings were never chosen on. No file is in both (a test checks it).
+`covid-edge convert` tunes the guard on that set only, so the set above is only measured on.
+No file or picture is in both (a test checks it).
 
-numpy and Pillow only (TensorFlow-free), so tests use it as they are.
+numpy and Pillow, plus matplotlib for the tuning set's charts and hill shading; no TensorFlow,
+so tests use it as they are.
 """
 
 from __future__ import annotations
