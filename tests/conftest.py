@@ -27,6 +27,34 @@ def subprocess_env() -> dict:
     return env
 
 
+def cli_runner():
+    """A click test runner that keeps stderr apart from stdout, on every click version."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()  # click >= 8.2 keeps stderr apart by itself
+
+
+def write_report_without_matplotlib(module: str, report: dict, out: Path) -> str:
+    """Run `module`.write_report(report, out) in a child Python where matplotlib cannot be
+    imported; returns what it printed (the note about plots)."""
+    import json
+    import subprocess
+
+    source = out.parent / f"{out.name}-in.json"
+    source.write_text(json.dumps(report))
+    script = (
+        "import sys, json, pathlib; sys.modules['matplotlib'] = None\n"
+        f"from {module} import write_report\n"
+        f"files, note = write_report(json.loads(pathlib.Path({str(source)!r}).read_text()),"
+        f" pathlib.Path({str(out)!r}))\n"
+        "print(note)\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=subprocess_env(), check=True).stdout
+
+
 def models_dir_under_test() -> Path | None:
     """Folder holding model_card.json and the .tflite files under test:
     $COVID_EDGE_TEST_MODELS, else the released models/ folder; None when neither exists."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import CXR, REPO_ROOT, subprocess_env
+from conftest import (CXR, REPO_ROOT, cli_runner, subprocess_env,
+                      write_report_without_matplotlib)
 from covid_edge import metrics
 from covid_edge.benchmarks import drift as drifting
 from covid_edge.benchmarks.drift_report import JSON_NAME, MARKDOWN_NAME, PLOTS_DIR, PLOT_NAMES
@@ -28,13 +28,6 @@ from covid_edge.dataset import read_split
 PER_CLASS = 10  # images per class in the test folder
 LIMIT = 6  # --limit: per class, so 12 images are evaluated
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def cli_runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 keeps stderr apart by itself
 
 
 def invoke(*args):
@@ -376,17 +369,9 @@ def test_report_with_latency_has_the_column_and_its_plots(drift_run, tmp_path):
 
 def test_without_matplotlib_the_drift_report_says_how_to_get_plots(drift_run, tmp_path):
     report, _ = drift_run
-    source = tmp_path / "in.json"
-    source.write_text(json.dumps(report))
-    script = (
-        "import sys, json, pathlib; sys.modules['matplotlib'] = None\n"
-        "from covid_edge.benchmarks.drift_report import write_report\n"
-        f"files, note = write_report(json.loads(pathlib.Path({str(source)!r}).read_text()),"
-        f" pathlib.Path({str(tmp_path / 'out')!r}))\n"
-        "print(note)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=subprocess_env(), check=True)
-    assert "pip install matplotlib" in done.stdout
+    printed = write_report_without_matplotlib("covid_edge.benchmarks.drift_report", report,
+                                              tmp_path / "out")
+    assert "pip install matplotlib" in printed
     assert "pip install matplotlib" in (tmp_path / "out" / MARKDOWN_NAME).read_text()
     assert not list((tmp_path / "out").rglob("*.png"))
 

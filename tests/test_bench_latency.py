@@ -5,14 +5,11 @@ numbers and reports are consistent. No timing thresholds here: speed is for the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import (EDGETPU_REFERENCE, REFERENCE, models_dir_under_test, shipped_variants,
-                      subprocess_env)
+from conftest import (EDGETPU_REFERENCE, REFERENCE, cli_runner, models_dir_under_test,
+                      shipped_variants, write_report_without_matplotlib)
 from covid_edge.benchmarks import device_info, latency
 from covid_edge.benchmarks.report import JSON_NAME, MARKDOWN_NAME, PLOTS_DIR
 from covid_edge.cli import main
@@ -20,13 +17,6 @@ from covid_edge.cli import main
 REFERENCE_MODEL = REFERENCE / "mobilenet_v2_1.0_224_quant.tflite"
 PHOTOS = REFERENCE / "photos"
 FAST = ["--runs", "5", "--warmup", "1", "--threads", "1"]
-
-
-def cli_runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 keeps stderr apart by itself
 
 
 def bench(*args):
@@ -125,17 +115,9 @@ def test_refuses_to_overwrite_a_report(reference_run):
 
 def test_without_matplotlib_the_report_says_how_to_get_plots(reference_run, tmp_path):
     report, _ = reference_run
-    source = tmp_path / "in.json"
-    source.write_text(json.dumps(report))
-    script = (
-        "import sys, json, pathlib; sys.modules['matplotlib'] = None\n"
-        "from covid_edge.benchmarks.report import write_report\n"
-        f"files, note = write_report(json.loads(pathlib.Path({str(source)!r}).read_text()),"
-        f" pathlib.Path({str(tmp_path / 'out')!r}))\n"
-        "print(note)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=subprocess_env(), check=True)
-    assert "pip install matplotlib" in done.stdout
+    printed = write_report_without_matplotlib("covid_edge.benchmarks.report", report,
+                                              tmp_path / "out")
+    assert "pip install matplotlib" in printed
     assert "pip install matplotlib" in (tmp_path / "out" / MARKDOWN_NAME).read_text()
     assert json.loads((tmp_path / "out" / JSON_NAME).read_text()) == report
     assert not list((tmp_path / "out").rglob("*.png"))

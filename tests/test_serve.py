@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import httpx
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import REPO_ROOT, subprocess_env  # noqa: E402
+from conftest import REFERENCE, REPO_ROOT, subprocess_env  # noqa: E402
 from covid_edge import DISCLAIMER  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier  # noqa: E402
 from covid_edge.kiosk.inference import SharedClassifier  # noqa: E402
@@ -51,6 +51,18 @@ def client(shared):
 def post_file(client, data: bytes, name: str = "chest.png", media_type: str = "image/png",
               path: str = "/api/v1/classify"):
     return client.post(path, files={"file": (name, data, media_type)})
+
+
+def refused_photo(classifier):
+    """(the reference cat photo, classify's answer to it); skips unless the guard refuses it."""
+    from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
+    photo = REFERENCE / "photos" / "cat.jpg"
+    if not photo.is_file():
+        pytest.skip(f"no reference photo at {photo}")
+    expected = classifier.classify_file(photo)
+    if expected.verdict != NOT_CHEST_XRAY:
+        pytest.skip("this model's guard lets the photo through")
+    return photo, expected
 
 
 # -- classification ----------------------------------------------------------------------------
@@ -105,14 +117,8 @@ def test_dicom_upload_matches_the_same_file_on_disk(client, classifier, covid_xr
 def test_a_photo_is_refused_as_classify_refuses_it(client, classifier):
     """The out-of-distribution guard answers through the API and the page as it does on the
     command line: 'not a chest X-ray' with a reason and no probability."""
-    from conftest import REFERENCE
     from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
-    photo = REFERENCE / "photos" / "cat.jpg"
-    if not photo.is_file():
-        pytest.skip(f"no reference photo at {photo}")
-    expected = classifier.classify_file(photo)
-    if expected.verdict != NOT_CHEST_XRAY:
-        pytest.skip("this model's guard lets the photo through")
+    photo, expected = refused_photo(classifier)
     body = post_file(client, photo.read_bytes(), photo.name, "image/jpeg").json()
     assert (body["verdict"], body["reason"]) == (NOT_CHEST_XRAY, expected.reason)
     assert body["probability"] is None and body["disclaimer"] == DISCLAIMER
@@ -231,7 +237,6 @@ def test_explain_json_overlay_and_the_pages_own_request(client, classifier, norm
 
 
 def test_explain_refuses_what_classify_refuses(client, classifier, covid_xray):
-    from conftest import REFERENCE
     from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
     corrupt = post_file(client, covid_xray.read_bytes()[:2000], "broken.jpg", "image/jpeg",
                         path="/api/v1/explain")
@@ -242,12 +247,7 @@ def test_explain_refuses_what_classify_refuses(client, classifier, covid_xray):
                          path="/api/v1/explain?view=poster")
     assert bad_view.status_code == 422 and "view" in bad_view.json()["error"]
 
-    photo = REFERENCE / "photos" / "cat.jpg"
-    if not photo.is_file():
-        pytest.skip(f"no reference photo at {photo}")
-    expected = classifier.classify_file(photo)
-    if expected.verdict != NOT_CHEST_XRAY:
-        pytest.skip("this model's guard lets the photo through")
+    photo, expected = refused_photo(classifier)
     refused = post_file(client, photo.read_bytes(), photo.name, "image/jpeg",
                         path="/api/v1/explain")
     assert refused.status_code == 422

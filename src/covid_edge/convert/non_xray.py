@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,10 +199,7 @@ def _unique(images: list[NonXray]) -> list[NonXray]:
 
 
 def sources(images: list[NonXray]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for image in images:
-        counts[image.source] = counts.get(image.source, 0) + 1
-    return counts
+    return dict(Counter(image.source for image in images))
 
 
 def build_tuning(folder: str | Path, seed: int = 1) -> list[NonXray]:

@@ -56,6 +56,11 @@ def collect(classifier, data_dir: Path, items, progress, label: str, details: li
 
 def fit(train_features: np.ndarray, components: int = DEFAULT_COMPONENTS) -> FeatureDistance:
     """Probabilistic PCA of the training features (threshold still infinite)."""
+    return fit_each(train_features, (components,))[0]
+
+
+def fit_each(train_features: np.ndarray, candidates) -> list[FeatureDistance]:
+    """`fit` for each number of components in `candidates`, from one decomposition."""
     x = np.asarray(train_features, dtype=np.float64)
     n, d = x.shape
     if n < 3:
@@ -64,11 +69,16 @@ def fit(train_features: np.ndarray, components: int = DEFAULT_COMPONENTS) -> Fea
     _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
     eigenvalues = np.zeros(d)
     eigenvalues[:len(singular)] = singular ** 2 / (n - 1)
-    k = max(1, min(components, n - 2, d - 1))
     floor = 1e-6 * max(eigenvalues[0], 1e-12)  # a direction no training image varies in
-    residual = max(float(eigenvalues[k:].sum() / (d - k)), floor)
-    return FeatureDistance(mean=mean, components=vt[:k], variances=eigenvalues[:k] + floor,
-                           residual_variance=residual, threshold=float("inf"), quantile=1.0)
+    fitted = []
+    for components in candidates:
+        k = max(1, min(components, n - 2, d - 1))
+        residual = max(float(eigenvalues[k:].sum() / (d - k)), floor)
+        fitted.append(FeatureDistance(mean=mean, components=vt[:k],
+                                      variances=eigenvalues[:k] + floor,
+                                      residual_variance=residual, threshold=float("inf"),
+                                      quantile=1.0))
+    return fitted
 
 
 def with_threshold(stats: FeatureDistance, validation_distances: np.ndarray,
@@ -85,12 +95,11 @@ def choose_components(train_features: np.ndarray, val_features: np.ndarray,
     """The candidate that refuses the most tuning non-X-rays, then the one whose closest
     tuning image lies farthest beyond its threshold. Every candidate accepts the same share of
     validation X-rays (its threshold is that quantile), so only the refusals differ."""
-    rows, fitted = [], {}
-    for k in candidates:
-        stats = fit(train_features, k)
+    rows, fitted = [], []
+    for stats in fit_each(train_features, candidates):
         stats = with_threshold(stats, stats.distance(val_features), quantile)
         margins = np.atleast_1d(stats.distance(tuning_features)) / stats.threshold
-        fitted[k] = stats
+        fitted.append(stats)
         rows.append({"components": int(stats.components.shape[0]),
                      "threshold": stats.threshold,
                      "tuning_rejected": int((margins > 1).sum()),
@@ -99,7 +108,7 @@ def choose_components(train_features: np.ndarray, val_features: np.ndarray,
     best = max(rows, key=lambda row: (row["tuning_rejected"],
                                       row["closest_tuning_image_distance_over_threshold"]))
     best["chosen"] = True
-    return fitted[candidates[rows.index(best)]], rows
+    return fitted[rows.index(best)], rows
 
 
 def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
