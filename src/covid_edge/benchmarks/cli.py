@@ -16,6 +16,8 @@ BENCHMARKS = {
     "latency": "covid_edge.benchmarks.latency_cli:latency",
     "drift": "covid_edge.benchmarks.drift_cli:drift",
     "check": "covid_edge.benchmarks.check_cli:check",
+    "sources": "covid_edge.benchmarks.sources_cli:sources",
+    "shift": "covid_edge.benchmarks.shift_cli:shift",
 }
 
 
@@ -27,4 +29,6 @@ def bench():
       covid-edge bench latency   speed, load time and memory of the .tflite models
       covid-edge bench drift     accuracy of every variant on labelled X-rays, int8 vs float
       covid-edge bench check     does this device reproduce the model card's reference outputs
+      covid-edge bench sources   figures per hospital / collection, with 95% intervals
+      covid-edge bench shift     verdict flips under re-encoding, exports, camera capture, ...
     """

@@ -1,0 +1,54 @@
+"""One image scored both ways: what the model says (guard off) and whether the guard would
+refuse it (guard on), from a single decode and a single inference.
+
+`classify` stops at the first guard check that refuses an image (nothing else is needed to
+answer it); a benchmark needs the model's answer on the refused images too, to report figures
+with the guard on and off from one pass. The steps are the classifier's own, in its order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..edge_runtime.classifier import Classifier
+from ..image_io import ImageReadError, read_image
+from ..preprocess import resize_gray
+
+
+@dataclass
+class Score:
+    probability: float | None      # calibrated P(positive), the scale people are shown
+    raw_probability: float | None  # the model's own output (verdicts are decided on it)
+    verdict: str | None            # the model's verdict, whatever the guard says
+    refused: str | None = None     # the guard's reason when it would refuse the image
+    error: str | None = None       # the file could not be read
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decode(classifier: Classifier, source: str | Path | BinaryIO):
+    """File -> (model-size pixels, colourfulness, stored size), as `classify_file` reads it."""
+    spec = classifier.spec
+    decoded = read_image(source, target_size=(spec.width, spec.height))
+    return resize_gray(decoded.gray, spec), decoded.colourfulness, decoded.size
+
+
+def score_decoded(classifier: Classifier, pixels, colourfulness=None, size=None) -> Score:
+    guard = classifier.guard
+    refused = guard.image_reason(pixels, colourfulness, size) if guard is not None else None
+    _, raw, features, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
+    if refused is None and guard is not None:
+        refused, _ = guard.feature_reason(features)
+    return Score(classifier.calibrated(raw), raw, classifier.verdict(raw), refused)
+
+
+def score_source(classifier: Classifier, source: str | Path | BinaryIO) -> Score:
+    """Score a file (a path, or bytes in a file object); an unreadable one gets `error`."""
+    try:
+        pixels, colourfulness, size = decode(classifier, source)
+    except ImageReadError as exc:
+        return Score(None, None, None, error=str(exc))
+    return score_decoded(classifier, pixels, colourfulness, size)

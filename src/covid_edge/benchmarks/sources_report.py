@@ -1,0 +1,235 @@
+"""Presenting `bench sources`: a terminal table, JSON, and a Markdown report with plots.
+
+matplotlib is optional (not in the base install): without it the report is written without
+plots and says how to get them (report.write_files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .report import PLOTS_DIR, check_writable as check_paths_writable, write_files
+from .report_format import auc, markdown_table, pct, text_table
+from .sources import POOLED
+
+JSON_NAME = "sources.json"
+MARKDOWN_NAME = "sources.md"
+PLOT_NAMES = ("sources_called_positive.png", "sources_auc.png", "sources_probability.png")
+
+
+def _source_rows(report: dict, mode: str, accuracy: bool = True) -> list[list[str]]:
+    refused = _refused_by_source(report)
+    rows = []
+    for entry in report["sources"]:
+        if entry["mode"] != mode or entry["n"] == 0:
+            continue
+        roc = entry["roc_auc"]
+        cell = auc(roc)
+        if roc["auc"] is None and entry["roc_auc_against_pooled_positives"]:
+            cell = auc(entry["roc_auc_against_pooled_positives"]) + " *"
+        row = [entry["source"], str(entry["n"]),
+               str(refused.get(entry["source"], 0)) if mode == "guard_on" else "-",
+               pct(entry["accuracy"]), pct(entry["sensitivity"]), pct(entry["specificity"]), cell]
+        rows.append(row if accuracy else row[:3] + row[4:])
+    return rows
+
+
+def _refused_by_source(report: dict) -> dict[str, int]:
+    refused: dict[str, int] = {}
+    for group in report["groups"]:
+        if group["known_class"]:
+            refused[group["source"]] = refused.get(group["source"], 0) + group["refused"]["k"]
+    refused[POOLED] = sum(refused.values())
+    return refused
+
+
+def _group_rows(report: dict) -> list[list[str]]:
+    positive = report["model"]["positive_label"]
+    return [[g["source"], g["label"], str(g["n"]), pct(g["refused"]),
+             pct(g["guard_on"]["called"][positive]), pct(g["guard_off"]["called"][positive])]
+            for g in report["groups"]]
+
+
+def _columns(report: dict) -> tuple[tuple, tuple]:
+    positive = report["model"]["positive_label"]
+    source_columns = ("source", "n", "refused", "accuracy", "sensitivity", "specificity",
+                      "ROC AUC")
+    group_columns = ("source", "label", "n", "refused by guard", f"called {positive}",
+                     f"called {positive}, guard off")
+    return source_columns, group_columns
+
+
+def _header(report: dict) -> list[str]:
+    model = report["model"]
+    guard = "on" if model["guard"]["enabled"] else "off (--no-guard)"
+    return [f"{model['name']} {model['version']} ({model['variant']}), "
+            f"{report['runtime']}; threshold {model['calibration']['threshold']:.3f} on "
+            f"P({model['positive_label']}); guard {guard}",
+            f"{report['selection']['images']} images in {report['elapsed_s']} s; "
+            "95% intervals: Wilson for rates, DeLong for ROC AUC"]
+
+
+def _auc_note(report: dict) -> str:
+    positive = report["model"]["positive_label"]
+    return (f"* no {positive} image in this source: AUC of the pooled {positive} images "
+            "against its images (not a within-source AUC)")
+
+
+def terminal_table(report: dict) -> str:
+    source_columns, group_columns = _columns(report)
+    parts = _header(report) + [
+        "", "Per source, images of the model's classes (guard on: refused images have no "
+        "verdict):", "",
+        # Accuracy is left to the report: the terminal table fits 100 columns.
+        text_table(source_columns[:3] + source_columns[4:],
+                   _source_rows(report, "guard_on", accuracy=False), right=(1, 2)),
+        _auc_note(report), "",
+        "Every label, how often it is called " + report["model"]["positive_label"] + ":", "",
+        text_table(group_columns, _group_rows(report), right=(2,)),
+    ]
+    parts += [f"note: {note}" for note in report["selection"]["notes"]]
+    if report["unreadable"]:
+        parts.append(f"error: {len(report['unreadable'])} image(s) could not be read "
+                     f"(first: {report['unreadable'][0]['path']}: "
+                     f"{report['unreadable'][0]['error']})")
+    parts += ["", report["disclaimer"]]
+    return "\n".join(parts)
+
+
+def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
+    source_columns, group_columns = _columns(report)
+    device = report["device"]
+    lines = [
+        "# Per-source results", "",
+        *(f"{line}  " for line in _header(report)),
+        f"Host: {device.get('board_model') or device.get('cpu_model')}, "
+        f"{device.get('usable_cores')} cores, {device.get('os')}.  ",
+        f"Command: `{report['command']}`", "",
+        "## Per source, guard on", "",
+        "Images whose label is one of the model's classes. Refused images (the guard says "
+        "the image is not what the model was trained on) have no verdict and are left out.", "",
+        markdown_table(source_columns, _source_rows(report, "guard_on")), "",
+        _auc_note(report), "",
+        "## Per source, guard off (the model alone, every image)", "",
+        markdown_table(source_columns, _source_rows(report, "guard_off")), "",
+        f"## Every label: how often it is called {report['model']['positive_label']}", "",
+        markdown_table(group_columns, _group_rows(report)), "",
+    ]
+    if report["selection"]["notes"]:
+        lines += ["## Which images", ""] + [f"- {note}" for note in
+                                            report["selection"]["notes"]] + [""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({PLOTS_DIR}/{p.name})" for p in plots] + [""]
+    if plot_note:
+        lines += [f"Plots: {plot_note}", ""]
+    if report["unreadable"]:
+        lines += ["## Unreadable images", ""] + [f"- `{u['path']}` ({u['source']}): {u['error']}"
+                                                 for u in report["unreadable"]] + [""]
+    lines += [f"*{report['disclaimer']}*", ""]
+    return "\n".join(lines)
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+def _pyplot():
+    from ..plots import _pyplot as pyplot
+
+    return pyplot()
+
+
+def plot_called_positive(report: dict, path: Path) -> None:
+    plt = _pyplot()
+    positive = report["model"]["positive_label"]
+    groups = report["groups"]
+    names = [f"{g['source']} / {g['label']}" for g in groups]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(groups) + 1.4))
+    y = np.arange(len(groups))[::-1]
+    for offset, mode, colour in ((0.17, "guard_on", "tab:blue"), (-0.17, "guard_off", "tab:grey")):
+        entries = [g[mode]["called"][positive] for g in groups]
+        values = np.array([100 * (e["rate"] or 0) for e in entries])
+        errors = np.array([[100 * ((e["rate"] or 0) - (e["low"] or 0)) for e in entries],
+                           [100 * ((e["high"] or 0) - (e["rate"] or 0)) for e in entries]])
+        ax.barh(y + offset, values, height=0.32, xerr=errors, color=colour, capsize=2,
+                label=mode.replace("_", " "))
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(f"called {positive} (%), 95% Wilson interval")
+    ax.set_xlim(0, 100)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"How often each source and label is called {positive}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_auc(report: dict, path: Path) -> None:
+    plt = _pyplot()
+    entries = [e for e in report["sources"] if e["mode"] == "guard_off" and e["n"]]
+    rows = []
+    for e in entries:
+        roc = e["roc_auc"] if e["roc_auc"]["auc"] is not None else \
+            e["roc_auc_against_pooled_positives"]
+        if roc and roc["auc"] is not None:
+            within = e["roc_auc"]["auc"] is not None
+            rows.append((e["source"] + ("" if within else " *"), roc))
+    fig, ax = plt.subplots(figsize=(7, 0.4 * max(len(rows), 1) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    for yi, (name, roc) in zip(y, rows):
+        ax.errorbar(roc["auc"], yi, xerr=[[roc["auc"] - roc["low"]], [roc["high"] - roc["auc"]]],
+                    fmt="o", color="tab:blue", capsize=3)
+    ax.set_yticks(y, [name for name, _ in rows], fontsize=8)
+    ax.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlim(min([0.45] + [roc["low"] - 0.02 for _, roc in rows]), 1.0)
+    ax.set_xlabel("ROC AUC (guard off), 95% DeLong interval; * against the pooled positives")
+    ax.set_title("ROC AUC by source", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_probability(report: dict, path: Path) -> None:
+    plt = _pyplot()
+    positive = report["model"]["positive_label"]
+    keys = list(dict.fromkeys((p["source"], p["label"]) for p in report["predictions"]))
+    data = [[p["probability"] for p in report["predictions"]
+             if (p["source"], p["label"]) == key and p["probability"] is not None]
+            for key in keys]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(keys) + 1.4))
+    ax.boxplot(data[::-1], vert=False, widths=0.6, flierprops={"markersize": 2})
+    ax.set_yticks(np.arange(1, len(keys) + 1), [f"{s} / {label}" for s, label in keys][::-1],
+                  fontsize=8)
+    ax.axvline(report["model"]["calibration"]["threshold"], color="tab:red", linewidth=1,
+               label="threshold")
+    ax.set_xlabel(f"P({positive}), calibrated, guard off")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(f"P({positive}) by source and label", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_plots(report: dict, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for name, draw in zip(PLOT_NAMES, (plot_called_positive, plot_auc, plot_probability)):
+        draw(report, directory / name)
+        drawn.append(directory / name)
+    return drawn
+
+
+def output_paths(out_dir: Path) -> list[Path]:
+    return [out_dir / JSON_NAME, out_dir / MARKDOWN_NAME]
+
+
+def check_writable(out_dir: Path, force: bool) -> None:
+    check_paths_writable(out_dir, force, output_paths(out_dir))
+
+
+def write_report(report: dict, out_dir: Path) -> tuple[list[Path], str | None]:
+    plots_dir = out_dir / PLOTS_DIR
+    return write_files(out_dir, JSON_NAME, MARKDOWN_NAME, report,
+                       lambda: draw_plots(report, plots_dir),
+                       lambda plots, note: markdown(report, plots, note),
+                       [plots_dir / name for name in PLOT_NAMES])
