@@ -89,10 +89,21 @@ def load_images(classifier, sets, split_file, limit, seed, as_json):
         fail(str(exc), EXIT_USAGE, as_json)
 
 
-def command_line(name: str) -> str:
-    """The command as typed, for the report (rerunnable)."""
-    return shlex.join([f"covid-edge bench {name}", *sys.argv[3:]]) if len(sys.argv) > 3 \
-        else f"covid-edge bench {name}"
+def command_line() -> str:
+    """The running command rebuilt from its parsed options, for the report to be rerun: every
+    option that differs from its default, then the arguments (the same under any launcher)."""
+    ctx = click.get_current_context()
+    words = ctx.command_path.split()
+    arguments = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            arguments += [str(v) for v in (value if isinstance(value, tuple) else [value])]
+        elif value not in (None, False, ()) and value != param.default and param.expose_value:
+            flag = max(param.opts, key=len)
+            for item in (value if isinstance(value, tuple) else [value]):
+                words += [flag] if item is True else [flag, str(item)]
+    return shlex.join(words + arguments)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,10 @@ plain-text / Markdown tables that fit 100 columns."""
 
 from __future__ import annotations
 
+import textwrap
+
+WIDTH = 100
+
 
 def pct(entry: dict | None, digits: int = 1) -> str:
     """A rate dict (intervals.rate) as "61.0% (54.6-67.0)"; "-" when there is no denominator."""
@@ -35,3 +39,8 @@ def markdown_table(columns, rows) -> str:
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
               for row in rows]
     return "\n".join(lines)
+
+
+def wrap(text: str) -> str:
+    """A note or legend folded to the terminal width, continuation lines indented."""
+    return textwrap.fill(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False)

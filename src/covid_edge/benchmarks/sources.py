@@ -77,9 +77,27 @@ def called_rates(scores: list[Score], classes: list[str]) -> dict:
     return {cls: rate(sum(s.verdict == cls for s in scores), len(scores)) for cls in classes}
 
 
+def _against_negatives(images, scores, source, label, negative) -> dict | None:
+    """Within one source, does P(positive) rank this label above the source's own negatives
+    (normals)? The within-collection question: the hospital is the same on both sides, so
+    only the finding can separate them. Guard off, every readable image."""
+    if label == negative:
+        return None
+    members = [(image.label == label, s.raw_probability) for image, s in zip(images, scores)
+               if image.source == source and s.error is None
+               and image.label in (label, negative)]
+    if not members:
+        return None
+    truth, probability = zip(*members)
+    result = delong_auc(np.array(truth), np.array(probability, dtype=np.float64))
+    return result if result["auc"] is not None else None
+
+
 def summarise(images: list[LabelledImage], scores: list[Score], classes: list[str],
               positive: str) -> dict:
     """Per (source, label) rows and per source / pooled figures, guard on and off."""
+    negatives = [c for c in classes if c != positive]
+    negative = negatives[0] if len(negatives) == 1 else None
     sources = list(dict.fromkeys(image.source for image in images))
     groups, per_source = [], []
     for mode in MODES:
@@ -109,6 +127,8 @@ def summarise(images: list[LabelledImage], scores: list[Score], classes: list[st
                 kept = [scores[i] for i in readable
                         if mode == "guard_off" or scores[i].refused is None]
                 row[mode] = {"n": len(kept), "called": called_rates(kept, classes)}
+            row["roc_auc_against_source_negatives"] = _against_negatives(
+                images, scores, source, label, negative)
             groups.append(row)
     return {"groups": groups, "sources": per_source}
 

@@ -50,6 +50,6 @@ def sources(sets, model_path, split_file, limit, seed, threads, runtime_name, no
     classifier = load_model(model_path, runtime_name, threads, no_guard, as_json)
     images, selection = load_images(classifier, sets, split_file, limit, seed, as_json)
     with progress("bench sources", as_json) as (start, advance):
-        report = per_source.run(classifier, images, selection, command=command_line("sources"),
+        report = per_source.run(classifier, images, selection, command=command_line(),
                                 on_start=start, progress=advance)
     finish(report, as_json, out_dir, reporting.write_report, reporting.terminal_table)

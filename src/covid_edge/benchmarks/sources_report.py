@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .report import PLOTS_DIR, check_writable as check_paths_writable, write_files
-from .report_format import auc, markdown_table, pct, text_table
+from .report_format import auc, markdown_table, pct, text_table, wrap
 from .sources import POOLED
 
 JSON_NAME = "sources.json"
@@ -45,19 +45,26 @@ def _refused_by_source(report: dict) -> dict[str, int]:
     return refused
 
 
-def _group_rows(report: dict) -> list[list[str]]:
+def _group_rows(report: dict, guard_off: bool = True) -> list[list[str]]:
     positive = report["model"]["positive_label"]
-    return [[g["source"], g["label"], str(g["n"]), pct(g["refused"]),
-             pct(g["guard_on"]["called"][positive]), pct(g["guard_off"]["called"][positive])]
-            for g in report["groups"]]
+    rows = []
+    for g in report["groups"]:
+        row = [g["source"], g["label"], str(g["n"]), pct(g["refused"]),
+               pct(g["guard_on"]["called"][positive])]
+        if guard_off:
+            row.append(pct(g["guard_off"]["called"][positive]))
+        rows.append(row + [auc(g.get("roc_auc_against_source_negatives"))])
+    return rows
 
 
 def _columns(report: dict) -> tuple[tuple, tuple]:
     positive = report["model"]["positive_label"]
     source_columns = ("source", "n", "refused", "accuracy", "sensitivity", "specificity",
                       "ROC AUC")
+    negatives = [c for c in report["model"]["labels"] if c != positive]
     group_columns = ("source", "label", "n", "refused by guard", f"called {positive}",
-                     f"called {positive}, guard off")
+                     f"called {positive}, guard off",
+                     f"AUC vs {negatives[0] if len(negatives) == 1 else 'negatives'}")
     return source_columns, group_columns
 
 
@@ -77,6 +84,15 @@ def _auc_note(report: dict) -> str:
             "against its images (not a within-source AUC)")
 
 
+def _group_auc_note(report: dict) -> str:
+    positive = report["model"]["positive_label"]
+    negatives = [c for c in report["model"]["labels"] if c != positive]
+    negative = negatives[0] if len(negatives) == 1 else "negatives"
+    return (f"AUC vs {negative}: within the same source, ROC AUC of P({positive}) for this "
+            f"label against the source's {negative} images (guard off): the hospital is the "
+            "same on both sides, so only the finding can separate them.")
+
+
 def terminal_table(report: dict) -> str:
     source_columns, group_columns = _columns(report)
     parts = _header(report) + [
@@ -85,16 +101,18 @@ def terminal_table(report: dict) -> str:
         # Accuracy is left to the report: the terminal table fits 100 columns.
         text_table(source_columns[:3] + source_columns[4:],
                    _source_rows(report, "guard_on", accuracy=False), right=(1, 2)),
-        _auc_note(report), "",
+        wrap(_auc_note(report)), "",
         "Every label, how often it is called " + report["model"]["positive_label"] + ":", "",
-        text_table(group_columns, _group_rows(report), right=(2,)),
+        text_table(group_columns[:5] + group_columns[6:], _group_rows(report, guard_off=False),
+                   right=(2,)),
+        wrap(_group_auc_note(report)),
     ]
-    parts += [f"note: {note}" for note in report["selection"]["notes"]]
+    parts += [wrap(f"note: {note}") for note in report["selection"]["notes"]]
     if report["unreadable"]:
-        parts.append(f"error: {len(report['unreadable'])} image(s) could not be read "
-                     f"(first: {report['unreadable'][0]['path']}: "
-                     f"{report['unreadable'][0]['error']})")
-    parts += ["", report["disclaimer"]]
+        parts.append(wrap(f"error: {len(report['unreadable'])} image(s) could not be read "
+                          f"(first: {report['unreadable'][0]['path']}: "
+                          f"{report['unreadable'][0]['error']})"))
+    parts += ["", wrap(report["disclaimer"])]
     return "\n".join(parts)
 
 
@@ -116,6 +134,7 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
         markdown_table(source_columns, _source_rows(report, "guard_off")), "",
         f"## Every label: how often it is called {report['model']['positive_label']}", "",
         markdown_table(group_columns, _group_rows(report)), "",
+        _group_auc_note(report), "",
     ]
     if report["selection"]["notes"]:
         lines += ["## Which images", ""] + [f"- {note}" for note in
@@ -196,7 +215,11 @@ def plot_probability(report: dict, path: Path) -> None:
              if (p["source"], p["label"]) == key and p["probability"] is not None]
             for key in keys]
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(keys) + 1.4))
-    ax.boxplot(data[::-1], vert=False, widths=0.6, flierprops={"markersize": 2})
+    try:
+        ax.boxplot(data[::-1], orientation="horizontal", widths=0.6,
+                   flierprops={"markersize": 2})
+    except TypeError:  # matplotlib < 3.10
+        ax.boxplot(data[::-1], vert=False, widths=0.6, flierprops={"markersize": 2})
     ax.set_yticks(np.arange(1, len(keys) + 1), [f"{s} / {label}" for s, label in keys][::-1],
                   fontsize=8)
     ax.axvline(report["model"]["calibration"]["threshold"], color="tab:red", linewidth=1,
