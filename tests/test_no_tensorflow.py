@@ -54,3 +54,17 @@ def test_the_probe_sees_tensorflow_when_it_is_used(models_dir, covid_xray):
          "--json"])
     assert report["codes"] == [0]
     assert "tensorflow" in report["loaded"]
+
+
+def test_bench_sources_and_shift_import_no_tensorflow(models_dir):
+    """The per-source and shift benchmarks run on the device's base install."""
+    from conftest import CXR, SHARED
+
+    report = run_in_fresh_python(
+        ["bench", "sources", str(SHARED / "data" / "cxr-more"), "--model", str(models_dir),
+         "--limit", "1", "--json"],
+        ["bench", "shift", str(CXR), "--model", str(models_dir), "--limit", "1",
+         "-p", "jpeg-q75", "-p", "export-16bit-2048", "-p", "camera-capture", "--json"],
+    )
+    assert report["codes"] in ([0, 0], [None, None])
+    assert report["loaded"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..benchmarks import card_summary
 from ..model_card import CARD_MARKDOWN_FILENAME
 
 
@@ -21,6 +22,7 @@ def render(card: dict) -> str:
         f"Labels: {', '.join(card['labels'])} (positive: **{card['positive_label']}**). "
         f"Output: {card['output']}.",
         "",
+        *_behaviour(card),
         "## Decision threshold",
         "",
         f"COVID if probability >= **{card['threshold']:.4f}**: {card['threshold_rule']}.",
@@ -140,6 +142,15 @@ def render(card: dict) -> str:
     versions = ", ".join(f"{key} {value}" for key, value in card["versions"].items())
     lines += [f"Library versions: {versions}.", ""]
     return "\n".join(lines)
+
+
+def _behaviour(card: dict) -> list[str]:
+    """Other hospitals and other encodings, near the top where no reader can miss it
+    (scripts/record_behaviour.py writes it from the bench sources/shift reports)."""
+    summary = card.get(card_summary.CARD_KEY)
+    if not summary:
+        return []
+    return card_summary.markdown(summary, link_prefix="../")
 
 
 def _devices(card: dict) -> list[str]:

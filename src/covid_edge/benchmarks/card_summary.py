@@ -1,0 +1,75 @@
+"""The headline of `bench sources` and `bench shift` for the model card and the README: how the
+model behaves on X-rays from other hospitals and on the same X-ray arriving another way.
+
+`summarise` keeps what a reader needs from the two reports (rates with their intervals, the
+commands that made them); `markdown` renders it, the same text in MODEL_CARD.md and README.
+"""
+
+from __future__ import annotations
+
+from .report_format import auc, markdown_table, pct
+
+CARD_KEY = "behaviour_on_other_sources"
+TITLE = "How this model behaves on other hospitals' X-rays"
+
+
+def summarise(sources: dict, shift: dict, sources_path: str, shift_path: str) -> dict:
+    positive = sources["model"]["positive_label"]
+    in_distribution = [s for s in sources["sources"]
+                       if s["mode"] == "guard_on" and s["n_positive"] and s["n_negative"]
+                       and s["source"] != "pooled"]
+    return {
+        "positive_label": positive,
+        "model": f"{sources['model']['name']} {sources['model']['version']} "
+                 f"({sources['model']['variant']})",
+        "reports": {"sources": sources_path, "shift": shift_path},
+        "commands": {"sources": sources["command"], "shift": shift["command"]},
+        "in_distribution": [{"source": s["source"], "n": s["n"],
+                             "sensitivity": s["sensitivity"], "specificity": s["specificity"],
+                             "roc_auc": s["roc_auc"]} for s in in_distribution],
+        "groups": [{"source": g["source"], "label": g["label"], "n": g["n"],
+                    "refused": g["refused"], "called_positive": g["guard_on"]["called"][positive],
+                    "called_positive_guard_off": g["guard_off"]["called"][positive],
+                    "roc_auc_against_source_negatives":
+                        g.get("roc_auc_against_source_negatives")}
+                   for g in sources["groups"]],
+        "shift": {"images": shift["baseline"]["n"], "seed": shift["seed"],
+                  "perturbations": [{"name": r["name"], "flips": r["flips"],
+                                     "flips_to_positive": r["flips_to_positive"],
+                                     "mean_abs_delta_p": r["mean_abs_delta_p"],
+                                     "guard_refused_new": r["guard_refused_new"]}
+                                    for r in shift["perturbations"]]},
+    }
+
+
+def markdown(summary: dict, heading: str = "##", link_prefix: str = "") -> list[str]:
+    """The section's lines. link_prefix: the path from the document to the repo root."""
+    positive = summary["positive_label"]
+    reports = summary["reports"]
+    lines = [f"{heading} {TITLE}", "",
+             f"Measured on {summary['model']} by `covid-edge bench sources` and `covid-edge "
+             f"bench shift` (reports: [{reports['sources']}]({link_prefix}{reports['sources']}), "
+             f"[{reports['shift']}]({link_prefix}{reports['shift']})). Rates with 95% Wilson "
+             "intervals, ROC AUC with 95% DeLong intervals; guard on unless said. No setting "
+             "of this model was chosen on any of these images apart from its own test split's "
+             "sources, whose test images it never saw.", ""]
+    for entry in summary["in_distribution"]:
+        lines += [f"Its own test split ({entry['source']}, {entry['n']} images): sensitivity "
+                  f"{pct(entry['sensitivity'])}, specificity {pct(entry['specificity'])}, ROC "
+                  f"AUC {auc(entry['roc_auc'])}.", ""]
+    lines += [markdown_table(
+        ("source", "label", "n", f"called {positive}", f"called {positive}, guard off",
+         "refused by the guard", "AUC vs normals of the same source"),
+        [[g["source"], g["label"], str(g["n"]), pct(g["called_positive"]),
+          pct(g["called_positive_guard_off"]), pct(g["refused"]),
+          auc(g["roc_auc_against_source_negatives"])] for g in summary["groups"]]), ""]
+    lines += [f"The same test X-rays arriving another way ({summary['shift']['images']} images, "
+              f"seed {summary['shift']['seed']}): how often the verdict changes.", "",
+              markdown_table(("perturbation", "verdict flips", f"of which to {positive}",
+                              "mean abs. change of P", "newly refused by the guard"),
+                             [[p["name"], pct(p["flips"]), str(p["flips_to_positive"]),
+                               f"{p['mean_abs_delta_p']:.3f}", pct(p["guard_refused_new"])]
+                              for p in summary["shift"]["perturbations"]]), ""]
+    lines += ["Reproduce:", "", "```", summary["commands"]["sources"],
+              summary["commands"]["shift"], "```", ""]
+    return lines
