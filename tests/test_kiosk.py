@@ -251,7 +251,7 @@ def test_serve_without_the_serve_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == EXIT_UNAVAILABLE
-    assert 'pip install "covid-edge[serve]"' in result.stderr
+    assert "pip install " in result.stderr and "'.[serve]'" in result.stderr
 
 
 def test_missing_folder_exits_4(models_dir, tmp_path):

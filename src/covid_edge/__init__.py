@@ -10,3 +10,23 @@ DISCLAIMER = (
     "Research and education software, not a medical device: "
     "do not use it to diagnose, treat or triage anyone."
 )
+
+
+def install_hint(extra: str) -> str:
+    """The command that adds an optional extra. covid-edge is installed from a clone or a wheel,
+    not from PyPI, so "covid-edge[extra]" would not resolve: name the extra's own packages
+    (from the installed metadata), which pip finds anywhere, and the clone form."""
+    packages: list[str] = []
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+
+        for requirement in requires("covid-edge") or []:
+            spec, _, marker = requirement.partition(";")
+            if f'extra == "{extra}"' in marker.replace("'", '"'):
+                packages.append(spec.strip().replace(" ", ""))
+    except (ImportError, PackageNotFoundError):
+        pass
+    clone = f"pip install '.[{extra}]' in a clone of covid-edge"
+    if not packages:
+        return clone
+    return "pip install " + " ".join(f"'{p}'" for p in packages) + f" (or {clone})"

@@ -24,7 +24,7 @@ Decisions worth knowing:
 - MONOCHROME1 is inverted once, whatever Presentation LUT Shape says: in DX objects INVERSE is
   the same statement as MONOCHROME1 (PS3.3, DX Image module), not a second inversion.
 
-pydicom is an optional extra (`pip install 'covid-edge[dicom]'`), imported only when a file
+pydicom is an optional extra (the [dicom] extra), imported only when a file
 is DICOM, so PNG/JPEG users never pay for it.
 """
 
@@ -37,9 +37,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from . import install_hint
 from .image_io import ImageReadError
 
-INSTALL_HINT = "pip install 'covid-edge[dicom]'"
 # What to install for each family of compressed transfer syntaxes (pydicom's decoder plugins).
 _DECODER_PACKAGES = {
     "JPEG-LS": "pip install pylibjpeg pylibjpeg-libjpeg  (or pyjpegls)",
@@ -92,7 +92,7 @@ def _import_pydicom():
     try:
         import pydicom
     except ImportError:
-        raise ImageReadError(f"is a DICOM file; reading DICOM needs pydicom: {INSTALL_HINT}"
+        raise ImageReadError(f"is a DICOM file; reading DICOM needs pydicom: {install_hint('dicom')}"
                              ) from None
     return pydicom
 

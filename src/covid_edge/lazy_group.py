@@ -10,6 +10,8 @@ import importlib
 
 import click
 
+from . import install_hint
+
 # The install extra that brings a command's third-party imports.
 EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serve"}
 
@@ -35,7 +37,7 @@ class LazyGroup(click.Group):
             if not exc.name or exc.name.startswith("covid_edge"):
                 raise
             extra = EXTRAS.get(name)
-            hint = f"pip install 'covid-edge[{extra}]'" if extra else f"pip install {exc.name}"
+            hint = install_hint(extra) if extra else f"pip install {exc.name}"
             raise click.ClickException(
                 f"`covid-edge {name}` needs the {exc.name} package, which is not installed: "
                 f"{hint}") from None

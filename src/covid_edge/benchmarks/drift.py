@@ -79,7 +79,9 @@ def keras_source(path: Path) -> Source:
     import importlib.util
 
     if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow") is None:
-        raise DriftError("--keras needs TensorFlow and Keras: pip install 'covid-edge[train]' "
+        from .. import install_hint
+
+        raise DriftError(f"--keras needs TensorFlow and Keras: {install_hint('train')} "
                          "(or leave --keras out: the float TFLite model is then the reference)")
     if not path.is_file() or path.suffix != ".keras":
         raise DriftError(f"{path}: --keras wants the model.keras file `covid-edge train` wrote")

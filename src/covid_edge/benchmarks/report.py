@@ -12,7 +12,8 @@ from pathlib import Path
 JSON_NAME = "latency.json"
 MARKDOWN_NAME = "latency.md"
 PLOTS_DIR = "plots"
-PLOTS_HINT = "plots need matplotlib: pip install matplotlib"
+# The [plots] extra is matplotlib alone; naming the package works for a clone and a wheel.
+PLOTS_HINT = "plots need matplotlib (the [plots] extra): pip install 'matplotlib>=3.8'"
 
 
 class ReportExistsError(Exception):

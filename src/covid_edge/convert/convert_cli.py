@@ -61,8 +61,10 @@ class ComponentsParam(click.ParamType):
               type=click.FloatRange(0.5, 1.0),
               help="The guard refuses features farther than this quantile of the validation "
                    "X-rays' distances.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
-            force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile):
+            force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
+            verbose):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -82,11 +84,15 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
       covid-edge convert runs/v1/model.keras --out models --edgetpu
       covid-edge convert runs/v1/model.keras --out models --non-xray ../shared/reference/photos
     """
+    from .tf_quiet import quiet_tensorflow
+
+    quiet_tensorflow(verbose)
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         raise click.ClickException(
-            "conversion needs TensorFlow: pip install 'covid-edge[train]'") from None
+            "conversion needs TensorFlow: pip install '.[train]' in a clone of covid-edge"
+        ) from None
     from .convert import ConvertError
     from .convert import convert as run_conversion
 

@@ -56,25 +56,30 @@ def progress(items, label):
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_tune_epochs,
-          fine_tune_from, target_sensitivity, corner_erase, limit_per_class, seed, force):
+          fine_tune_from, target_sensitivity, corner_erase, limit_per_class, seed, force,
+          verbose):
     """Train MobileNetV2 to tell COVID-19 from normal chest X-rays.
 
     DATA_DIR holds one folder per class: covid/ and normal/ (e.g. ../shared/data/cxr).
     Duplicate and near-duplicate images are grouped and kept on one side of the
     train/validation/test split (saved as split.csv). Needs the [train] extra
-    (pip install 'covid-edge[train]').
+    (pip install '.[train]' in a clone).
 
     \b
     Example (offline, with the shared ImageNet weights):
       covid-edge train ../shared/data/cxr --out runs/v1 \\
         --weights ../shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5
     """
+    from .tf_quiet import quiet_tensorflow
+
+    quiet_tensorflow(verbose)
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         raise click.ClickException(
-            "training needs TensorFlow: pip install 'covid-edge[train]'") from None
+            "training needs TensorFlow: pip install '.[train]' in a clone of covid-edge") from None
     from .train import TrainConfig
     from .train import train as run_training
 

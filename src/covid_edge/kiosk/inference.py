@@ -89,8 +89,10 @@ def identify(data: bytes) -> tuple[str, tuple[int, int] | None]:
     decoding); raises UnsupportedImage or CorruptImage."""
     if looks_like_dicom(io.BytesIO(data)):
         if importlib.util.find_spec("pydicom") is None:
+            from .. import install_hint
+
             raise UnsupportedImage("DICOM uploads need the dicom extra on this device: "
-                                   "pip install \"covid-edge[dicom]\"; or send PNG or JPEG")
+                                   f"{install_hint('dicom')}; or send PNG or JPEG")
         return "DICOM", None
     try:
         with warnings.catch_warnings():

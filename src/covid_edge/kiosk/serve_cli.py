@@ -44,7 +44,7 @@ Examples:
   covid-edge serve --host 0.0.0.0 --port 8080   reachable from the network (no password!)
   curl -F file=@chest.png http://127.0.0.1:8000/api/v1/classify
 
-Needs the serve extra: pip install "covid-edge[serve]".
+Needs the serve extra: pip install '.[serve]' in a clone (covid-edge info names the packages).
 
 {DISCLAIMER}"""
 
@@ -75,8 +75,10 @@ def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_
 
         from .server import ServerSettings, create_app
     except ImportError as exc:
+        from .. import install_hint
+
         click.echo(f"error: the web server needs the serve extra (missing {exc.name}): "
-                   "pip install \"covid-edge[serve]\"", err=True)
+                   f"{install_hint('serve')}", err=True)
         click.get_current_context().exit(EXIT_UNAVAILABLE)
 
     if save_uploads is not None:
