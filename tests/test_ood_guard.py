@@ -18,6 +18,7 @@ from covid_edge.cli import main
 from covid_edge.convert import non_xray
 from covid_edge.convert.ood_fit import choose_components, fit, with_threshold
 from covid_edge.edge_runtime.classifier import Classifier
+from covid_edge.edge_runtime.display import REFUSED
 from covid_edge.edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
                                            Guard, ImageChecks, fine_detail)
 from covid_edge.image_io import read_grayscale, read_image
@@ -260,8 +261,9 @@ def test_classify_answers_not_a_chest_xray_with_a_reason(guarded_model, models_d
 
     human = run_cli("classify", photo, "--model", models_dir)
     assert human.exit_code == 0
-    assert f"{NOT_CHEST_XRAY}: colour" in human.stdout and str(photo) in human.stdout
-    assert f"1 {NOT_CHEST_XRAY}" in human.stdout
+    refused_row = next(line for line in human.stdout.splitlines() if str(photo) in line)
+    assert refused_row.split()[0] == "refused"
+    assert f"{REFUSED}: colour" in human.stdout and "1 refused" in human.stdout
 
     table = run_cli("classify", photo, "--model", models_dir, "--csv", "-")
     rows = list(csv.DictReader(io.StringIO(table.stdout)))

@@ -6,10 +6,9 @@ Research and education software, not a medical device.
 
 __version__ = "0.2.0"
 
-DISCLAIMER = (
-    "Research and education software, not a medical device: "
-    "do not use it to diagnose, treat or triage anyone."
-)
+# One line of at most 100 columns: it ends every command's output.
+DISCLAIMER = ("Research and education software, not a medical device: not for diagnosis, "
+              "treatment or triage.")
 
 
 def install_hint(extra: str) -> str:

@@ -211,6 +211,17 @@ class Classifier:
                 self.feature_details)
         return float(raw), probability, features, latency_ms
 
+    def output_limits(self) -> tuple[float, float] | None:
+        """The lowest and highest probability an integer output can say (before calibration),
+        None for a float output. An int8 probability at either end is saturated: the model
+        may be surer than it can show."""
+        dtype = np.dtype(self.output_details["dtype"])
+        if not np.issubdtype(dtype, np.integer):
+            return None
+        limits = np.iinfo(dtype)
+        return (float(_dequantize(limits.min, self.output_details)),
+                float(_dequantize(limits.max, self.output_details)))
+
     def verdict(self, probability: float) -> str:
         """The verdict for the model's own probability (as `infer` returns it)."""
         return self.positive_label if probability >= self.model_threshold else self.negative_label

@@ -7,12 +7,14 @@ import csv
 import glob
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
+from .display import probability_text, refusal_text
 from .guard import NOT_CHEST_XRAY
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
 
@@ -119,10 +121,14 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     probability reaches the model card's threshold. No TensorFlow is needed.
 
     The probability shown is calibrated (temperature scaling fitted on the validation split;
-    the threshold shown is on the same scale, so the verdict is unchanged). First, a guard
-    decides whether the image looks like a chest X-ray at all: colour photos, blank frames,
-    odd aspect ratios and pictures whose features lie far from the training X-rays get the
-    verdict "not a chest X-ray" with a reason (--no-guard turns it off).
+    the threshold shown is on the same scale, so the verdict is unchanged). An int8 model's
+    probability moves in steps of 1/256: it is shown with two decimals, and ">0.99" or
+    "<0.01" when the output sits at the end of its range (the model may be surer than it
+    can say). First, a guard decides whether the image is like the X-rays the model was
+    trained on: colour photos, blank frames, odd aspect ratios and pictures whose features
+    lie far from the training X-rays are "refused" (outside what this model was trained on),
+    with the reason, and get no verdict ("not a chest X-ray" in --json and --csv);
+    --no-guard turns it off.
     """
     if not paths:
         raise click.UsageError("give at least one image, folder or glob")
@@ -158,7 +164,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     predictions: list[Prediction] = []
 
     if table_on_stdout and not show_progress:
-        click.echo(_table_header())
+        click.echo(_table_header(classifier))
     progress = (click.progressbar(files, label="classifying", file=sys.stderr)
                 if show_progress else contextlib.nullcontext(files))
     with progress as bar:
@@ -168,11 +174,11 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
             if show_progress:
                 deferred.append(prediction)
             elif not as_json:
-                _print_human(prediction, table_on_stdout)
+                _print_human(prediction, table_on_stdout, classifier)
     if show_progress and table_on_stdout:
-        click.echo(_table_header())
+        click.echo(_table_header(classifier))
     for prediction in deferred:
-        _print_human(prediction, table_on_stdout)
+        _print_human(prediction, table_on_stdout, classifier)
 
     failures = [p for p in predictions if not p.ok]
     summary = _summary(predictions, problems, classifier)
@@ -199,20 +205,26 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     _exit(EXIT_UNREADABLE if failures or problems else EXIT_OK)
 
 
-def _table_header() -> str:
-    return f"{'verdict':<8} {'P(covid)':>8} {'threshold':>9} {'latency':>10}  image"
+def _table_header(classifier: Classifier) -> str:
+    return (f"{'verdict':<9} {'P(' + classifier.positive_label + ')':>8} {'threshold':>9} "
+            f"{'latency':>10}  image")
 
 
-def _print_human(prediction: Prediction, table_on_stdout: bool) -> None:
+def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Classifier) -> None:
     if not prediction.ok:
         _error(f"{prediction.path}: {prediction.error}")
+    elif not table_on_stdout:
+        return
     elif prediction.verdict == NOT_CHEST_XRAY:
-        if table_on_stdout:
-            click.echo(f"{NOT_CHEST_XRAY}: {prediction.reason}  {prediction.path}")
-    elif table_on_stdout:
-        click.echo(f"{prediction.verdict:<8} {prediction.probability:>8.3f} "
-                   f"{prediction.threshold:>9.3f} {prediction.latency_ms:>7.1f} ms  "
-                   f"{prediction.path}")
+        # The row keeps its columns; the reason goes on its own line under it.
+        click.echo(f"{'refused':<9} {'-':>8} {'-':>9} {'-':>10}  {prediction.path}")
+        click.echo(textwrap.fill(refusal_text(prediction.reason), 100, initial_indent=" " * 10,
+                                 subsequent_indent=" " * 10, break_on_hyphens=False))
+    else:
+        probability = probability_text(prediction.raw_probability, prediction.probability,
+                                       classifier.output_limits())
+        click.echo(f"{prediction.verdict:<9} {probability:>8} {prediction.threshold:>9.3f} "
+                   f"{prediction.latency_ms:>7.1f} ms  {prediction.path}")
 
 
 def _summary(predictions: list[Prediction], problems: list, classifier: Classifier) -> dict:
@@ -254,23 +266,21 @@ def _write_csv(handle, predictions: list[Prediction], problems: list) -> None:
 
 
 def _print_footer(classifier: Classifier, summary: dict, err: bool) -> None:
+    """Three lines whatever the number of images: counts and the rule, the model, the
+    disclaimer; each folded to 100 columns."""
     model = classifier.describe()
-    click.echo(
-        f"{summary['classified']} classified ({summary[classifier.positive_label]} "
-        f"{classifier.positive_label}, {summary[classifier.negative_label]} "
-        f"{classifier.negative_label}), {summary['not_chest_xray']} {NOT_CHEST_XRAY}, "
-        f"{summary['unreadable']} unreadable. "
-        f"Threshold {classifier.threshold:.3f}: {classifier.positive_label} when P >= it "
-        f"(calibrated probability, temperature {classifier.calibration.temperature:.2f}).",
-        err=err)
-    guard = ("off (--no-guard)" if classifier.guard is None else
-             "image checks + feature distance" if classifier.guard.features is not None else
-             "image checks only")
-    click.echo(f"Out-of-distribution guard: {guard}.", err=err)
-    click.echo(f"Model {model['name']} {model['version']} ({model['variant']}, "
-               f"{Path(model['file']).name}); runtime {classifier.runtime_label}, "
-               f"{classifier.num_threads} thread(s); latency = interpreter invoke only.",
-               err=err)
+    positive, negative = classifier.positive_label, classifier.negative_label
+    guard = ("guard off" if classifier.guard is None else
+             "guard on" if classifier.guard.features is not None else "guard: image checks")
+    for line in (
+            f"{summary['classified']} classified: {summary[positive]} {positive}, "
+            f"{summary[negative]} {negative}; {summary['not_chest_xray']} refused; "
+            f"{summary['unreadable']} unreadable. {positive} when P({positive}) >= "
+            f"{classifier.threshold:.3f}.",
+            f"Model {model['name']} {model['version']} {model['variant']}, "
+            f"{classifier.runtime_label}, {classifier.num_threads} "
+            f"thread{'s' if classifier.num_threads != 1 else ''}, {guard}; latency: invoke."):
+        click.echo(textwrap.fill(line, 100, break_on_hyphens=False), err=err)
     click.echo(DISCLAIMER, err=err)
 
 
