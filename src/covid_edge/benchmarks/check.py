@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import DISCLAIMER
+from ..edge_runtime.display import probability_text
 from ..image_io import ImageReadError
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, sha256_file
 from ..preprocess import load_pixels
@@ -66,6 +67,10 @@ def check_image(classifier, card_dir: Path, expected: dict, tolerance: dict,
         return row
     raw, probability, _ = classifier.infer(classifier.prepare_input(pixels))
     row.update({"raw": int(raw) if integer_output else float(raw), "probability": probability,
+                "calibrated_probability": classifier.calibrated(probability),
+                "shown_probability": probability_text(probability,
+                                                      classifier.calibrated(probability),
+                                                      classifier.output_limits()),
                 "verdict": classifier.verdict(probability)})
     reasons = []
     if integer_output and row["expected_raw"] is not None:
@@ -159,15 +164,17 @@ def terminal_table(result: dict) -> str:
         "tolerance: " + (f"{steps} int8 output steps and " if steps is not None else "")
         + f"{float(tolerance['probability']):.6f} in probability",
         "",
-        f"{'result':<6}  {'expected raw':>12}  {'raw':>5}  {'steps':>5}  {'expected P':>10}  "
-        f"{'P':>8}  {'|ΔP|':>8}  image",
+        # What is compared is the raw output (the tool's business); P is shown on the
+        # calibrated scale `classify` uses, so the two commands show the same number.
+        f"{'result':<6}  {'expected raw':>12}  {'raw':>5}  {'steps':>5}  {'P (classify)':>12}  "
+        f"{'verdict':<8}  image",
     ]
     for row in result["images"]:
         lines.append(
             f"{'PASS' if row['passed'] else 'FAIL':<6}  {_number(row['expected_raw']):>12}  "
             f"{_number(row['raw']):>5}  {_number(row['steps']):>5}  "
-            f"{_number(row['expected_probability']):>10}  {_number(row['probability']):>8}  "
-            f"{_number(row['probability_difference'], 6):>8}  {row['file']}")
+            f"{row.get('shown_probability') or '-':>12}  {row.get('verdict') or '-':<8}"
+            f"  {row['file']}")
         if row["reason"]:
             lines.append(f"        {row['reason']}")
     lines.append("")

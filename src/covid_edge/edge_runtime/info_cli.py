@@ -157,14 +157,18 @@ def _print_model(model: dict) -> None:
     spec = model["preprocessing"]
     click.echo(f"\nModel: {model['name']} {model['version']}  ({model['card']})")
     click.echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}")
-    click.echo(f"  threshold: {model['threshold']:.4f}: {model['positive_label']} when "
-               f"P({model['positive_label']}) >= threshold")
+    calibration = model.get("calibration")
+    positive = model["positive_label"]
+    # The scale people read everywhere else (classify, serve, kiosk) leads; the model's raw
+    # output, which the card's threshold is stored on, follows in brackets.
+    shown = calibration["threshold"] if calibration else model["threshold"]
+    click.echo(f"  threshold: {shown:.3f}: {positive} when P({positive}) >= it "
+               f"(the calibrated P that classify shows; {model['threshold']:.4f} on the model's "
+               "raw output)")
     if model["threshold_rule"]:
         click.echo(f"    rule: {model['threshold_rule']}")
-    calibration = model.get("calibration")
     if calibration:
-        click.echo(f"  calibration: temperature {calibration['temperature']:.3f}; shown "
-                   f"threshold {calibration['threshold']:.4f}; test ECE "
+        click.echo(f"  calibration: temperature {calibration['temperature']:.3f}; test ECE "
                    f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
     guard = model.get("ood_guard")
     if guard:
