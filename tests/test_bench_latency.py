@@ -117,8 +117,8 @@ def test_without_matplotlib_the_report_says_how_to_get_plots(reference_run, tmp_
     report, _ = reference_run
     printed = write_report_without_matplotlib("covid_edge.benchmarks.report", report,
                                               tmp_path / "out")
-    assert "pip install matplotlib" in printed
-    assert "pip install matplotlib" in (tmp_path / "out" / MARKDOWN_NAME).read_text()
+    assert "pip install 'matplotlib>=3.8'" in printed
+    assert "pip install 'matplotlib>=3.8'" in (tmp_path / "out" / MARKDOWN_NAME).read_text()
     assert json.loads((tmp_path / "out" / JSON_NAME).read_text()) == report
     assert not list((tmp_path / "out").rglob("*.png"))
 

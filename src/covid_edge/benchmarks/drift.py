@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import DISCLAIMER, dataset, metrics
-from ..image_io import ImageReadError
+from ..image_io import ImageReadError, read_image
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, preprocess_spec, sha256_file
-from ..preprocess import PreprocessSpec, load_pixels, to_model_input
+from ..preprocess import PreprocessSpec, resize_gray, to_model_input
 
 SCHEMA = "covid-edge/bench-drift/1"
 # Table order: the reference candidates first, most faithful first, then the quantized ones.
@@ -212,6 +212,12 @@ class TFLiteRunner:
         classifier = self.classifier
         return np.array([classifier.infer(classifier.prepare_input(p))[1] for p in pixels])
 
+    def refusal(self, pixels: np.ndarray, colourfulness, size) -> str | None:
+        """The guard's reason to refuse this image, as `classify` would give it."""
+        from .scoring import score_decoded
+
+        return score_decoded(self.classifier, pixels, colourfulness, size).refused
+
 
 class KerasRunner:
     def __init__(self, source: Source, spec: PreprocessSpec):
@@ -246,19 +252,27 @@ def make_runners(sources: list[Source], spec: PreprocessSpec, runtime: str | Non
 
 
 def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: PreprocessSpec,
-            progress=None) -> tuple[list[dataset.Item], dict[str, np.ndarray], list[dict]]:
+            progress=None, guarded: str | None = None
+            ) -> tuple[list[dataset.Item], dict[str, np.ndarray], list[dict], list]:
     """Probabilities of every variant for every readable image; unreadable images are left
-    out of all variants alike and returned with the reason."""
-    kept, unreadable = [], []
+    out of all variants alike and returned with the reason. `guarded`: the variant whose
+    guard is asked about every image too (what `classify` would refuse); the last value is
+    its reason per kept image (None: accepted), empty without `guarded`."""
+    kept, unreadable, refusals = [], [], []
     outputs: dict[str, list] = {name: [] for name in runners}
     for start in range(0, len(items), CHUNK):
         chunk, pixels = [], []
         for item in items[start:start + CHUNK]:
             try:
-                pixels.append(load_pixels(data_dir / item.path, spec))
+                decoded = read_image(data_dir / item.path, target_size=(spec.width, spec.height))
+                pixels.append(resize_gray(decoded.gray, spec))  # = load_pixels
                 chunk.append(item)
             except ImageReadError as exc:
                 unreadable.append({"path": item.path, "label": item.label, "error": str(exc)})
+                continue
+            if guarded is not None:
+                refusals.append(runners[guarded].refusal(pixels[-1], decoded.colourfulness,
+                                                         decoded.size))
         if pixels:
             batch = np.stack(pixels)
             for name, runner in runners.items():
@@ -268,7 +282,7 @@ def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: Prep
             progress(len(items[start:start + CHUNK]))
     probabilities = {name: (np.concatenate(parts) if parts else np.empty(0))
                      for name, parts in outputs.items()}
-    return kept, probabilities, unreadable
+    return kept, probabilities, unreadable, refusals
 
 
 # -- the figures ---------------------------------------------------------------------------
@@ -301,6 +315,24 @@ def evaluate(items: list[dataset.Item], probabilities: dict[str, np.ndarray],
                                                          threshold)
         results[name] = entry
     return results
+
+
+def guard_figures(items: list[dataset.Item], probabilities: np.ndarray, refusals: list,
+                  threshold: float, classifier) -> dict:
+    """The guarded variant's figures as `classify` gives them: refused images have no verdict
+    and are counted apart; probabilities on the calibrated scale people see."""
+    accepted = np.array([reason is None for reason in refusals], dtype=bool)
+    labels = dataset.label_indices(items)
+    kept_items = [item for item, ok in zip(items, accepted) if ok]
+    return {
+        "variant": classifier.variant,
+        "answered": int(accepted.sum()),
+        "refused": [{"path": item.path, "label": item.label, "reason": reason}
+                    for item, reason in zip(items, refusals) if reason is not None],
+        "metrics": metrics.binary_metrics(labels[accepted], probabilities[accepted], threshold)
+        if len(kept_items) else None,
+        "calibrated_threshold": float(classifier.calibrated(threshold)),
+    }
 
 
 def card_test_metrics(card: dict) -> dict[str, dict]:
@@ -405,16 +437,21 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
     reference, reference_why = choose_reference(sources)
 
     runners = make_runners(sources, spec, runtime, threads)
+    default = card.get("default_variant", "int8")
+    guarded = default if default in runners and hasattr(runners[default], "refusal") else None
     if on_start is not None:
         on_start(len(items))
     started = time.perf_counter()
-    kept, probabilities, unreadable = predict(data_dir, items, runners, spec, progress)
+    kept, probabilities, unreadable, refusals = predict(data_dir, items, runners, spec,
+                                                        progress, guarded)
     elapsed = time.perf_counter() - started
     if not kept:
         raise DriftError(f"{data_dir}: none of the {len(items)} selected images could be read "
                          f"(first: {unreadable[0]['path']}: {unreadable[0]['error']})")
 
     results = evaluate(kept, probabilities, reference, threshold)
+    guard = guard_figures(kept, probabilities[guarded], refusals, threshold,
+                          runners[guarded].classifier) if guarded else None
     latency = latency_for(sources, latency_report) if latency_report else {}
     card_figures = card_test_metrics(card)
     variants = []
@@ -456,6 +493,9 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         "device": describe_device(),
         "variants": variants,
         "int8_flips": flips,
+        # The figures above are the models alone, every image; this is what `classify` answers
+        # with the released variant and its guard: refused images get no verdict.
+        "guard": guard,
         "unreadable": unreadable,
         "latency": latency_summary(latency_report) if latency_report else None,
         "notes": notes,

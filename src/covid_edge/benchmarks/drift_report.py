@@ -89,6 +89,19 @@ def _flip_line(flip: dict) -> str:
             f"{flip['probability']:.4f}")
 
 
+def guard_line(report: dict) -> str:
+    """The released variant with its guard on: what `classify` answers on the same images."""
+    guard = report["guard"]
+    line = (f"with the guard on ({guard['variant']}, as classify answers): {guard['answered']} "
+            f"answered, {len(guard['refused'])} refused")
+    if guard["metrics"]:
+        m = guard["metrics"]
+        line += (f"; accuracy {m['accuracy']:.4f}, sensitivity {m['sensitivity']:.4f}, "
+                 f"specificity {m['specificity']:.4f} at the calibrated threshold "
+                 f"{guard['calibrated_threshold']:.3f}")
+    return line + ". The table above is every model alone, on every image."
+
+
 def terminal_table(report: dict) -> str:
     model = report["model"]
     reference = report["reference"]
@@ -107,6 +120,8 @@ def terminal_table(report: dict) -> str:
         latency = report["latency"]
         parts.append(f"latency: p50 of inference alone, 1 thread, from {latency['path']} "
                      f"(measured on {latency['device']})")
+    if report.get("guard"):
+        parts += ["", guard_line(report)]
     flips = report.get("int8_flips")
     if flips is not None:
         parts += ["", f"int8 verdicts that differ from the {reference['variant']} reference: "
@@ -175,6 +190,11 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
     # A "|" in a header would end the cell: escape it as the rows' cells are.
     columns = [c.replace("|", "\\|") for c in variant_columns(report)]
     lines += ["", _markdown_table(columns, variant_rows(report)), ""]
+    if report.get("guard"):
+        lines += ["## With the guard on", "", guard_line(report), ""]
+        refused = report["guard"]["refused"]
+        lines += [f"- `{r['path']}` ({r['label']}): {r['reason']}" for r in refused[:50]]
+        lines += [""] if refused else []
     flips = report.get("int8_flips")
     if flips is not None:
         lines += [f"## int8 verdicts that differ from the {reference['variant']} reference", "",
