@@ -33,7 +33,7 @@ class TrainConfig:
     weights: str | None = "imagenet"
     image_size: int = 224
     batch_size: int = 32
-    head_epochs: int = 3
+    head_epochs: int = 2
     fine_tune_epochs: int = 6
     head_learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
