@@ -52,9 +52,20 @@ def _command_line(models, reference, runtimes, threads, xnnpack, device, runs, w
     return shlex.join(words)
 
 
+def _check_reference(ctx, param, value):
+    """A missing reference says where Google's model is: it is not shipped with covid-edge."""
+    if value is not None and not value.is_file():
+        raise click.BadParameter(
+            f"{value}: no such file. Google's uint8 MobileNetV2 is not shipped with covid-edge: "
+            "in a clone with ../shared beside it, use "
+            "../shared/reference/mobilenet_v2_1.0_224_quant.tflite; elsewhere copy it from "
+            "there or from github.com/google-coral/test_data (mobilenet_v2_1.0_224_quant.tflite)")
+    return value
+
+
 EPILOG = f"""\b
 Examples:
-  covid-edge bench latency --reference mobilenet_v2_1.0_224_quant.tflite
+  covid-edge bench latency --reference ../shared/reference/mobilenet_v2_1.0_224_quant.tflite
   covid-edge bench latency models/ --threads 1 --xnnpack on --out bench/
   covid-edge bench latency my.tflite --runtime all --json > latency.json
   covid-edge bench latency --device auto      # adds the Coral Edge TPU if present
@@ -69,7 +80,8 @@ start; 2 bad options.
 
 @click.command(epilog=EPILOG)
 @click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--reference", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--reference", type=click.Path(dir_okay=False, path_type=Path),
+              callback=_check_reference,
               help="A model to compare against, measured in the same run, thread for thread: "
                    "Google's uint8 ImageNet MobileNetV2 (mobilenet_v2_1.0_224_quant.tflite) "
                    "has our backbone: the ratio shows whether conversion added slow ops.")
