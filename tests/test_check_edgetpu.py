@@ -331,3 +331,16 @@ def test_8_bit_model_ends_are_not_reported_as_float(tmp_path, dtype):
         sg.tensors[sg.outputs[0]].type = schema.TensorType.FLOAT32
     issues = check_file(edited_reference(tmp_path, float_output, "float_out.tflite")).model_issues
     assert len(issues) == 1 and issues[0].startswith("model output") and "float32" in issues[0]
+
+
+def test_a_float_variant_is_pointed_at_the_int8_file_in_a_short_report(models_dir, model_card):
+    path = _variant_path(models_dir, model_card, float_variant(models_dir, model_card))
+    result = run_cli(path)
+    lines = result.output.splitlines()
+    assert result.exit_code == 1
+    assert lines[1].startswith("Summary:"), "the verdict comes first"
+    int8 = str(_variant_path(models_dir, model_card, "int8"))
+    assert any("Use the int8 model" in line and int8 in line for line in lines)
+    assert not any(line.startswith("Model:") and "inference_input_type" in line for line in lines)
+    assert len(lines) < 60
+    assert len(run_cli(path, "--all").output.splitlines()) > len(lines)

@@ -369,3 +369,16 @@ def test_the_card_names_the_file_for_each_device(models_dir, model_card):
     if "edgetpu" in model_card["devices"]:
         assert load_card(models_dir / "model_card.json")["edgetpu"]["file"] == \
             model_card["devices"]["edgetpu"]
+
+
+def test_the_compile_hint_never_writes_into_an_installed_package(tmp_path):
+    from pathlib import Path
+
+    from covid_edge.edge_runtime.devices import compile_hint
+
+    installed = Path("/usr/lib/python3/site-packages/covid_edge/_models/covid-edge-int8.tflite")
+    hint = compile_hint(installed)
+    assert "~/covid-edge-models" in hint and "-o /usr/lib" not in hint
+    assert "--model ~/covid-edge-models" in hint
+    own = tmp_path / "covid-edge-int8.tflite"
+    assert f"-o {tmp_path} {own}" in compile_hint(own)

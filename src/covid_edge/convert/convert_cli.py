@@ -123,7 +123,16 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
                    f">= {compiled.get('min_runtime_version')}); try: covid-edge classify "
                    f"--device edgetpu --model {out_dir} {out_dir}/samples")
     elif compiled:
-        click.echo(f"Edge TPU: every op of {int8['file']} maps. edgetpu_compiler is not on PATH "
-                   "here (it runs on x86-64 Debian/Ubuntu only); on such a machine run:\n"
+        import platform
+
+        if platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64"):
+            where = ("edgetpu_compiler is not installed here; install it from Coral's apt "
+                     "repository (`sudo apt-get install edgetpu-compiler` after adding "
+                     "https://packages.cloud.google.com/apt coral-edgetpu-stable main; "
+                     "docs/coral.md), then run:")
+        else:
+            where = ("edgetpu_compiler runs on x86-64 Linux only (or Coral's Colab); on such a "
+                     "machine run:")
+        click.echo(f"Edge TPU: every op of {int8['file']} maps. {where}\n"
                    f"  {compiled['command']}\n"
                    f"and copy {compiled['file']} into {out_dir}. See docs/coral.md.")

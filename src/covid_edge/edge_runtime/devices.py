@@ -222,9 +222,16 @@ def runtime_too_old_message(model_name: str, needed: int, have: int) -> str:
 
 def compile_hint(model_path: Path) -> str:
     compiled = model_path.with_name(model_path.stem + COMPILED_SUFFIX)
-    return (f"compile it on an x86-64 Debian/Ubuntu machine (or Coral's Colab): "
-            f"`edgetpu_compiler -s -o {model_path.parent} {model_path}`, and keep "
-            f"{compiled.name} beside it")
+    folder = model_path.parent
+    if "site-packages" in folder.parts or not os.access(folder, os.W_OK):
+        # The released models inside an installed package: never write there (a reinstall
+        # would lose it); work on a copy of the folder, card included.
+        return (f"copy the model folder somewhere writable (`cp -r {folder} ~/covid-edge-models`), "
+                "compile the copy on an x86-64 Linux machine with edgetpu_compiler (or Coral's "
+                f"Colab): `edgetpu_compiler -s -o ~/covid-edge-models "
+                f"~/covid-edge-models/{model_path.name}`, then pass --model ~/covid-edge-models")
+    return (f"compile it on an x86-64 Linux machine with edgetpu_compiler (or Coral's Colab): "
+            f"`edgetpu_compiler -s -o {folder} {model_path}`, and keep {compiled.name} beside it")
 
 
 def partner_model(model_path: Path, card: dict | None, want: str) -> Path | None:

@@ -15,14 +15,18 @@ from .tflite_graph import SchemaUnavailable, TfliteFormatError
 EXIT_MAPS = 0
 EXIT_CPU_FALLBACK = 1
 EXIT_UNREADABLE = 3
+# CPU ops listed by default; --cpu-only lists them all, --all every op.
+CPU_ROWS_SHOWN = 12
 
 
 @click.command("check-edgetpu", epilog=DISCLAIMER)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--cpu-only", is_flag=True,
-              help="List only the ops that would run on the CPU (the summary is unchanged).")
-def check_edgetpu(model: str, as_json: bool, cpu_only: bool):
+              help="List every op that would run on the CPU (by default: the first "
+                   f"{CPU_ROWS_SHOWN}).")
+@click.option("--all", "all_ops", is_flag=True, help="List every op, mapped or not.")
+def check_edgetpu(model: str, as_json: bool, cpu_only: bool, all_ops: bool):
     """Forecast, op by op, which parts of MODEL (.tflite) the Coral Edge TPU compiler would
     map and which would fall back to the CPU, and why.
 
@@ -59,19 +63,52 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool):
         payload["disclaimer"] = DISCLAIMER
         click.echo(json.dumps(payload, indent=2))
     else:
-        click.echo(render(report, cpu_only=cpu_only,
-                          min_runtime_version=compiled.min_runtime_version if compiled else None))
+        click.echo(render(report, cpu_only=cpu_only, all_ops=all_ops,
+                          min_runtime_version=compiled.min_runtime_version if compiled else None,
+                          sibling=int8_sibling(model)))
     sys.exit(EXIT_MAPS if report.compiled or report.fully_mapped else EXIT_CPU_FALLBACK)
 
 
-def render(report: Report, cpu_only: bool = False, min_runtime_version: int | None = None) -> str:
-    lines = [f"Edge TPU check: {report.path}"]
+def int8_sibling(model: str) -> str | None:
+    """The int8 file of the same model card, when MODEL is another variant of it: that file,
+    not converter flags, is the answer for a user of a released model."""
+    from pathlib import Path
+
+    from ..model_card import ModelCardError, card_for_model
+
+    try:
+        card, variant = card_for_model(Path(model))
+    except (ModelCardError, OSError, KeyError, TypeError, ValueError):
+        return None
+    entry = (card.get("variants") or {}).get("int8") or {}
+    if variant == "int8" or not entry.get("file"):
+        return None
+    path = Path(model).parent / entry["file"]
+    return str(path) if path.is_file() else None
+
+
+def render(report: Report, cpu_only: bool = False, min_runtime_version: int | None = None,
+           all_ops: bool = False, sibling: str | None = None) -> str:
+    """The verdict first (summary, partition point, what to do), then the op table."""
+    lines = [f"Edge TPU check: {report.path}", summary_line(report)]
+    if sibling:
+        lines.append(f"Use the int8 model for the Edge TPU: this file is another variant of "
+                     f"the same model card, and {sibling} is its full-integer build "
+                     f"(covid-edge check-edgetpu {sibling}).")
+    first = report.first_unmapped
+    if first is not None:
+        lines.append(f"Partition point: op #{first.index} {first.label} is the first op the "
+                     f"compiler cannot map; it and the {report.ops_after_first_unmapped} ops "
+                     "after it run on the CPU (the compiler partitions only once).")
     if report.compiled:
         lines.append("Already compiled for the Edge TPU: edgetpu_compiler has replaced the "
                      "mapped part of the graph with an edgetpu-custom-op.")
-    rows = [op for op in report.ops if not (cpu_only and op.mapped)]
+    rows = [op for op in report.ops if all_ops or not op.mapped]
+    hidden = 0
+    if not (all_ops or cpu_only) and len(rows) > CPU_ROWS_SHOWN:
+        hidden, rows = len(rows) - CPU_ROWS_SHOWN, rows[:CPU_ROWS_SHOWN]
     if not rows:
-        lines.append("(no op would run on the CPU)")
+        lines.append("(no op would run on the CPU; --all lists every op)")
     else:
         width = max(len(op.label) for op in rows)
         several = len({op.subgraph for op in report.ops}) > 1
@@ -86,17 +123,16 @@ def render(report: Report, cpu_only: bool = False, min_runtime_version: int | No
                          f"{detail}")
             for extra in op.reasons[1:]:
                 lines.append(f"{'':>4}  {'':<{width}}  {'':>2}  {'':<6}  {extra}")
+        if hidden:
+            lines.append(f"... and {hidden} more op(s) on the CPU (--cpu-only lists them, "
+                         "--all every op)")
     lines.append("")
-    lines.append(summary_line(report))
-    first = report.first_unmapped
-    if first is not None:
-        lines.append(f"Partition point: op #{first.index} {first.label} is the first op the "
-                     f"compiler cannot map; it and the {report.ops_after_first_unmapped} ops "
-                     "after it run on the CPU (the compiler partitions only once).")
     if min_runtime_version is not None:
         lines.append(f"Needs Edge TPU runtime {min_runtime_version} or newer (`covid-edge info` "
                      "shows the installed one; libedgetpu1-std 16.0 is runtime 14).")
-    for issue in report.model_issues:
+    # Converter flags are advice for someone converting; with an int8 sibling there is
+    # nothing to convert.
+    for issue in ([] if sibling else report.model_issues):
         lines.append(f"Model: {issue}")
     for note in report.notes:
         lines.append(f"Note: {note}")
