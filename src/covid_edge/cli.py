@@ -22,20 +22,34 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, epilog=DISCLAIMER)
+SUMMARIES = {
+    "train": "Train MobileNetV2 on class folders of X-rays ([train] extra).",
+    "convert": "Quantize a trained model to int8 TFLite, with its model card ([train] extra).",
+    "classify": "Classify X-ray files, folders or globs with the int8 model.",
+    "explain": "Draw where the model looked in an X-ray (occlusion heatmap).",
+    "info": "Show the model card, the installed runtimes and the bundled samples.",
+    "bench": "Benchmarks: check, latency, drift, sources, shift.",
+    "check-edgetpu": "Forecast which ops of a .tflite file the Coral Edge TPU would run.",
+    "serve": "Web pages and a JSON API for uploads and the kiosk ([serve] extra).",
+    "kiosk": "Classify camera or folder frames in a loop, for the kiosk page.",
+}
+
+
+# Help fills up to 100 columns (not click's 80), so that summaries and examples do not wrap.
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, summaries=SUMMARIES, epilog=DISCLAIMER,
+             context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="covid-edge")
 def main():
     """covid-edge: train, quantize, run and benchmark a chest X-ray COVID-19 classifier
     on edge devices (Raspberry Pi, Coral Edge TPU).
 
     \b
-    Pipeline:
-      covid-edge train DATA_DIR --out RUN_DIR      train MobileNetV2 (needs the [train] extra)
-      covid-edge convert RUN_DIR/model.keras --out DIR   float/int8 TFLite + model card
-      covid-edge classify IMAGE...                 run the int8 model, no TensorFlow
-      covid-edge bench latency|drift|check         benchmarks for the device
-      covid-edge serve                             upload page, kiosk page, JSON API
-      covid-edge kiosk --source picamera2          camera frames -> verdicts, live page
+    The pipeline, in order:
+      covid-edge train ../shared/data/cxr --out runs/v2 --weights FILE.h5
+      covid-edge convert runs/v2/model.keras --out models
+      covid-edge classify models/samples/
+      covid-edge bench check
+    Every command has --help with examples and its exit codes.
     """
 
 

@@ -19,12 +19,28 @@ EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serv
 class LazyGroup(click.Group):
     """A group whose commands ("module:attribute" each) are imported only when run."""
 
-    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs):
+    def __init__(self, *args, lazy_commands: dict[str, str],
+                 summaries: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy_commands = lazy_commands
+        # One whole sentence per command for --help: click would cut the docstring's first
+        # line at 45 characters, and importing every command to read it is slow.
+        self.summaries = summaries or {}
 
     def list_commands(self, ctx):
         return sorted(self.lazy_commands)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = self.summaries.get(name)
+            if summary is None:
+                command = self.get_command(ctx, name)
+                summary = command.get_short_help_str(limit=200) if command else ""
+            rows.append((name, summary))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx, name):
         target = self.lazy_commands.get(name)

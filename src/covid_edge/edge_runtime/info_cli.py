@@ -196,7 +196,11 @@ def _print_model(model: dict) -> None:
             click.echo(f"       test: {metrics}")
     click.echo("    (* = used by `covid-edge classify` without --model)")
     for device, file in (model.get("devices") or {}).items():
-        click.echo(f"  --device {device}: {file}")
+        present = (Path(model["card"]).parent / file).is_file()
+        missing = "" if present else (
+            "  (not here: compile the int8 model with edgetpu_compiler; docs/coral.md)"
+            if device == "edgetpu" else "  (file missing)")
+        click.echo(f"  --device {device}: {file}{missing}")
     if model["samples"]:
         click.echo("  sample images (try `covid-edge classify` on them):")
         for sample in model["samples"]:

@@ -20,6 +20,8 @@ Pages and API (http://HOST:PORT):
   /                     upload page: pick or drop an X-ray, see the verdict
   /kiosk                live page for `covid-edge kiosk` (updates by itself)
   /api/v1/classify      POST multipart/form-data, field "file" -> JSON verdict
+  /api/v1/explain       POST the same -> PNG heatmap of where the model looked (slower:
+                        one inference per occluded patch; verdict in X-Explanation-* headers)
   /api/v1/model         GET the model's name, version, threshold, runtime
   /api/v1/health        GET liveness
   /api/v1/openapi.json  the API's OpenAPI schema
@@ -44,7 +46,8 @@ Examples:
   covid-edge serve --host 0.0.0.0 --port 8080   reachable from the network (no password!)
   curl -F file=@chest.png http://127.0.0.1:8000/api/v1/classify
 
-Needs the serve extra: pip install '.[serve]' in a clone (covid-edge info names the packages).
+Needs the serve extra: pip install '.[serve]' in a clone, or
+pip install fastapi uvicorn python-multipart jinja2.
 
 {DISCLAIMER}"""
 
