@@ -25,10 +25,23 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
+OFFLINE_HINT = ("pass --weights PATH/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5 (in a clone "
+                "with ../shared beside it: ../shared/weights/mobilenet_v2_1.0_224_imagenet_no_top"
+                ".weights.h5), or --weights none to start from random weights")
+
+
 def build(spec: PreprocessSpec, weights: str | None, dropout: float = 0.2) -> keras.Model:
-    base = keras.applications.MobileNetV2(
-        input_shape=spec.input_shape, alpha=1.0, include_top=False,
-        weights=resolve_weights(weights))
+    resolved = resolve_weights(weights)
+    try:
+        base = keras.applications.MobileNetV2(
+            input_shape=spec.input_shape, alpha=1.0, include_top=False, weights=resolved)
+    except Exception as exc:  # Keras reports a failed download as a bare Exception
+        if resolved == "imagenet" and ("URL fetch failure" in str(exc)
+                                       or isinstance(exc, OSError)):
+            raise FileNotFoundError(
+                "--weights imagenet: Keras could not download the ImageNet weights (no "
+                f"internet here?); {OFFLINE_HINT}") from None
+        raise
     base.name = BACKBONE_NAME
     inputs = keras.Input(spec.input_shape, name="xray")
     features = base(inputs, training=False)

@@ -34,9 +34,10 @@ def progress(items, label):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder for model.keras, split, metrics and plots.")
 @click.option("--weights", default="imagenet", show_default=True,
-              help="'imagenet' (Keras download; needs internet), a local no-top .weights.h5 "
-                   "file (offline, e.g. ../shared/weights/mobilenet_v2_1.0_224_imagenet_no_top"
-                   ".weights.h5), or 'none' (random init).")
+              help="'imagenet' (Keras downloads it once into ~/.keras; offline this fails with "
+                   "a message saying what to pass), a local no-top .weights.h5 file (offline, "
+                   "e.g. ../shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5), "
+                   "or 'none' (random init).")
 @click.option("--image-size", default=224, show_default=True,
               type=click.IntRange(32, 512), help="Square input side in pixels.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
