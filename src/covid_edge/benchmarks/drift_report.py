@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .report import _markdown_table, _text_table, write_files
 from .report import check_writable as check_latency_writable
+from .report_format import wrap
 
 JSON_NAME = "drift.json"
 MARKDOWN_NAME = "drift.md"
@@ -48,6 +49,12 @@ def variant_columns(report: dict) -> tuple[str, ...]:
     if has_latency(report):
         columns += ("p50 ms, 1 thread",)
     return columns
+
+
+# The terminal's short headers (the table then fits 100 columns); the report keeps the long.
+SHORT_HEADERS = {"size MB": "MB", "ROC AUC": "AUC", "sensitivity": "sens.",
+                 "specificity": "spec.", "agreement": "agree", "mean |Δp|": "mean|Δp|",
+                 "max |Δp|": "max|Δp|", "p50 ms, 1 thread": "p50 ms"}
 
 
 def variant_rows(report: dict) -> list[list[str]]:
@@ -108,20 +115,23 @@ def terminal_table(report: dict) -> str:
     parts = [
         f"covid-edge bench drift: {model['name']} {model['version']}, threshold "
         f"{model['threshold']:.4g} ({model['positive_label']} when P >= it)",
-        _selection_line(report),
-        f"float reference: {reference['why']}",
+        wrap(_selection_line(report)),
+        wrap(f"float reference: {reference['why']}"),
         "",
-        _text_table(variant_columns(report), variant_rows(report)),
+        _text_table([SHORT_HEADERS.get(c, c) for c in variant_columns(report)],
+                    [[row[0].replace(" (reference)", " (ref)"), *row[1:]]
+                     for row in variant_rows(report)]),
         "",
-        "agreement: share of images whose verdict equals the reference's; |Δp|: probability "
-        "difference from the reference; flips: images whose verdict differs.",
+        wrap("sens./spec.: sensitivity/specificity; agree: share of images whose verdict equals "
+             "the reference's (ref); |Δp|: probability difference from the reference; flips: "
+             "images whose verdict differs."),
     ]
     if report.get("latency"):
         latency = report["latency"]
         parts.append(f"latency: p50 of inference alone, 1 thread, from {latency['path']} "
                      f"(measured on {latency['device']})")
     if report.get("guard"):
-        parts += ["", guard_line(report)]
+        parts += ["", wrap(guard_line(report))]
     flips = report.get("int8_flips")
     if flips is not None:
         parts += ["", f"int8 verdicts that differ from the {reference['variant']} reference: "
@@ -131,7 +141,7 @@ def terminal_table(report: dict) -> str:
             parts.append(f"  ... and {len(flips) - FLIPS_SHOWN_ON_TERMINAL} more (see --json "
                          "or the report)")
     for note in report.get("notes", []):
-        parts.append(f"note: {note}")
+        parts.append(wrap(f"note: {note}"))
     parts += ["", report["disclaimer"]]
     return "\n".join(parts)
 
