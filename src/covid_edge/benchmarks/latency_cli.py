@@ -111,8 +111,10 @@ start; 2 bad options.
               help="Write latency.json, latency.md and plots/*.png here.")
 @click.option("--force", is_flag=True, help="Overwrite an earlier report in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.option("--wide", is_flag=True,
+              help="Every column on the terminal (p99, mean, std, first run); wider than 100.")
 def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, images,
-            end_to_end, out_dir, force, as_json):
+            end_to_end, out_dir, force, as_json, wide):
     """Measure latency, load time and memory of .tflite models on this device.
 
     MODELS are .tflite files or folders written by `covid-edge convert` (every
@@ -163,7 +165,7 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
     if as_json:
         click.echo(reporting.to_json(result), nl=False)
     else:
-        click.echo(reporting.terminal_table(result))
+        click.echo(reporting.terminal_table(result, wide=wide))
     if out_dir is not None:
         try:
             written, plot_note = reporting.write_report(result, out_dir, force=True)

@@ -124,24 +124,56 @@ def _text_table(columns, rows) -> str:
     return "\n".join(lines)
 
 
-def terminal_table(report: dict) -> str:
+# The columns the terminal shows without --wide (the table then fits 100 columns); JSON and the
+# Markdown report keep every one.
+NARROW_COLUMNS = ("model", "runtime", "target", "threads", "load ms", "p50 ms", "p90 ms",
+                  "end-to-end p50 ms", "peak MB")
+NARROW_HEADERS = {"end-to-end p50 ms": "e2e p50", "threads": "thr"}
+COMPARISON_SHORT = {"int8 / reference (goal <= 1.10 at 1 thread)": "int8/ref (goal <= 1.10)",
+                    "float32 / int8 (goal >= 2 at 1 thread)": "f32/int8 (goal >= 2)",
+                    "reference p50 ms": "ref p50", "int8 p50 ms": "int8 p50",
+                    "float32 p50 ms": "f32 p50", "threads": "thr"}
+
+
+def _narrow(columns, rows, keep, headers):
+    """Only the columns in `keep` (a skipped row's reason, shorter, stays whole)."""
+    index = [i for i, c in enumerate(columns) if c in keep]
+    narrowed = []
+    for row in rows:
+        if len(row) < len(columns):  # head cells, then one reason spanning the rest
+            narrowed.append([row[i] for i in index if i < len(row) - 1] + [row[-1]])
+        else:
+            narrowed.append([row[i] for i in index])
+    return [headers.get(columns[i], columns[i]) for i in index], narrowed
+
+
+def terminal_table(report: dict, wide: bool = False) -> str:
+    from .report_format import wrap
+
     device = report["device"]
     settings = report["settings"]
+    columns, rows = RESULT_COLUMNS, result_rows(report)
+    if not wide:
+        columns, rows = _narrow(columns, rows, NARROW_COLUMNS, NARROW_HEADERS)
     parts = [
-        f"covid-edge bench latency on {device.get('board_model') or device.get('cpu_model')} "
-        f"({device.get('usable_cores')} cores, {device.get('os')}); {settings['runs']} runs after "
-        f"{settings['warmup']} warm-up, inference-only unless marked end-to-end",
+        wrap(f"covid-edge bench latency on {device.get('board_model') or device.get('cpu_model')} "
+             f"({device.get('usable_cores')} cores, {device.get('os')}); {settings['runs']} runs "
+             f"after {settings['warmup']} warm-up, inference-only unless marked end-to-end"
+             + ("" if wide else "; --wide for p99, mean, std and the first run")),
         "",
-        _text_table(RESULT_COLUMNS, result_rows(report)),
+        _text_table(columns, rows),
     ]
     if report["comparisons"]:
+        columns, rows = COMPARISON_COLUMNS, comparison_rows(report)
+        if not wide:
+            columns, rows = _narrow(columns, rows, set(columns) - {"runtime"}, COMPARISON_SHORT)
         parts += ["", "int8 against the reference and float32 (p50, inference only):", "",
-                  _text_table(COMPARISON_COLUMNS, comparison_rows(report))]
-    parts += [f"goal: {line}" for line in goal_lines(report)]
+                  _text_table(columns, rows)]
+    parts += [wrap(f"goal: {line}") for line in goal_lines(report)]
     for note in report.get("notes", []):
-        parts.append(f"note: {note}")
+        parts.append(wrap(f"note: {note}"))
     for warning in report["warnings"]:
-        parts.append(f"WARNING: {warning}")
+        parts.append(wrap(f"WARNING: {warning}"))
     parts += ["", report["disclaimer"]]
     return "\n".join(parts)
 
