@@ -8,9 +8,17 @@ import logging
 import os
 
 
+# Lines TensorFlow and XLA write at import through absl's C++ logging, before any Python
+# setting can reach them; matched by substring.
+NOISE = ("All log messages before absl::InitializeLog()", "cudart_stub.cc", "cuInit",
+         "Could not find cuda drivers", "Unable to register cu", "TF-TRT Warning",
+         "oneDNN custom operations", "computation placer already registered",
+         "This TensorFlow binary is optimized", "rebuild TensorFlow with the appropriate")
+
+
 def quiet_tensorflow(verbose: bool = False) -> None:
-    """Call before the first `import tensorflow`/`import keras`; later calls change nothing
-    on the C++ side, which reads the variables once."""
+    """Call before the first `import tensorflow`/`import keras`: imports both with their
+    start-up noise dropped (real errors still show). Later imports are then free."""
     if verbose:
         return
     # 3: C++ errors too, among them "failed call to cuInit" when no GPU exists.
@@ -19,6 +27,14 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from ..native_stderr import filtered_native_stderr
+
+    with filtered_native_stderr(lambda line: any(noise in line for noise in NOISE)):
+        try:
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+        except ImportError:
+            return  # the caller says what to install
     try:
         import absl.logging
 

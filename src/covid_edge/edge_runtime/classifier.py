@@ -10,10 +10,7 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,6 +21,7 @@ import numpy as np
 from ..image_io import ImageReadError, read_image
 from ..model_card import (CARD_FILENAME, ModelCardError, card_for_model, load_card,
                           preprocess_spec, released_models_dir, sha256_file, variant_entry)
+from ..native_stderr import filtered_native_stderr
 from ..preprocess import quantize, resize_gray, to_model_input
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
@@ -391,29 +389,9 @@ def _dequantize(values, detail: dict):
     return np.asarray(values, dtype=np.float64)
 
 
-@contextlib.contextmanager
 def _filtered_native_stderr():
     """Hide the interpreter's C++ INFO line while keeping anything else it writes to fd 2."""
-    try:
-        stderr_fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (pytest capture, pythonw)
-        yield
-        return
-    sys.stderr.flush()
-    saved_fd = os.dup(stderr_fd)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), stderr_fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved_fd, stderr_fd)
-            os.close(saved_fd)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", errors="replace")
-            kept = [line for line in text.splitlines() if line.strip() not in _NATIVE_NOISE]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-                sys.stderr.flush()
+    return filtered_native_stderr(lambda line: line.strip() in _NATIVE_NOISE)
 
 
 def load_with_messages(model_path=None, *, runtime: str | None = None,
