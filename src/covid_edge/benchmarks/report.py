@@ -384,3 +384,23 @@ def write_report(report: dict, out_dir: Path, force: bool = False) -> tuple[list
     return write_files(out_dir, JSON_NAME, MARKDOWN_NAME, report,
                        lambda: draw_plots(report, plots_dir),
                        lambda plots, note: markdown(report, plots, note), stale)
+
+
+class ReportFiles:
+    """The files one kind of report writes under --out: its JSON, its Markdown and its plots
+    (drawn from the report dict alone); refuses to overwrite an earlier one without --force."""
+
+    def __init__(self, json_name: str, markdown_name: str, plot_names: tuple[str, ...],
+                 draw_plots, render):
+        self.json_name, self.markdown_name = json_name, markdown_name
+        self.plot_names, self.draw_plots, self.render = plot_names, draw_plots, render
+
+    def check_writable(self, out_dir: Path, force: bool) -> None:
+        check_writable(out_dir, force, [out_dir / self.json_name, out_dir / self.markdown_name])
+
+    def write(self, report: dict, out_dir: Path) -> tuple[list[Path], str | None]:
+        plots_dir = out_dir / PLOTS_DIR
+        return write_files(out_dir, self.json_name, self.markdown_name, report,
+                           lambda: self.draw_plots(report, plots_dir),
+                           lambda plots, note: self.render(report, plots, note),
+                           [plots_dir / name for name in self.plot_names])

@@ -29,6 +29,28 @@ class Score:
         return asdict(self)
 
 
+def report_header(schema: str, classifier: Classifier, selection: dict, command: str,
+                  elapsed_s: float) -> dict:
+    """What every labelled-image report starts with: which model, where, on what."""
+    from datetime import datetime, timezone
+
+    from .. import DISCLAIMER
+    from .device_info import describe_device
+
+    return {
+        "schema": schema,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "command": command,
+        "model": {**classifier.describe(), "labels": list(classifier.card["labels"]),
+                  "positive_label": classifier.positive_label},
+        "device": describe_device(),
+        "runtime": classifier.runtime_label,
+        "selection": selection,
+        "elapsed_s": round(elapsed_s, 1),
+    }
+
+
 def decode(classifier: Classifier, source: str | Path | BinaryIO):
     """File -> (model-size pixels, colourfulness, stored size), as `classify_file` reads it."""
     spec = classifier.spec

@@ -20,17 +20,15 @@ import io
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
 import numpy as np
 
-from .. import DISCLAIMER
 from ..edge_runtime.classifier import Classifier
 from ..image_io import ImageReadError, read_image
 from ..intervals import delong_auc, rate
 from .labelled_sets import LabelledImage
 from .perturbations import BY_NAME, CATALOGUE, Perturbation, available, generator
-from .scoring import Score, decode, score_decoded
+from .scoring import Score, decode, report_header, score_decoded
 
 SCHEMA = "covid-edge/bench-shift/1"
 ORIGINAL = "original"
@@ -184,8 +182,6 @@ def run(classifier: Classifier, images: list[LabelledImage], selection: dict,
         perturbations: list[Perturbation], *, seed: int = 0, workers: int = 2,
         notes: list[str] | None = None, command: str = "", on_start=None,
         progress=None) -> dict:
-    from .device_info import describe_device
-
     if not perturbations:
         raise ShiftError("no perturbation can run here" + (f": {notes[0]}" if notes else ""))
     classes = list(classifier.card["labels"])
@@ -200,16 +196,8 @@ def run(classifier: Classifier, images: list[LabelledImage], selection: dict,
                   for image, r in zip(images, results)
                   if "error" in r or r[ORIGINAL].error is not None]
     return {
-        "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": DISCLAIMER,
-        "command": command,
-        "model": {**classifier.describe(), "labels": classes, "positive_label": positive},
-        "device": describe_device(),
-        "runtime": classifier.runtime_label,
-        "selection": selection,
+        **report_header(SCHEMA, classifier, selection, command, elapsed),
         "seed": seed,
-        "elapsed_s": round(elapsed, 1),
         "probability_scale": "calibrated P(positive), as classify shows it",
         **summarise(images, results, perturbations, positive, classes),
         "notes": list(notes or []),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import PLOTS_DIR, check_writable as check_paths_writable, write_files
+from .report import PLOTS_DIR, ReportFiles
 from .report_format import auc, markdown_table, pct, text_table, wrap
 from .shift import DELTA_BINS
 
@@ -152,17 +152,6 @@ def draw_plots(report: dict, directory: Path) -> list[Path]:
     return [directory / name for name in PLOT_NAMES]
 
 
-def output_paths(out_dir: Path) -> list[Path]:
-    return [out_dir / JSON_NAME, out_dir / MARKDOWN_NAME]
-
-
-def check_writable(out_dir: Path, force: bool) -> None:
-    check_paths_writable(out_dir, force, output_paths(out_dir))
-
-
-def write_report(report: dict, out_dir: Path) -> tuple[list[Path], str | None]:
-    plots_dir = out_dir / PLOTS_DIR
-    return write_files(out_dir, JSON_NAME, MARKDOWN_NAME, report,
-                       lambda: draw_plots(report, plots_dir),
-                       lambda plots, note: markdown(report, plots, note),
-                       [plots_dir / name for name in PLOT_NAMES])
+FILES = ReportFiles(JSON_NAME, MARKDOWN_NAME, PLOT_NAMES, draw_plots, markdown)
+check_writable = FILES.check_writable
+write_report = FILES.write

@@ -18,15 +18,13 @@ TensorFlow-free; the result is one JSON-ready dict, and the report is drawn from
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 
-from .. import DISCLAIMER
 from ..edge_runtime.classifier import Classifier
 from ..intervals import delong_auc, rate
 from .labelled_sets import LabelledImage
-from .scoring import Score, score_source
+from .scoring import Score, report_header, score_source
 
 SCHEMA = "covid-edge/bench-sources/1"
 POOLED = "pooled"
@@ -135,8 +133,6 @@ def summarise(images: list[LabelledImage], scores: list[Score], classes: list[st
 
 def run(classifier: Classifier, images: list[LabelledImage], selection: dict, *,
         command: str = "", on_start=None, progress=None) -> dict:
-    from .device_info import describe_device
-
     classes = list(classifier.card["labels"])
     positive = classifier.positive_label
     if on_start is not None:
@@ -148,15 +144,7 @@ def run(classifier: Classifier, images: list[LabelledImage], selection: dict, *,
     unreadable = [{"path": image.name, "source": image.source, "error": s.error}
                   for image, s in zip(images, scores) if s.error is not None]
     return {
-        "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": DISCLAIMER,
-        "command": command,
-        "model": {**classifier.describe(), "labels": classes, "positive_label": positive},
-        "device": describe_device(),
-        "runtime": classifier.runtime_label,
-        "selection": selection,
-        "elapsed_s": round(elapsed, 1),
+        **report_header(SCHEMA, classifier, selection, command, elapsed),
         **summary,
         "unreadable": unreadable,
         "predictions": [{"path": image.name, "source": image.source, "label": image.label,
