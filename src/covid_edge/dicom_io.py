@@ -37,7 +37,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from . import install_hint
+from . import install_hint, limits
 from .image_io import ImageReadError
 
 # What to install for each family of compressed transfer syntaxes (pydicom's decoder plugins).
@@ -47,15 +47,20 @@ _DECODER_PACKAGES = {
     "JPEG": "pip install pylibjpeg pylibjpeg-libjpeg",
     "RLE": "pip install pylibjpeg pylibjpeg-rle",
 }
+# The grayscale pipeline runs on strips of this many rows (float64 working arrays stay small).
+STRIP_ROWS = 256
 _DECOMPRESS_HINT = ("or decompress the file first, e.g. `gdcmconv --raw IN.dcm OUT.dcm` (GDCM) "
                     "or `dcmdjpeg IN.dcm OUT.dcm` / `dcmdjpls IN.dcm OUT.dcm` (DCMTK)")
 
 
-def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
+def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
+               max_bytes: int | None = None) -> Image.Image:
     """Read a single-frame DICOM image as an 8-bit PIL image: grayscale ("L") for monochrome
     data, "RGB" for colour (RGB, YBR, palette), so that the caller can still tell that a
     colour ultrasound or photo is no X-ray.
 
+    Memory is bounded before the pixels are decoded: the file's size, then the pixel count
+    and the bytes of Rows x Columns x BitsAllocated x SamplesPerPixel (covid_edge.limits).
     Raises ImageReadError (never a pydicom exception) with a message a user can act on.
     OSErrors (missing file, permission) propagate so that image_io words them like any image's.
     """
@@ -64,6 +69,12 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
 
     if not hasattr(path, "read"):
         path = Path(path)
+    budget = limits.MAX_DECODE_BYTES if max_bytes is None else max_bytes
+    try:
+        # A DICOM file is parsed whole, Pixel Data included: cap it before reading.
+        limits.check_file_size(_size_of(path), budget)
+    except limits.BudgetExceeded as exc:
+        raise ImageReadError(str(exc)) from None
     try:
         with warnings.catch_warnings():
             # pydicom warns about every small standard violation; real-world files have many.
@@ -74,6 +85,7 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
                 ds = _read_without_preamble(pydicom, path)
             _check_image(ds, max_pixels)
             _ensure_transfer_syntax(ds)
+            _check_budget(ds, budget)
             stored = _decode(ds)
             return _to_display_image(stored, ds)
     except ImageReadError:
@@ -86,6 +98,45 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
             RuntimeError) as exc:
         # Missing or contradictory image attributes, truncated pixel data.
         raise ImageReadError(f"corrupt or unsupported DICOM image: {_first_line(exc)}") from None
+
+
+def _size_of(source) -> int:
+    if hasattr(source, "seek"):
+        start = source.tell()
+        size = source.seek(0, 2)
+        source.seek(start)
+        return size
+    return Path(source).stat().st_size
+
+
+def _check_budget(ds, budget: int) -> None:
+    """The decode's memory from the header, and for native (uncompressed) pixel data, that
+    the bytes present are the bytes the header describes: 16-bit data labelled BitsAllocated 8
+    would otherwise be decoded as garbage."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    bits, samples = int(ds.BitsAllocated), int(ds.SamplesPerPixel)
+    if bits not in (1, 8, 16, 32, 64) or samples not in (1, 3):
+        raise ImageReadError(f"corrupt DICOM image: BitsAllocated {bits}, SamplesPerPixel "
+                             f"{samples}")
+    bits_stored = int(ds.get("BitsStored") or bits)
+    if not 1 <= bits_stored <= bits:
+        raise ImageReadError(f"corrupt DICOM image: BitsStored {bits_stored} with "
+                             f"BitsAllocated {bits}")
+    try:
+        limits.check(limits.dicom_cost(rows, columns, bits, samples),
+                     f"{columns}x{rows} {bits}-bit DICOM", budget)
+    except limits.BudgetExceeded as exc:
+        raise ImageReadError(str(exc)) from None
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    expected = (rows * columns * samples * bits + 7) // 8
+    present = len(ds.PixelData)
+    # Pixel Data is padded to an even length.
+    if present not in (expected, expected + 1):
+        raise ImageReadError(
+            f"corrupt or mislabelled DICOM image: Pixel Data holds {present} bytes, but "
+            f"{columns}x{rows} x {samples} sample(s) x {bits} bits allocated make {expected}; "
+            "the header does not describe the pixels")
 
 
 def _import_pydicom():
@@ -195,36 +246,57 @@ def _to_display_image(stored: np.ndarray, ds) -> Image.Image:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageReadError(f"unsupported Photometric Interpretation {photometric!r}")
 
-    values, low, high = _grayscale_pipeline(stored, ds)
-    if photometric == "MONOCHROME1":
-        # Inverted within the display range, before quantizing, so a MONOCHROME1 file gives
-        # exactly the picture of the MONOCHROME2 file it was made from.
-        values = (low + high) - values
-    return _scale_to_8bit(values, low, high)
+    transform, low, high = _grayscale_pipeline(stored, ds)
+    out = np.zeros(stored.shape, dtype=np.uint8)
+    if high <= low:
+        return Image.fromarray(out)
+    # Strip by strip: the pipeline is pixel-wise, and float64 working arrays of a whole 15 MP
+    # radiograph would take hundreds of MB (covid_edge.limits counts none of them).
+    for top in range(0, stored.shape[0], STRIP_ROWS):
+        values = transform(stored[top:top + STRIP_ROWS])
+        if photometric == "MONOCHROME1":
+            # Inverted within the display range, before quantizing, so a MONOCHROME1 file gives
+            # exactly the picture of the MONOCHROME2 file it was made from.
+            values = (low + high) - values
+        scaled = np.rint((values - low) * (255.0 / (high - low)))
+        out[top:top + STRIP_ROWS] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return Image.fromarray(out)
 
 
-def _grayscale_pipeline(stored: np.ndarray, ds) -> tuple[np.ndarray, float, float]:
-    """Modality LUT then VOI LUT/window; returns the values and the range to display."""
+def _grayscale_pipeline(stored: np.ndarray, ds):
+    """Modality LUT then VOI LUT/window: (a function from a strip of stored values to display
+    values, the low and high ends of the display range)."""
     from pydicom.pixels import apply_modality_lut
 
-    values = apply_modality_lut(stored, ds)
-    voi = _apply_voi(values, ds)
+    def modality(strip: np.ndarray) -> np.ndarray:
+        return apply_modality_lut(strip, ds)
+
+    voi = _voi_transform(modality(stored[:1]), ds)
     if voi is not None:
-        return voi
+        to_display, low, high = voi
+        return (lambda strip: to_display(modality(strip))), low, high
     has_modality_transform = ds.get("ModalityLUTSequence") or (
         "RescaleSlope" in ds and "RescaleIntercept" in ds
         and (float(ds.RescaleSlope), float(ds.RescaleIntercept)) != (1.0, 0.0))
     bits = int(ds.get("BitsStored") or ds.BitsAllocated)
+
+    def as_float(strip: np.ndarray) -> np.ndarray:
+        return np.asarray(modality(strip), dtype=np.float64)
+
     if bits <= 8 and int(ds.get("PixelRepresentation", 0)) == 0 and not has_modality_transform:
         # Already display levels (a secondary capture of a JPEG gives the JPEG back).
-        return values.astype(np.float64), 0.0, float(2 ** bits - 1)
-    values = values.astype(np.float64)
-    return values, float(values.min()), float(values.max())
+        return as_float, 0.0, float(2 ** bits - 1)
+    low, high = np.inf, -np.inf
+    for top in range(0, stored.shape[0], STRIP_ROWS):
+        values = as_float(stored[top:top + STRIP_ROWS])
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return as_float, low, high
 
 
-def _apply_voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float] | None:
-    """The first VOI LUT (preferred, as pydicom does) or window; None when there is none or it
-    is invalid (a zero window width, say), in which case the caller stretches the data."""
+def _voi_transform(sample: np.ndarray, ds):
+    """The first VOI LUT (preferred, as pydicom does) or window, as (function of modality
+    values, low, high); None when there is none or it is invalid (a zero window width, say),
+    in which case the caller stretches the data. `sample`: modality values to try it on."""
     from pydicom.pixels import apply_voi, apply_windowing
 
     try:
@@ -236,8 +308,12 @@ def _apply_voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float] | None
             # as 16 for a table that only reaches 4095.
             table = apply_voi(np.arange(first_mapped, first_mapped + entries, dtype=np.int64),
                               ds)
-            mapped = apply_voi(np.rint(values).astype(np.int64), ds)
-            return mapped.astype(np.float64), float(table.min()), float(table.max())
+
+            def through_lut(values: np.ndarray) -> np.ndarray:
+                return apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
+
+            through_lut(sample)
+            return through_lut, float(table.min()), float(table.max())
         if "WindowCenter" in ds and "WindowWidth" in ds:
             # The window's output range (PS3.3 C.11.2.1.2) follows from Bits Stored, Pixel
             # Representation and the rescale; pydicom knows the rules, so ask it at the
@@ -247,17 +323,15 @@ def _apply_voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float] | None
             low, high = float(extremes.min()), float(extremes.max())
             if high <= low:
                 return None
-            return apply_windowing(values, ds), low, high
+
+            def windowed(values: np.ndarray) -> np.ndarray:
+                return np.asarray(apply_windowing(values, ds), dtype=np.float64)
+
+            windowed(sample)
+            return windowed, low, high
     except (ValueError, NotImplementedError, IndexError, TypeError):
         return None
     return None
-
-
-def _scale_to_8bit(values: np.ndarray, low: float, high: float) -> Image.Image:
-    if high <= low:
-        return Image.fromarray(np.zeros(values.shape, dtype=np.uint8))
-    scaled = np.rint((values - low) * (255.0 / (high - low)))
-    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
 
 
 def _color_to_rgb(rgb: np.ndarray) -> Image.Image:

@@ -6,13 +6,21 @@ can be bad ends here as an `ImageReadError` with a message a person can act on.
 
 from __future__ import annotations
 
+import errno
+import math
+import os
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from . import limits
+from .formats import PILLOW_FORMATS, describe_refused, read_head
 
 # A 4300x3500 digital radiograph is 15 MP; 100 MP leaves room for scans of film while refusing
 # decompression bombs (a few kB of PNG that would inflate to gigabytes).
@@ -76,30 +84,39 @@ def read_grayscale(path: str | Path | BinaryIO, target_size: tuple[int, int] | N
 
 
 def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
-               max_pixels: int = MAX_PIXELS) -> DecodedImage:
+               max_pixels: int = MAX_PIXELS, max_bytes: int | None = None) -> DecodedImage:
     """Open `path` (or a binary file object, e.g. an upload held in a BytesIO): an upright
     8-bit grayscale ("L") image, with the file's colourfulness and size.
 
-    DICOM files (by name or signature) go through covid_edge.dicom_io: Modality and VOI LUT,
-    MONOCHROME1 inversion; they need the [dicom] extra.
+    Only the formats of covid_edge.formats are opened (PNG, JPEG, BMP, TIFF; DICOM by name or
+    signature, through covid_edge.dicom_io with the [dicom] extra: Modality and VOI LUT,
+    MONOCHROME1 inversion). A path must name a regular file: a pipe or device is refused by
+    its type before it is opened, so it cannot hang the reader.
+
+    Memory is bounded before anything is decoded: the pixel count against `max_pixels`, and
+    the bytes that decoding and conversion will take (mode and size from the header) against
+    `max_bytes` (covid_edge.limits.MAX_DECODE_BYTES by default).
 
     `target_size` (width, height) lets a large JPEG be decoded at a reduced scale in the DCT
     domain (Pillow's draft mode), which makes a 4000-pixel X-ray decode several times faster.
     """
     if not hasattr(path, "read"):
         path = Path(path)
+        _check_regular_file(path)
     try:
         if looks_like_dicom(path):
             # Imported here: pydicom is an optional extra that PNG/JPEG users never load.
             from .dicom_io import read_dicom
-            picture = read_dicom(path, max_pixels)
+            picture = read_dicom(path, max_pixels, max_bytes)
             if picture.mode == "RGB":
                 return DecodedImage(picture.convert("L"), colourfulness(picture), picture.size)
             return DecodedImage(picture, None, picture.size)
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=PILLOW_FORMATS) as img:
+                if img.format not in PILLOW_FORMATS:  # MPO: the JPEG plugin's other face
+                    raise ImageReadError(describe_refused(b"", img.format))
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageReadError(
@@ -114,15 +131,23 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
                     mode = _jpeg_draft_mode(img)
                     colour_lost = mode == "L" and img.mode != "L"
                     img.draft(mode, (2 * target_size[0], 2 * target_size[1]))
-                decoded_size = img.size
-                img = ImageOps.exif_transpose(img)  # also forces the decode
-                size = (height, width) if img.size != decoded_size else (width, height)
+                limits.check(limits.decode_cost(img.mode, *img.size),
+                             f"{img.size[0]}x{img.size[1]} {limits.describe_mode(img.mode)}",
+                             max_bytes)
+                # Rotation is applied to the 8-bit result: a copy of one byte per pixel rather
+                # than of the decoded picture (pixel conversions do not care about the order).
+                rotation = _EXIF_TRANSPOSE.get(img.getexif().get(_EXIF_ORIENTATION))
+                img.load()
                 colour = None if colour_lost else colourfulness(img)
-                if img.mode == "YCbCr":
-                    return DecodedImage(img.getchannel(0), colour, size)
-                return DecodedImage(_to_8bit_gray(img), colour, size)
+                gray = img.getchannel(0) if img.mode == "YCbCr" else _to_8bit_gray(img)
+                if rotation is not None:
+                    gray = gray.transpose(rotation)
+                rotated = rotation in _QUARTER_TURNS
+                return DecodedImage(gray, colour, (height, width) if rotated else (width, height))
     except ImageReadError:
         raise
+    except limits.BudgetExceeded as exc:
+        raise ImageReadError(str(exc)) from None
     except FileNotFoundError:
         raise ImageReadError("no such file") from None
     except IsADirectoryError:
@@ -130,14 +155,70 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     except PermissionError:
         raise ImageReadError("permission denied") from None
     except UnidentifiedImageError:
-        raise ImageReadError(
-            "not an image format covid-edge can read (use PNG, JPEG, BMP, TIFF or DICOM)"
-        ) from None
+        raise ImageReadError(describe_refused(_head(path))) from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"refused as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
-        raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+    except MemoryError:
+        raise ImageReadError("not enough memory to decode it; downscale it first") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError) as exc:
+        # Pillow reports truncated and corrupt data as OSError ("image file is truncated");
+        # malformed headers surface as the others.
+        raise ImageReadError(f"corrupt or truncated image: {_one_line(exc)}") from None
+
+
+# EXIF orientation (tag 0x0112) -> the transposition that makes the picture upright, as
+# ImageOps.exif_transpose applies it.
+_EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                   6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                   8: Image.Transpose.ROTATE_90}
+_QUARTER_TURNS = {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
+                  Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90}
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuse by type, from os.stat, what must not be opened: a named pipe would block the
+    reader forever, a device would stream without end. Also the size cap."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError("no such file") from None
+    except PermissionError:
+        raise ImageReadError("permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageReadError("symbolic link loop") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageReadError("file name too long") from None
+        raise ImageReadError(f"cannot read it: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageReadError("is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else
+                "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                "not a regular file")
+        raise ImageReadError(f"is {kind}, not an image file; refused without opening it")
+    try:
+        limits.check_file_size(info.st_size)
+    except limits.BudgetExceeded as exc:
+        raise ImageReadError(str(exc)) from None
+
+
+def _head(source: Path | BinaryIO) -> bytes:
+    if hasattr(source, "read"):
+        return read_head(source)
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(32)
+    except OSError:
+        return b""
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _jpeg_draft_mode(img: Image.Image) -> str:
@@ -152,9 +233,7 @@ def colourfulness(img: Image.Image) -> float:
     sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G, yb = (R + G)/2 - B."""
     if img.mode in ("L", "LA", "1") or img.mode in HIGH_BIT_DEPTH_MODES:
         return 0.0
-    thumbnail = img.copy()
-    thumbnail.thumbnail((COLOURFULNESS_THUMBNAIL, COLOURFULNESS_THUMBNAIL),
-                        Image.Resampling.BILINEAR)
+    thumbnail = _thumbnail(img, COLOURFULNESS_THUMBNAIL)
     if thumbnail.mode in ("RGBA", "PA") or (thumbnail.mode == "P"
                                             and "transparency" in thumbnail.info):
         rgba = thumbnail.convert("RGBA")  # as shown: on black, like the gray picture
@@ -166,20 +245,66 @@ def colourfulness(img: Image.Image) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def _thumbnail(img: Image.Image, side: int) -> Image.Image:
+    """What `img.copy().thumbnail((side, side), BILINEAR)` gives, without the full-size copy:
+    the same size rule (aspect kept, Pillow's rounding) and the same resize."""
+    width, height = img.size
+    if side >= width and side >= height:
+        return img
+    aspect = width / height
+
+    def round_aspect(number: float, key) -> int:
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    x = y = side
+    if x / y >= aspect:
+        x = round_aspect(y * aspect, key=lambda n: abs(aspect - n / y))
+    else:
+        y = round_aspect(x / aspect, key=lambda n: 0 if n == 0 else abs(aspect - x / n))
+    if (x, y) == img.size:
+        return img
+    return img.resize((x, y), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+# Conversions run on horizontal strips of this many rows, so that their working arrays (float64
+# for a 16-bit stretch, RGBA for compositing) stay small whatever the picture's size.
+STRIP_ROWS = 256
+
+
+def _by_strips(img: Image.Image, convert) -> Image.Image:
+    """An "L" image made strip by strip from `img` with `convert` (a pixel-wise conversion,
+    so the result equals converting the whole picture at once)."""
+    out = Image.new("L", img.size)
+    for top in range(0, img.height, STRIP_ROWS):
+        box = (0, top, img.width, min(img.height, top + STRIP_ROWS))
+        out.paste(convert(img.crop(box)), box[:2])
+    return out
+
+
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
     if img.mode == "L":
         return img
     if img.mode in HIGH_BIT_DEPTH_MODES:
         # 12- and 16-bit radiographs rarely use the full range: stretch what is there.
-        values = np.asarray(img, dtype=np.float64)
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = (float(v) for v in img.getextrema())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ImageReadError("floating-point image with infinite or NaN values")
         if hi <= lo:
-            return Image.fromarray(np.zeros(values.shape, dtype=np.uint8), mode="L")
-        scaled = np.rint((values - lo) * (255.0 / (hi - lo)))
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+            return Image.new("L", img.size, 0)
+
+        def stretch(strip: Image.Image) -> Image.Image:
+            values = np.asarray(strip, dtype=np.float64)
+            scaled = np.rint((values - lo) * (255.0 / (hi - lo)))
+            return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8),
+                                   mode="L")
+
+        return _by_strips(img, stretch)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Transparent pixels are shown on black, as an X-ray viewer would.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("L")
+        def on_black(strip: Image.Image) -> Image.Image:
+            rgba = strip.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            return Image.alpha_composite(background, rgba).convert("L")
+
+        return _by_strips(img, on_black)
     return img.convert("L")

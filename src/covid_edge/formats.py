@@ -1,0 +1,68 @@
+"""The one list of image formats covid-edge accepts, shared by `classify`, `serve` and `kiosk`.
+
+Pillow can open dozens of formats; an X-ray classifier needs five. Opening only these plugins
+(`Image.open(..., formats=...)`) means a GIF, WebP or PostScript file never reaches a decoder
+that was not meant for it: EPS in particular is rendered by Ghostscript, an external program,
+and is never handed to it. Anything else is refused by name, with what to send instead.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+# Pillow's format names. DICOM is not a Pillow format: image_io sends it to dicom_io.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
+ACCEPTED_FORMATS = PILLOW_FORMATS + ("DICOM",)
+ACCEPTED_TEXT = "PNG, JPEG, TIFF, BMP or DICOM"
+ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp",
+                        "application/dicom")
+# File names a folder or glob is searched for (a file named on the command line is read
+# whatever its name: the content decides).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm",
+                            ".dicom"})
+
+# Formats people do send, recognised by their first bytes so that the refusal can name them.
+# (Only a message depends on this table; acceptance depends on PILLOW_FORMATS alone.)
+_SIGNATURES = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"8BPS", "Photoshop PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"icns", "ICNS"),
+    (b"qoif", "QOI"), (b"DDS ", "DDS"),
+)
+
+
+def describe_refused(head: bytes, pillow_format: str | None = None) -> str:
+    """The one-line refusal for a file that is not of an accepted format; `head` is the file's
+    first bytes, `pillow_format` what Pillow called it when it could open it (MPO)."""
+    name = pillow_format or _sniff(head)
+    if name == "MPO":
+        return ("a multi-picture JPEG (MPO, from a 3D camera or some phones) is not accepted: "
+                f"save the picture as a plain JPEG or PNG ({ACCEPTED_TEXT})")
+    what = f"{name} images are not accepted" if name else "not an image covid-edge can read"
+    return f"{what}: use {ACCEPTED_TEXT}"
+
+
+def _sniff(head: bytes) -> str | None:
+    for signature, name in _SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if len(head) >= 2 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[1:2]:
+        return "PNM (PBM/PGM/PPM)"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    return None
+
+
+def read_head(source: BinaryIO, size: int = 32) -> bytes:
+    """The first bytes of an open binary file, leaving its position where it was."""
+    try:
+        start = source.tell()
+        source.seek(0)
+        head = source.read(size)
+        source.seek(start)
+        return head
+    except (OSError, ValueError):
+        return b""
