@@ -56,10 +56,14 @@ def bad_image(tmp_path):
 
 
 def copy_model(models_dir, tmp_path, edit_card=None):
-    """The default variant and its card in tmp_path, the card optionally edited."""
+    """The default variant, its card and its guard statistics in tmp_path, the card
+    optionally edited."""
     card = load_card(models_dir / "model_card.json")
     entry = card["variants"][card.get("default_variant", "int8")]
     shutil.copy(models_dir / entry["file"], tmp_path / entry["file"])
+    stats = (card.get("ood_guard") or {}).get("stats_file")
+    if stats and (models_dir / stats).is_file():
+        shutil.copy(models_dir / stats, tmp_path / stats)
     if edit_card:
         edit_card(card)
     write_json(card, tmp_path)

@@ -20,7 +20,7 @@ from covid_edge.convert.ood_fit import choose_components, fit, with_threshold
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.display import REFUSED
 from covid_edge.edge_runtime.guard import (NOT_CHEST_XRAY, OOD_STATS_FILENAME, FeatureDistance,
-                                           Guard, ImageChecks, fine_detail)
+                                           Guard, GuardStatsError, ImageChecks, fine_detail)
 from covid_edge.image_io import read_grayscale, read_image
 from covid_edge.model_card import load_card, sha256_file, write_json
 
@@ -150,14 +150,28 @@ def test_guard_without_features_or_statistics_keeps_the_image_checks(tmp_path):
     assert guard.features is None and "no feature output" in guard.notes[0]
     guard = Guard.from_card({}, tmp_path, feature_dim=1280)
     assert guard.features is None and "statistics" in guard.notes[0]
-    guard = Guard.from_card(card, tmp_path, feature_dim=1280)  # the file is missing
-    assert guard.features is None and "cannot be read" in guard.notes[0]
+
+
+def test_guard_statistics_the_card_names_must_be_there_and_match(tmp_path):
+    """A card that promises the feature test and a statistics file that is missing, damaged or
+    substituted is an error (the commands offer --no-guard), never a quiet downgrade."""
+    card = {"ood_guard": {"stats_file": OOD_STATS_FILENAME}}
+    with pytest.raises(GuardStatsError, match="missing"):
+        Guard.from_card(card, tmp_path, feature_dim=1280)
+    (tmp_path / OOD_STATS_FILENAME).write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(GuardStatsError, match="cannot be read"):
+        Guard.from_card(card, tmp_path, feature_dim=1280)
     stats = fit(gaussian_features(100), components=4)
     stats.save(tmp_path / OOD_STATS_FILENAME)
-    card["ood_guard"]["stats_sha256"] = "0" * 64
-    guard = Guard.from_card(card, tmp_path, feature_dim=64)
+    guard = Guard.from_card(card, tmp_path, feature_dim=64)  # no sha256 to check: a note
     assert guard.features is not None and "sha256" in guard.notes[0]
-    assert Guard.from_card(card, tmp_path, feature_dim=32).features is None  # wrong size
+    card["ood_guard"]["stats_sha256"] = sha256_file(tmp_path / OOD_STATS_FILENAME)
+    assert not Guard.from_card(card, tmp_path, feature_dim=64).notes
+    with pytest.raises(GuardStatsError, match="64 features"):
+        Guard.from_card(card, tmp_path, feature_dim=32)  # wrong size
+    card["ood_guard"]["stats_sha256"] = "0" * 64
+    with pytest.raises(GuardStatsError, match="sha256"):
+        Guard.from_card(card, tmp_path, feature_dim=64)
 
 
 def test_non_xray_set_is_real_and_offline(tmp_path):
@@ -281,7 +295,7 @@ def test_no_guard_gives_a_verdict_for_a_photo(models_dir):
     assert "guard" in run_cli("classify", "--help").stdout.lower()
 
 
-def test_stats_file_that_does_not_match_the_card_is_reported(guarded_model, models_dir,
+def test_stats_file_that_does_not_match_the_card_is_an_error(guarded_model, models_dir,
                                                              tmp_path, covid_xray):
     card = load_card(models_dir / "model_card.json")
     entry = card["variants"][card.get("default_variant", "int8")]
@@ -290,4 +304,5 @@ def test_stats_file_that_does_not_match_the_card_is_reported(guarded_model, mode
     card["ood_guard"]["stats_sha256"] = "0" * 64
     write_json(card, tmp_path)
     result = run_cli("classify", covid_xray, "--model", tmp_path)
-    assert result.exit_code == 0 and "sha256" in result.stderr
+    assert result.exit_code == 3 and "sha256" in result.stderr and "--no-guard" in result.stderr
+    assert run_cli("classify", covid_xray, "--model", tmp_path, "--no-guard").exit_code == 0

@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .card_schema import CardSchemaError, validate
 from .preprocess import PreprocessSpec
 
 CARD_FILENAME = "model_card.json"
@@ -45,11 +46,17 @@ def load_card(path: str | Path) -> dict:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelCardError(f"{path}: no model card here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelCardError(f"{path}: not a readable model card ({exc})") from None
+    if not isinstance(card, dict):
+        raise ModelCardError(f"{path}: not a model card (a JSON object is expected)")
     missing = [key for key in REQUIRED_KEYS if key not in card]
     if missing:
         raise ModelCardError(f"{path}: model card lacks {', '.join(missing)}")
+    try:
+        validate(card)
+    except CardSchemaError as exc:
+        raise ModelCardError(f"{path}: invalid model card: {exc}") from None
     return card
 
 

@@ -25,7 +25,7 @@ from ..native_stderr import filtered_native_stderr
 from ..preprocess import quantize, resize_gray, to_model_input
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
-from .guard import NOT_CHEST_XRAY, Guard
+from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
 from .interpreter import Runtime, RuntimeNotFound, select_runtime
 
 # Every TFLite flatbuffer carries this file identifier at bytes 4..8.
@@ -162,7 +162,13 @@ class Classifier:
             raise ModelError(_explain_interpreter_failure(model_path, exc, card)) from None
 
         _check_signature(interpreter, spec, model_path)
-        return cls(interpreter, chosen, card, variant, model_path, num_threads, choice, guard)
+        try:
+            return cls(interpreter, chosen, card, variant, model_path, num_threads, choice,
+                       guard)
+        except GuardStatsError as exc:
+            raise ModelError(f"out-of-distribution guard: {exc}; restore the models folder "
+                             "(or re-run `covid-edge convert`), or pass --no-guard to classify "
+                             "without the guard") from None
 
     @property
     def runtime_label(self) -> str:

@@ -18,6 +18,7 @@ numpy and Pillow only: the device imports this.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,10 +156,26 @@ class FeatureDistance:
                          variances=data["variances"].astype(np.float64),
                          residual_variance=float(data["residual_variance"]),
                          threshold=float(data["threshold"]), quantile=float(data["quantile"]))
+        if loaded.components.ndim != 2:
+            raise ValueError("components is not a matrix")
         k, d = loaded.components.shape
         if loaded.mean.shape != (d,) or loaded.variances.shape != (k,):
             raise ValueError("inconsistent array shapes")
+        arrays = (loaded.mean, loaded.components, loaded.variances)
+        scalars = (loaded.residual_variance, loaded.quantile)
+        # threshold may be +inf (fitted but not yet thresholded), never NaN.
+        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()
+                and not np.isnan(loaded.threshold)):
+            raise ValueError("non-finite values")
+        if (loaded.variances <= 0).any() or loaded.residual_variance <= 0 \
+                or loaded.threshold <= 0:
+            raise ValueError("variances and threshold must be positive")
         return loaded
+
+
+class GuardStatsError(Exception):
+    """The guard's statistics file the card names is missing, unreadable or not the one the
+    card describes."""
 
 
 class Guard:
@@ -175,7 +192,9 @@ class Guard:
     def from_card(cls, card: dict, models_dir: Path, feature_dim: int | None) -> "Guard":
         """The guard the card describes. feature_dim: the size of the model's feature output,
         None when it has none. Problems disable the feature test with a note, never the
-        model: a card written before the guard existed still classifies."""
+        model: a card written before the guard existed still classifies. A statistics file the
+        card names but that is missing, unreadable or differs from its sha256 raises
+        GuardStatsError."""
         entry = card.get(CARD_KEY) or {}
         checks = ImageChecks.from_dict(entry.get("image_checks"))
         if feature_dim is None:
@@ -188,21 +207,26 @@ class Guard:
             return cls(checks, None, [
                 "the model card has no out-of-distribution statistics: only the image checks "
                 "run; re-run `covid-edge convert` for the feature-distance test"])
+        # The card promises a feature test: a missing, damaged or substituted statistics file
+        # is an error, not a quiet downgrade (the caller offers --no-guard).
         path = Path(models_dir) / stats_file
         try:
             features = FeatureDistance.load(path)
-        except (OSError, ValueError, KeyError) as exc:
-            return cls(checks, None, [f"{path}: cannot be read ({exc}); the feature-distance "
-                                      "test is off, only the image checks run"])
-        notes = []
+        except FileNotFoundError:
+            raise GuardStatsError(f"{path}: missing; the model card's out-of-distribution "
+                                  "guard needs it") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise GuardStatsError(f"{path}: cannot be read ({exc})") from None
         if features.feature_dim != feature_dim:
-            return cls(checks, None, [f"{path.name} is for {features.feature_dim} features but "
-                                      f"the model gives {feature_dim}; the feature-distance "
-                                      "test is off"])
+            raise GuardStatsError(f"{path.name} is for {features.feature_dim} features but the "
+                                  f"model gives {feature_dim}")
         expected = entry.get("stats_sha256")
         if expected and sha256_file(path) != expected:
-            notes.append(f"{path.name} differs from the file its model card describes "
-                         "(sha256 mismatch): the guard's threshold may not apply")
+            raise GuardStatsError(f"{path.name} differs from the file its model card describes "
+                                  "(sha256 mismatch): the guard's threshold would not apply")
+        notes = [] if expected else [
+            f"the model card has no sha256 for {path.name}: it cannot be checked; re-run "
+            "`covid-edge convert` to record it"]
         return cls(checks, features, notes)
 
     def image_reason(self, pixels, colourfulness=None, size=None) -> str | None:
