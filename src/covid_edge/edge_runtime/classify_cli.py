@@ -6,6 +6,7 @@ import contextlib
 import csv
 import glob
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -13,13 +14,14 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
 from .display import probability_text, refusal_text
 from .guard import NOT_CHEST_XRAY
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
+from .json_command import JsonErrorCommand, emit_error
 
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PROGRESS_MIN_IMAGES = 20
 CSV_FIELDS = ("path", "verdict", "probability", "threshold", "latency_ms", "total_ms", "runtime",
               "error", "reason", "raw_probability", "ood_distance")
@@ -59,46 +61,63 @@ def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[s
     seen: set[Path] = set()
 
     def add(path: Path) -> None:
-        key = path.resolve()
+        key = _identity(path)
         if key not in seen:
             seen.add(key)
             files.append(path)
 
     for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = _images_in(path)
-            if not found:
-                problems.append((argument, "folder holds no PNG, JPEG, BMP, TIFF or DICOM image"))
-            for image in found:
-                add(image)
-        elif path.exists() or path.is_symlink():
-            add(path)  # whatever its name, read_grayscale will say if it is no image
-        elif glob.has_magic(argument):
-            matches = sorted(glob.glob(argument, recursive=True))
-            images = []
-            for match in map(Path, matches):
-                if match.is_dir():
-                    images.extend(_images_in(match))
-                elif match.suffix.lower() in IMAGE_SUFFIXES:
-                    images.append(match)
-            if not images:
-                problems.append((argument, "pattern matches no image"))
-            for image in images:
-                add(image)
-        else:
-            problems.append((argument, "no such file or folder"))
+        try:
+            found, reason = _expand(argument)
+        except (OSError, RuntimeError) as exc:
+            # A name too long, a folder that vanished while listed: this argument only.
+            found, reason = [], f"cannot be listed ({getattr(exc, 'strerror', None) or exc})"
+        if reason:
+            problems.append((argument, reason))
+        for image in found:
+            add(image)
     return files, problems
+
+
+def _expand(argument: str) -> tuple[list[Path], str | None]:
+    """The images one argument names, or the reason it names none. Anything that is not a
+    folder is passed on as it is: read_image refuses pipes, devices and link loops by type,
+    as a per-file error."""
+    path = Path(argument)
+    if path.is_dir():
+        found = _images_in(path)
+        return found, None if found else f"folder holds no {ACCEPTED_TEXT} image"
+    if os.path.lexists(path):
+        return [path], None  # whatever its name, read_image will say if it is no image
+    if glob.has_magic(argument):
+        images = []
+        for match in map(Path, sorted(glob.glob(argument, recursive=True))):
+            if match.is_dir():
+                images.extend(_images_in(match))
+            elif match.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(match)
+        return images, None if images else "pattern matches no image"
+    return [], "no such file or folder"
+
+
+def _identity(path: Path):
+    """What makes two arguments the same file; a link loop has no resolved path."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def _images_in(folder: Path) -> list[Path]:
     # Dot files are skipped: macOS leaves "._scan.jpg" resource forks that are not images.
+    # Anything with an image name that is not a folder is kept, pipes and dangling links
+    # included: they become per-file errors instead of vanishing silently.
     return sorted(path for path in folder.rglob("*")
-                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+                  if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
-@click.command(epilog=HELP_EPILOG)
+@click.command(cls=JsonErrorCommand, epilog=HELP_EPILOG)
 @click.argument("paths", nargs=-1, metavar="PATH...")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A .tflite file with its model_card.json beside it, or a folder that "
@@ -135,12 +154,17 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     if as_json and csv_path == "-":
         raise click.UsageError("--json and --csv - both want stdout; write the CSV to a file")
 
+    _lossless_stdout()
     csv_handle = _open_csv(csv_path)  # before any work: a bad --csv path fails at once
     files, problems = collect_inputs(paths)
     for argument, reason in problems:
         _error(f"{argument}: {reason}")
     if not files:
         _error("no image to classify")
+        if as_json:
+            emit_error("no image to classify", EXIT_USAGE,
+                       results=[{"path": argument, "error": reason}
+                                for argument, reason in problems])
         _exit(EXIT_USAGE)
 
     try:
@@ -150,8 +174,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     except ModelError as exc:
         _error(f"cannot load the model: {exc}")
         if as_json:
-            click.echo(json.dumps({"error": str(exc), "exit_code": EXIT_MODEL,
-                                   "disclaimer": DISCLAIMER}, indent=2))
+            emit_error(str(exc), EXIT_MODEL)
         _exit(EXIT_MODEL)
     for message in messages:
         click.echo(message, err=True)
@@ -251,7 +274,8 @@ def _open_csv(csv_path: str | None):
     if csv_path == "-":
         return contextlib.nullcontext(sys.stdout)
     try:
-        return open(csv_path, "w", newline="", encoding="utf-8")
+        # surrogateescape: a file name that is not valid UTF-8 is written back as its bytes.
+        return open(csv_path, "w", newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise click.BadParameter(f"cannot write {csv_path}: {exc.strerror}",
                                  param_hint="--csv") from None
@@ -282,6 +306,18 @@ def _print_footer(classifier: Classifier, summary: dict, err: bool) -> None:
             f"thread{'s' if classifier.num_threads != 1 else ''}, {guard}; latency: invoke."):
         click.echo(textwrap.fill(line, 100, break_on_hyphens=False), err=err)
     click.echo(DISCLAIMER, err=err)
+
+
+def _lossless_stdout() -> None:
+    """File names that are not valid UTF-8 reach Python as surrogate escapes; printed back
+    with surrogateescape they are the original bytes, where the default 'strict' would crash
+    the run at the first such name (JSON escapes them as \\udcXX: still lossless)."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):
+            pass
 
 
 def _exit(code: int):

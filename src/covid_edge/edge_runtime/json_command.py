@@ -1,0 +1,42 @@
+"""A click command that answers in JSON on every failure when asked for --json.
+
+Scripts that run `covid-edge classify --json` parse stdout; a usage error (a bad option value,
+no path) used to leave it empty. Here such errors also print a JSON error document on stdout,
+with the same exit code; click's usual message still goes to stderr for the person.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .. import DISCLAIMER
+
+JSON_FLAG = "--json"
+
+
+class JsonErrorCommand(click.Command):
+    """click.Command whose usage errors print {"error", "exit_code"} on stdout under --json."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        wants_json = JSON_FLAG in args[:args.index("--")] if "--" in args else JSON_FLAG in args
+        try:
+            return super().make_context(info_name, list(args), parent=parent, **extra)
+        except click.UsageError as exc:
+            if wants_json:
+                emit_error(exc.format_message(), exc.exit_code)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if ctx.params.get("as_json"):
+                emit_error(exc.format_message(), exc.exit_code)
+            raise
+
+
+def emit_error(message: str, exit_code: int, **details) -> None:
+    click.echo(json.dumps({"error": message, "exit_code": exit_code, **details,
+                           "disclaimer": DISCLAIMER}, indent=2))
