@@ -7,6 +7,8 @@ Raspberry Pi OS (as an apt package tied to its libcamera), OpenCV is an optional
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from ..edge_runtime.classify_cli import IMAGE_SUFFIXES
+from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES
 
 DEFAULT_RESOLUTION = (1280, 960)
 # Auto-exposure and white balance need a moment after start(); Picamera2's examples wait 1-2 s.
@@ -31,6 +33,10 @@ OPENCV_HELP = (
     "`pip install opencv-python-headless` (on Raspberry Pi OS: `sudo apt install -y "
     "python3-opencv` with a --system-site-packages venv)")
 
+# A folder frame is read whole (it is decoded as an upload would be): larger files are refused
+# from their size, before reading, like an upload over serve's limit.
+FOLDER_MAX_FILE_BYTES = 64 * 1024 * 1024
+
 SOURCE_HELP = "folder:DIR, picamera2[:CAMERA_NUMBER] or v4l2:DEVICE (e.g. v4l2:/dev/video0)"
 
 
@@ -43,6 +49,10 @@ class Frame:
     label: str  # what the terminal line names: a file name, "picamera2 frame 3"
     picture: Image.Image | None = None  # a camera frame (RGB)
     data: bytes | None = None  # a file's bytes, decoded exactly as an upload would be
+    error: str | None = None  # the source could not give this frame (the file is unreadable)
+    path: Path | None = None  # the file a folder frame came from
+    # Nothing to show this time (every image of the folder has failed): the loop waits.
+    idle: bool = False
 
 
 class FrameSource(Protocol):
@@ -57,40 +67,92 @@ class FrameSource(Protocol):
 
 class FolderSource:
     """The images of a folder in sorted order, over and over (a demo slideshow, or a folder
-    another capture tool writes into: it is listed again at the start of every pass)."""
+    another capture tool writes into: it is listed again at the start of every pass).
 
-    def __init__(self, folder: str | Path):
+    A file that cannot be shown (unreadable, too large, not an image) is reported once and then
+    left out of later passes until it changes (size or modification time): a bad file costs
+    one line, not a re-read every pass."""
+
+    def __init__(self, folder: str | Path, max_file_bytes: int = FOLDER_MAX_FILE_BYTES):
         self.folder = Path(folder)
+        self.max_file_bytes = max_file_bytes
         self.description = f"folder:{self.folder}"
         self._queue: list[Path] = []
+        self._failed: dict[Path, tuple[int, int]] = {}
 
     def open(self) -> None:
         if not self.folder.is_dir():
             raise CameraUnavailable(f"{self.folder}: no such folder")
-        if not self._list():
-            raise CameraUnavailable(f"{self.folder}: holds no image (PNG, JPEG, BMP, TIFF, DICOM)")
+        if not self._list(skip_failed=False):
+            raise CameraUnavailable(f"{self.folder}: holds no image ({ACCEPTED_TEXT})")
 
-    def _list(self) -> list[Path]:
-        return sorted(path for path in self.folder.iterdir()
-                      if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-                      and not path.name.startswith("."))
+    def _list(self, skip_failed: bool = True) -> list[Path]:
+        try:
+            entries = list(self.folder.iterdir())
+        except OSError as exc:
+            raise CameraUnavailable(f"{self.folder}: cannot be listed ({exc.strerror})") from None
+        found = []
+        for path in sorted(entries):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                continue
+            signature = _signature(path)
+            if signature is None:  # not a regular file (a pipe, a device) or gone
+                continue
+            if skip_failed and self._failed.get(path) == signature:
+                continue
+            found.append(path)
+        return found
 
     def read(self) -> Frame:
         if not self._queue:
             self._queue = self._list()
             if not self._queue:
+                if self._failed and self._list(skip_failed=False):
+                    # Only files that already failed: wait for new or changed ones.
+                    return Frame(label=f"{self.folder}: no readable image", idle=True)
                 raise CameraUnavailable(f"{self.folder}: no image left in the folder")
         path = self._queue.pop(0)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            # A file removed or unreadable between listing and reading: an empty frame, which
-            # the loop reports as unreadable and goes on.
-            return Frame(label=f"{path.name} ({exc.strerror})", data=b"")
-        return Frame(label=path.name, data=data)
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(0, "not a regular file")
+            if info.st_size > self.max_file_bytes:
+                return Frame(label=path.name, path=path, error=(
+                    f"file of {info.st_size / 2**20:.0f} MB is over the "
+                    f"{self.max_file_bytes / 2**20:.0f} MB limit for one frame; not read"))
+            with open(path, "rb") as handle:
+                # Read at most the limit: a file growing while it is read stays bounded.
+                data = handle.read(self.max_file_bytes + 1)
+        except (OSError, MemoryError) as exc:
+            # A file removed or unreadable between listing and reading: an unreadable frame,
+            # which the loop reports and goes on.
+            reason = getattr(exc, "strerror", None) or "out of memory"
+            return Frame(label=path.name, path=path, error=f"cannot be read ({reason})")
+        if len(data) > self.max_file_bytes:
+            return Frame(label=path.name, path=path,
+                         error=f"grew over the {self.max_file_bytes / 2**20:.0f} MB limit")
+        return Frame(label=path.name, data=data, path=path)
+
+    def mark_failed(self, frame: Frame) -> None:
+        """Leave the frame's file out of later passes until it changes."""
+        if frame.path is not None:
+            signature = _signature(frame.path)
+            if signature is not None:
+                self._failed[frame.path] = signature
 
     def close(self) -> None:
         self._queue = []
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """(size, modification time) of a regular file; None for anything else."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 class Picamera2Source:

@@ -24,15 +24,15 @@ from ..edge_runtime.classifier import Classifier, Prediction
 from ..edge_runtime.explain import (DEFAULT_DISPLAY, Explanation, explain_pixels, overlay,
                                     png_bytes, render)
 from ..edge_runtime.guard import NOT_CHEST_XRAY
+from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, PILLOW_FORMATS,
+                       describe_refused)
 from ..image_io import DecodedImage, ImageReadError, looks_like_dicom, read_image
 from ..preprocess import resize_gray
 
-# What the upload page and the API accept, by what the bytes are (not by the file name).
-# DICOM is recognised by its signature and read by covid_edge.dicom_io (the dicom extra).
-ACCEPTED_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "DICOM")
-ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp",
-                        "application/dicom")
-ACCEPTED_TEXT = "PNG, JPEG, TIFF, BMP or DICOM"
+# What the upload page and the API accept, by what the bytes are (not by the file name): the
+# list of covid_edge.formats, the command line's. DICOM is recognised by its signature and
+# read by covid_edge.dicom_io (the dicom extra).
+__all__ = ["ACCEPTED_FORMATS", "ACCEPTED_MEDIA_TYPES", "ACCEPTED_TEXT"]
 # The preview shown beside a verdict: big enough for a 7-inch screen, small enough to inline.
 PREVIEW_MAX_SIDE = 512
 PREVIEW_JPEG_QUALITY = 85
@@ -84,10 +84,11 @@ class ExplainResult:
         return {"format": self.image_format, "width": self.width, "height": self.height}
 
 
-def identify(data: bytes) -> tuple[str, tuple[int, int] | None]:
+def identify(data: bytes | io.IOBase) -> tuple[str, tuple[int, int] | None]:
     """(format name, (width, height)) from the header alone (DICOM: size None, known after
     decoding); raises UnsupportedImage or CorruptImage."""
-    if looks_like_dicom(io.BytesIO(data)):
+    stream = _stream(data)
+    if looks_like_dicom(stream):
         if importlib.util.find_spec("pydicom") is None:
             from .. import install_hint
 
@@ -98,19 +99,26 @@ def identify(data: bytes) -> tuple[str, tuple[int, int] | None]:
         with warnings.catch_warnings():
             # read_grayscale enforces covid-edge's own pixel limit; Pillow's warning is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(stream, formats=PILLOW_FORMATS) as img:
                 image_format, size = img.format, img.size
     except Image.DecompressionBombError as exc:
         raise CorruptImage(f"refused as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
-        raise UnsupportedImage(
-            f"not an image covid-edge can read: send a {ACCEPTED_TEXT} chest X-ray") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+        stream.seek(0)
+        raise UnsupportedImage(describe_refused(stream.read(32))) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"corrupt or truncated image: {exc}") from None
-    if image_format not in ACCEPTED_FORMATS:
-        raise UnsupportedImage(
-            f"{image_format} images are not accepted: send a {ACCEPTED_TEXT} chest X-ray")
+    if image_format not in ACCEPTED_FORMATS:  # MPO
+        raise UnsupportedImage(describe_refused(b"", image_format))
     return image_format, size
+
+
+def _stream(data):
+    """Uploads arrive as bytes or, once spooled to disk, as a file object: read both alike."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(data)
+    data.seek(0)
+    return data
 
 
 def lossless_png(pixels: np.ndarray) -> bytes:
@@ -182,9 +190,11 @@ class SharedClassifier:
         image_format, size = identify(data)
         spec = self.classifier.spec
         try:
-            decoded = read_image(io.BytesIO(data), target_size=(spec.width, spec.height))
+            decoded = read_image(_stream(data), target_size=(spec.width, spec.height))
         except ImageReadError as exc:
             raise CorruptImage(str(exc)) from None
+        except MemoryError:
+            raise CorruptImage("not enough memory to decode it; downscale it first") from None
         return image_format, size or decoded.gray.size, decoded, resize_gray(decoded.gray, spec)
 
     def classify_picture(self, picture: Image.Image, name: str = "frame") -> ImageResult:

@@ -66,6 +66,8 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
 
 def classify_frame(shared: SharedClassifier, frame: Frame) -> tuple[ImageResult | None,
                                                                     str | None]:
+    if frame.error is not None:
+        return None, frame.error
     try:
         if frame.data is not None:
             if not frame.data:
@@ -74,6 +76,10 @@ def classify_frame(shared: SharedClassifier, frame: Frame) -> tuple[ImageResult 
         return shared.classify_picture(frame.picture, frame.label), None
     except (UnsupportedImage, CorruptImage) as exc:
         return None, str(exc)
+    except MemoryError:
+        return None, "not enough memory to decode it"
+    except Exception as exc:  # noqa: BLE001 - one bad frame must not end the kiosk
+        return None, f"cannot be classified ({type(exc).__name__}: {exc})"
 
 
 def run_kiosk(shared: SharedClassifier, source: FrameSource, sinks: list[Sink],
@@ -90,7 +96,12 @@ def run_kiosk(shared: SharedClassifier, source: FrameSource, sinks: list[Sink],
         while not stop.is_set() and (count is None or summary.frames < count):
             frame = source.read()
             summary.frames += 1
+            if frame.idle:  # nothing readable yet: wait for the next slot, report nothing
+                next_start = _wait(stop, next_start, interval_s)
+                continue
             result, error = classify_frame(shared, frame)
+            if error and hasattr(source, "mark_failed"):
+                source.mark_failed(frame)  # reported once, not re-read every pass
             record = frame_record(summary.frames, frame, result, error, shared,
                                   source.description, interval_s)
             if error:
@@ -103,15 +114,21 @@ def run_kiosk(shared: SharedClassifier, source: FrameSource, sinks: list[Sink],
                 sink(record, preview)
             if count is not None and summary.frames >= count:
                 break
-            next_start += interval_s
-            # A slow frame does not make the next ones bunch up: skip the missed slots.
-            now = time.monotonic()
-            if next_start < now:
-                next_start = now
-            stop.wait(next_start - now)
+            next_start = _wait(stop, next_start, interval_s)
     finally:
         source.close()
     return summary
+
+
+def _wait(stop: threading.Event, next_start: float, interval_s: float) -> float:
+    """Sleep until the next slot; returns its start. A slow frame does not make the next ones
+    bunch up: missed slots are skipped."""
+    next_start += interval_s
+    now = time.monotonic()
+    if next_start < now:
+        next_start = now
+    stop.wait(next_start - now)
+    return next_start
 
 
 class ServerPublisher:
