@@ -14,6 +14,11 @@ from .cli_common import EXIT_UNAVAILABLE, load_shared_classifier, model_line, mo
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20  # kept equal to server.DEFAULT_MAX_UPLOAD_MB (not imported: FastAPI)
+# Kept equal to upload_store's and http_limits' defaults (not imported: they need the extra).
+DEFAULT_SAVE_MAX_FILES = 1000
+DEFAULT_SAVE_MAX_MB = 1024.0
+DEFAULT_MAX_INFLIGHT = 32
+TOKEN_ENV = "COVID_EDGE_TOKEN"
 
 HELP_EPILOG = f"""\b
 Pages and API (http://HOST:PORT):
@@ -28,9 +33,12 @@ Pages and API (http://HOST:PORT):
 
 \b
 Uploads: PNG, JPEG, TIFF, BMP or DICOM (with the dicom extra), up to --max-upload-mb
-(20 MB by default), read in memory and not stored unless --save-uploads DIR is given.
-Errors: 400 malformed request, 413 too large, 415 not an accepted image, 422 corrupt
-image; the page shows the same message. A picture that is no chest X-ray gets the
+(20 MB by default), not stored unless --save-uploads DIR is given (then once per
+sha256, within --save-max-files/--save-max-mb; pictures the guard refuses only with
+--save-refused). Errors: 400 malformed request, 401 no token (--token), 408 upload
+stalled, 413 too large, 415 not an accepted image, 422 corrupt image, 503 busy (more
+than --max-concurrent uploads; Retry-After says when to retry); the page shows the same
+message. Connections that send no complete request within 10 s are closed. A picture that is no chest X-ray gets the
 verdict "not a chest X-ray" with a reason, as with `covid-edge classify`.
 
 \b
@@ -43,7 +51,8 @@ Exit codes:
 \b
 Examples:
   covid-edge serve                          http://127.0.0.1:8000 on this device only
-  covid-edge serve --host 0.0.0.0 --port 8080   reachable from the network (no password!)
+  covid-edge serve --host 0.0.0.0 --port 8080 --token "$(openssl rand -hex 16)"
+                                            reachable from the network, with a token
   curl -F file=@chest.png http://127.0.0.1:8000/api/v1/classify
 
 Needs the serve extra: pip install '.[serve]' in a clone, or
@@ -64,9 +73,23 @@ pip install fastapi uvicorn python-multipart jinja2.
 @click.option("--save-uploads", type=click.Path(file_okay=False, path_type=Path),
               help="Keep every classified upload in DIR, with its prediction as JSON beside it. "
                    "Default: uploads are never written to disk.")
+@click.option("--save-max-files", type=click.IntRange(min=1), default=DEFAULT_SAVE_MAX_FILES,
+              show_default=True, help="With --save-uploads: keep at most this many images.")
+@click.option("--save-max-mb", type=click.FloatRange(min=1), default=DEFAULT_SAVE_MAX_MB,
+              show_default=True, help="With --save-uploads: keep at most this many MB.")
+@click.option("--save-refused", is_flag=True,
+              help="With --save-uploads: also keep pictures the guard answers \"not a chest "
+                   "X-ray\" (by default they are not stored).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=DEFAULT_MAX_INFLIGHT,
+              show_default=True,
+              help="Uploads processed at once; more get HTTP 503 with Retry-After.")
+@click.option("--token", envvar=TOKEN_ENV, default=None,
+              help=f"Require this access token for every page and API call (also from "
+                   f"${TOKEN_ENV}): 'Authorization: Bearer TOKEN', or ?token=TOKEN once in "
+                   "the browser. Use it whenever --host is not this device.")
 @model_options
-def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_name, device,
-          no_guard):
+def serve(host, port, max_upload_mb, save_uploads, save_max_files, save_max_mb, save_refused,
+          max_concurrent, token, model_path, threads, runtime_name, device, no_guard):
     """Serve the upload and prediction pages, the live kiosk page and a JSON API.
 
     Open http://127.0.0.1:8000 in a browser on the device (or point Chromium in kiosk mode at
@@ -76,7 +99,11 @@ def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_
     try:
         import uvicorn
 
+        from .http_limits import (HEADER_TIMEOUT_S, KEEP_ALIVE_S, MAX_HEADER_BYTES,
+                                  install_log_limits, max_connections_for, protocol_class,
+                                  raise_fd_limit)
         from .server import ServerSettings, create_app
+        from .upload_store import StoreSettings
     except ImportError as exc:
         from .. import install_hint
 
@@ -100,23 +127,35 @@ def serve(host, port, max_upload_mb, save_uploads, model_path, threads, runtime_
                    "running there? Pick another --port.", err=True)
         click.get_current_context().exit(EXIT_UNAVAILABLE)
 
-    settings = ServerSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                              save_uploads=save_uploads)
+    settings = ServerSettings(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), save_uploads=save_uploads,
+        store=StoreSettings(max_files=save_max_files, max_bytes=int(save_max_mb * 2**20),
+                            keep_refused=save_refused),
+        max_inflight=max_concurrent, token=token or None)
     app = create_app(shared, settings)
     base = _base_url(host, listener.getsockname()[1])
     click.echo(f"covid-edge serve: {model_line(shared)}")
     click.echo(f"  upload page  {base}/")
     click.echo(f"  kiosk page   {base}/kiosk   (fed by `covid-edge kiosk`)")
     click.echo(f"  JSON API     {base}/api/v1/   (schema {base}/api/v1/openapi.json)")
-    stored = (f"saved to {save_uploads}" if save_uploads is not None else "not stored")
+    stored = (f"saved to {save_uploads} (at most {save_max_files} files, {save_max_mb:g} MB)"
+              if save_uploads is not None else "not stored")
     click.echo(f"Uploads up to {max_upload_mb:g} MB, {stored}. Stop with Ctrl-C.")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if token:
+        click.echo(f"  access token required (open {base}/?token=... once in the browser)")
+    elif host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach this device on the "
-                   "network can use the pages and API, without a password", err=True)
+                   "network can use the pages and API; set --token", err=True)
     click.echo(DISCLAIMER)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
+    max_connections = max_connections_for(raise_fd_limit())
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+        http=protocol_class(max_connections, HEADER_TIMEOUT_S),
+        # uvicorn's own limit counts idle connections too: kept above ours as a backstop only.
+        limit_concurrency=max_connections + 1, timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    install_log_limits()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
     # that was there before; these make that a normal exit (0) instead of "Aborted!" or a kill.
     previous = signal.signal(signal.SIGTERM, _stop_requested)

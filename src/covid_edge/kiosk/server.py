@@ -1,10 +1,12 @@
 """The web app of `covid-edge serve`: upload and prediction pages, the live kiosk page, and the
 same through a versioned JSON API (/api/v1, OpenAPI schema at /api/v1/openapi.json).
 
-Uploads are read into memory with a hard size limit, decoded off the event loop (at most
-DECODE_WORKERS at once, so a burst of 20 MB uploads cannot exhaust a Raspberry Pi's memory),
-classified under the shared classifier's lock, and dropped: nothing is written to disk unless
-`save_uploads` names a folder. Everything the pages need (CSS, JS) ships in the package: a kiosk
+Uploads are read with a hard size limit (bodies over SPOOL_BYTES go to an anonymous temporary
+file, so thirty uploads in flight do not hold thirty copies in memory), decoded off the event
+loop (at most DECODE_WORKERS at once, each within covid_edge.limits' memory budget), classified
+under the shared classifier's lock, and dropped: nothing is kept unless `save_uploads` names a
+folder (upload_store: a quota, one copy per sha256). Slow or stalled clients, bursts and log
+floods are handled by http_limits. Everything the pages need (CSS, JS) ships in the package: a kiosk
 is often offline.
 """
 
@@ -12,12 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import ipaddress
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +30,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from .. import DISCLAIMER, __version__
 from .feed import KioskFeed
+from .http_limits import (BODY_IDLE_TIMEOUT_S, BODY_TOTAL_TIMEOUT_S, DEFAULT_MAX_INFLIGHT,
+                          InflightLimit, note)
+from .http_security import SecurityHeaders, TokenGate
+from .upload_store import StoreSettings, UploadStore
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..edge_runtime.explain import count_inferences, default_patch, default_stride
 from .inference import (ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, CorruptImage, ExplainResult,
@@ -46,6 +51,9 @@ DEFAULT_MAX_UPLOAD_MB = 20
 # Multipart boundaries and part headers around the file; generous, the file itself is checked
 # exactly after parsing.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Upload bodies larger than this are spooled to an anonymous temporary file (unlinked at once:
+# no name on disk, gone when closed) instead of being held in memory.
+SPOOL_BYTES = 1024 * 1024
 DECODE_WORKERS = 2
 # An explanation holds the shared model for ~170 inferences (0.5 s here, seconds on a Pi): one
 # at a time, so a burst of them cannot take every worker thread from plain classifications.
@@ -60,6 +68,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 class ServerSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
     save_uploads: Path | None = None
+    store: StoreSettings = StoreSettings()
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+    # When set, every page and API call needs it (http_security.TokenGate).
+    token: str | None = None
 
     @property
     def max_upload_mb(self) -> float:
@@ -80,13 +92,27 @@ class _UploadTooLarge(Exception):
     pass
 
 
-class _InMemoryMultiPartParser(MultiPartParser):
-    """Starlette's parser spools files over 1 MB to a temporary file; an upload here is already
-    capped, so it stays in memory and never touches the SD card."""
+class _ClientGone(Exception):
+    """The client closed the connection mid-request: nobody to answer."""
 
-    def __init__(self, *args, spool_max_size: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.spool_max_size = spool_max_size
+
+class _SpoolingMultiPartParser(MultiPartParser):
+    """Starlette's parser, spooling file parts over SPOOL_BYTES to a temporary file."""
+
+    spool_max_size = SPOOL_BYTES
+
+
+@dataclass
+class Upload:
+    """An uploaded file: its name as sent, and its bytes as a file object (in memory or
+    spooled); close it when done."""
+
+    filename: str
+    file: object
+    size: int
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
@@ -116,6 +142,13 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     app.state.shared = shared
     app.state.settings = settings
     app.state.feed = feed
+    store = (UploadStore(settings.save_uploads, settings.store)
+             if settings.save_uploads is not None else None)
+    # Outermost first: the token before anything else, then the in-flight limit.
+    app.add_middleware(InflightLimit, limit=settings.max_inflight)
+    app.add_middleware(SecurityHeaders)
+    if settings.token:
+        app.add_middleware(TokenGate, token=settings.token)
     app.mount("/static", StaticFiles(directory=str(PACKAGE_DIR / "static")), name="static")
 
     def page_context(**extra) -> dict:
@@ -129,18 +162,22 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
 
     async def classify_request(request: Request) -> tuple[ImageResult, str, str | None]:
         """Read, classify and (only when asked) save the request's upload. Raises ApiError."""
-        filename, data = await read_upload(request, settings.max_upload_bytes)
+        upload = await read_upload(request, settings.max_upload_bytes)
+        filename = upload.filename
         try:
-            result = await anyio.to_thread.run_sync(
-                shared.classify_bytes, data, filename, limiter=_decode_limiter(request.app))
-        except UnsupportedImage as exc:
-            raise ApiError(415, str(exc), filename) from None
-        except CorruptImage as exc:
-            raise ApiError(422, str(exc), filename) from None
-        saved_as = None
-        if settings.save_uploads is not None:
-            saved_as = await anyio.to_thread.run_sync(save_upload, settings.save_uploads, data,
-                                                      result)
+            try:
+                result = await anyio.to_thread.run_sync(
+                    shared.classify_bytes, upload.file, filename,
+                    limiter=_decode_limiter(request.app))
+            except UnsupportedImage as exc:
+                raise ApiError(415, str(exc), filename) from None
+            except CorruptImage as exc:
+                raise ApiError(422, str(exc), filename) from None
+            saved_as = None
+            if store is not None:
+                saved_as = await anyio.to_thread.run_sync(store.save, upload.file, result)
+        finally:
+            upload.close()
         return result, filename, saved_as
 
     # -- pages -----------------------------------------------------------------------------
@@ -256,15 +293,18 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                     f"{settings.max_upload_mb:g} MB.")}}}}}}})
     async def explain_api(request: Request, format: Literal["png", "json"] = "png",
                           view: Literal["figure", "overlay"] = "figure"):
-        filename, data = await read_upload(request, settings.max_upload_bytes)
+        upload = await read_upload(request, settings.max_upload_bytes)
+        filename = upload.filename
         try:
             result: ExplainResult = await anyio.to_thread.run_sync(
-                shared.explain_bytes, data, filename, view,
+                shared.explain_bytes, upload.file, filename, view,
                 limiter=_limiter(request.app, "explain_limiter", EXPLAIN_WORKERS))
         except UnsupportedImage as exc:
             raise ApiError(415, str(exc), filename) from None
         except CorruptImage as exc:
             raise ApiError(422, str(exc), filename) from None
+        finally:
+            upload.close()
         if result.refused:
             check = result.check
             raise ApiError(422, f"{NOT_CHEST_XRAY}: {check.reason}. No heatmap: the model only "
@@ -338,7 +378,15 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return JSONResponse({"error": exc.message, **exc.details}, status_code=exc.status_code)
+        headers = {"Connection": "close"} if exc.status_code in (408, 413) else None
+        return JSONResponse({"error": exc.message, **exc.details}, status_code=exc.status_code,
+                            headers=headers)
+
+    @app.exception_handler(_ClientGone)
+    async def client_gone(request: Request, exc: _ClientGone):
+        # The answer goes nowhere; one log line per minute says it happens, no traceback.
+        note("client-disconnect", "clients closed the connection mid-upload")
+        return Response(status_code=400, headers={"Connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -359,9 +407,10 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     return app
 
 
-async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
-    """(file name, bytes) of the multipart field `file`, refusing more than `max_bytes` before
-    reading it all. Raises ApiError 400/413/415."""
+async def read_upload(request: Request, max_bytes: int) -> Upload:
+    """The multipart field `file`, refusing more than `max_bytes` before reading it all, and
+    a body that stalls (BODY_IDLE_TIMEOUT_S without data) or takes longer than
+    BODY_TOTAL_TIMEOUT_S. Raises ApiError 400/408/413/415, or _ClientGone."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(415, "send the image as multipart/form-data in a field named "
@@ -375,48 +424,52 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
 
     async def limited_body():
         received = 0
-        async for chunk in request.stream():
+        deadline = anyio.current_time() + BODY_TOTAL_TIMEOUT_S
+        chunks = request.stream().__aiter__()
+        while True:
+            wait = min(BODY_IDLE_TIMEOUT_S, deadline - anyio.current_time())
+            try:
+                with anyio.fail_after(max(wait, 0.001)):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                note("slow-upload", "uploads stalled or too slow: answered 408")
+                raise ApiError(408, "the upload was too slow or stalled; send it again") \
+                    from None
             received += len(chunk)
             if received > body_limit:
                 raise _UploadTooLarge
             yield chunk
 
-    parser = _InMemoryMultiPartParser(request.headers, limited_body(), max_files=1,
-                                      max_fields=8, spool_max_size=body_limit)
+    parser = _SpoolingMultiPartParser(request.headers, limited_body(), max_files=1,
+                                      max_fields=8)
     try:
         form = await parser.parse()
     except _UploadTooLarge:
         raise too_large from None
+    except ClientDisconnect:
+        raise _ClientGone from None
     except MultiPartException as exc:
         raise ApiError(400, f"malformed upload: {exc.message}") from None
-    try:
-        upload = form.get(UPLOAD_FIELD)
-        if not isinstance(upload, UploadFile):
-            raise ApiError(400, f"no file in the upload: send it in a field named "
-                                f"'{UPLOAD_FIELD}'")
-        data = await upload.read()
-    finally:
-        await form.close()
-    if len(data) > max_bytes:
-        raise too_large
-    if not data:
+    upload = form.get(UPLOAD_FIELD)
+    # Only the file is kept: anything else the form held is closed now.
+    for _, value in form.multi_items():
+        if isinstance(value, UploadFile) and value is not upload:
+            await value.close()
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, f"no file in the upload: send it in a field named "
+                            f"'{UPLOAD_FIELD}'")
+    size = upload.file.seek(0, 2)
+    upload.file.seek(0)
+    if size > max_bytes or not size:
+        upload.file.close()
+        if size:
+            raise too_large
         raise ApiError(400, "the uploaded file is empty")
     # Some browsers on Windows send the full path; only the name is shown back.
-    return Path((upload.filename or "upload").replace("\\", "/")).name, data
-
-
-def save_upload(folder: Path, data: bytes, result: ImageResult) -> str:
-    """Keep an upload (serve --save-uploads) with its prediction beside it; returns the name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    suffix = {"JPEG": "jpg", "TIFF": "tif", "DICOM": "dcm"}.get(result.image_format,
-                                                (result.image_format or "bin").lower())
-    name = f"{stamp}-{hashlib.sha256(data).hexdigest()[:12]}.{suffix}"
-    (folder / name).write_bytes(data)
-    (folder / f"{name}.json").write_text(json.dumps(
-        {**result.prediction.to_dict(), "image": result.image_info(), "disclaimer": DISCLAIMER},
-        indent=2) + "\n", encoding="utf-8")
-    return name
+    name = Path((upload.filename or "upload").replace("\\", "/")).name
+    return Upload(name, upload.file, size)
 
 
 def format_percent(value: float | None) -> str:
