@@ -111,9 +111,10 @@ def _dicom(rows: int, columns: int, bits_allocated: int, pixel_bytes: bytes) -> 
     return buffer.getvalue()
 
 
-def build(folder: Path, xray: Path | None = None) -> list[Hostile]:
+def build(folder: Path, xray: Path | None = None, large: bool = False) -> list[Hostile]:
     """Write the corpus into `folder`; `xray` (a real chest X-ray JPEG) seeds the truncated
-    and re-encoded variants."""
+    and re-encoded variants. `large` adds a 26 MP 16-bit DICOM just under the memory budget
+    (52 MB to write: for scripts/hostile_load.py, not the unit suite)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(13)
     good = xray.read_bytes() if xray is not None else _saved(
@@ -153,6 +154,7 @@ def build(folder: Path, xray: Path | None = None) -> list[Hostile]:
         # through (the worst case for peak memory)
         ("rgb-6000x6000-near-budget.png", "memory", None, png(6000, 6000, 8, 2)),
         ("gray-10000x10000.png", "memory", None, png(10000, 10000, 8, 0)),
+        ("rgba-4500x4700-near-budget.png", "memory", None, png(4500, 4700, 8, 6)),
         ("one-pixel.png", "valid", None, _saved(Image.new("L", (1, 1)), "PNG")),
         ("wide-1x4000.png", "valid", None, _saved(Image.new("L", (4000, 1), 9), "PNG")),
         ("float-with-nan.tif", "valid", None, _float_tiff_with_nan()),
@@ -165,6 +167,10 @@ def build(folder: Path, xray: Path | None = None) -> list[Hostile]:
             ("claims-9000x9000.dcm", "dicom", "budget", _dicom(9000, 9000, 16, b"\x00" * 64)),
             ("short-pixel-data.dcm", "dicom", "Pixel Data holds", _dicom(64, 64, 16, b"\x00" * 10)),
         ]
+        if large:
+            ramp = (np.arange(5000 * 5200, dtype=np.uint32) % 4096).astype(np.uint16)
+            entries.append(("dicom-16bit-5200x5000-near-budget.dcm", "memory", None,
+                            _dicom(5000, 5200, 16, ramp.tobytes())))
     except ImportError:
         pass
     for name, _, _, data in entries:

@@ -11,8 +11,9 @@ Pi can decode two at once while serving.
 
 from __future__ import annotations
 
-# Peak bytes one decode may take. A 4300x3500 radiograph costs 45 MB as 16-bit gray and 75 MB
-# as RGB; 192 MiB leaves room for film scans of about 40 MP in colour.
+# Peak bytes one decode may take. A 4300x3500 radiograph costs 45 MB as 16-bit gray PNG, 105 MB
+# as 16-bit DICOM and 75 MB as RGB; 192 MiB leaves room for film scans of about 38 MP in RGB,
+# 64 MP in 16-bit gray, 27 MP as 16-bit DICOM, 21 MP in RGBA.
 MAX_DECODE_BYTES = 192 * 1024 * 1024
 # The largest file read at all, before looking inside: an uncompressed 16-bit 100 MP file is
 # 200 MB, so nothing bigger can be an image the decode budget would accept.
@@ -32,17 +33,25 @@ def storage_bytes(mode: str) -> int:
     return _STORAGE_BYTES.get(mode, 4)
 
 
+# Pillow resizes LA and RGBA pictures through a premultiplied full-size copy (La, RGBa): the
+# colourfulness thumbnail of such a picture costs another 4 bytes per pixel.
+_PREMULTIPLIED_COPY = {"LA": 4, "RGBA": 4}
+
+
 def decode_cost(mode: str, width: int, height: int) -> int:
     """Peak bytes of decoding a Pillow image of `mode` and converting it to 8-bit gray, as
     image_io does it (conversions run in strips, so they add only the output picture)."""
-    return width * height * (storage_bytes(mode) + (0 if mode == "L" else _OUTPUT_BYTES))
+    per_pixel = (storage_bytes(mode) + (0 if mode == "L" else _OUTPUT_BYTES)
+                 + _PREMULTIPLIED_COPY.get(mode, 0))
+    return width * height * per_pixel
 
 
 def dicom_cost(rows: int, columns: int, bits_allocated: int, samples: int) -> int:
-    """Peak bytes of reading a DICOM image: the Pixel Data as read, the decoded array, and the
-    8-bit result (the grayscale pipeline runs in strips)."""
+    """Peak bytes of reading a DICOM image: the Pixel Data as read, the decoded array and the
+    copy pydicom makes on the way (measured: about three times the stored bytes at the peak),
+    and the 8-bit result (the grayscale pipeline runs in strips)."""
     stored = rows * columns * samples * max(1, (bits_allocated + 7) // 8)
-    return 2 * stored + rows * columns * max(1, samples) * _OUTPUT_BYTES
+    return 3 * stored + rows * columns * max(1, samples) * _OUTPUT_BYTES
 
 
 def check(cost: int, what: str, budget: int | None = None) -> None:

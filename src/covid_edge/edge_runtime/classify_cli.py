@@ -32,10 +32,14 @@ HELP_EPILOG = f"""\b
 Exit codes:
   0  every image was read and answered: covid, normal, or "not a chest X-ray" (the guard's
      answer is a result, not a failure; scripts find it in the verdict and reason)
-  1  some inputs could not be read (the others were classified)
+  1  some inputs could not be read (the others were classified): missing, damaged,
+     not PNG/JPEG/TIFF/BMP/DICOM, a pipe or device, or over the memory budget per image
   2  usage error, or no image found in the given paths
-  3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime), or
-     --device edgetpu cannot be honoured (no libedgetpu, no Edge TPU, model not compiled)
+  3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime, an
+     invalid model card, its guard statistics missing or not matching the card: use
+     --no-guard), or --device edgetpu cannot be honoured (no libedgetpu, no Edge TPU,
+     model not compiled)
+With --json, every failure prints a JSON document with "error" and "exit_code".
 
 \b
 Examples:
