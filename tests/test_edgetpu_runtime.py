@@ -94,6 +94,9 @@ def paired(models_dir, model_card, tmp_path):
     `devices` map (the compiled reference stands in for our compiled model: it is never run)."""
     int8 = model_card["variants"]["int8"]["file"]
     shutil.copy(models_dir / int8, tmp_path / int8)
+    stats = (model_card.get("ood_guard") or {}).get("stats_file")
+    if stats:  # the guard's statistics travel with the model they were fitted on
+        shutil.copy(models_dir / stats, tmp_path / stats)
     card = json.loads(json.dumps(model_card))
     card["devices"] = {"cpu": int8, "edgetpu": "coral-build.tflite"}
     write_json(card, tmp_path)
