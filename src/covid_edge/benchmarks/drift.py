@@ -200,9 +200,8 @@ class TFLiteRunner:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                # Drift compares the model's outputs: the guard plays no part.
                 self.classifier = Classifier.load(source.path, runtime=runtime,
-                                                  num_threads=threads, guard=False)
+                                                  num_threads=threads)
             except ModelError as exc:
                 raise DriftError(f"{source.name}: {exc}") from None
         self.warnings = [f"{source.name}: {w.message}" for w in caught
