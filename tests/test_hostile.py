@@ -236,3 +236,21 @@ def test_server_answers_every_hostile_upload_without_a_5xx(corpus, models_dir):
                 assert response.status_code in (400, 413, 415, 422), (entry.name, response.text)
                 assert entry.expect.lower() in response.json()["error"].lower() \
                     or entry.name == "empty.png", (entry.name, response.text)
+
+
+def test_kiosk_folder_of_only_bad_files_waits_instead_of_exiting(corpus, models_dir, tmp_path):
+    from covid_edge.edge_runtime.classifier import Classifier
+    from covid_edge.kiosk.camera import FolderSource
+    from covid_edge.kiosk.inference import SharedClassifier
+    from covid_edge.kiosk.kiosk_loop import run_kiosk
+
+    root, _, _ = corpus
+    folder = tmp_path / "bad-only"
+    folder.mkdir()
+    for name in ("truncated.png", "picture.gif"):
+        shutil.copy(root / "files" / name, folder / name.replace(".gif", ".png"))
+    records = []
+    summary = run_kiosk(SharedClassifier(Classifier.load(models_dir)), FolderSource(folder),
+                        [lambda record, _: records.append(record)], interval_s=0, count=6)
+    assert summary.frames == 6  # the loop went on, reporting each bad file once
+    assert sorted(r["label"] for r in records) == ["picture.png", "truncated.png"]
