@@ -254,3 +254,20 @@ def test_kiosk_folder_of_only_bad_files_waits_instead_of_exiting(corpus, models_
                         [lambda record, _: records.append(record)], interval_s=0, count=6)
     assert summary.frames == 6  # the loop went on, reporting each bad file once
     assert sorted(r["label"] for r in records) == ["picture.png", "truncated.png"]
+
+
+@pytest.mark.parametrize("size", [(3000, 2000), (513, 1024), (4000, 7), (64, 64), (100, 30)])
+def test_thumbnails_without_a_full_size_copy_are_pillows_thumbnails(size):
+    """The colourfulness measure and the server's preview use thumbnail_of instead of
+    copy().thumbnail() (a full-size copy of a large picture): the same pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from covid_edge.image_io import thumbnail_of
+
+    picture = Image.fromarray(np.random.default_rng(5).integers(0, 256, size[::-1],
+                                                                dtype=np.uint8))
+    for side in (64, 512):
+        expected = picture.copy()
+        expected.thumbnail((side, side), Image.Resampling.BILINEAR)
+        assert np.array_equal(np.asarray(thumbnail_of(picture, side)), np.asarray(expected))

@@ -233,7 +233,7 @@ def colourfulness(img: Image.Image) -> float:
     sqrt(sd_rg^2 + sd_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), rg = R - G, yb = (R + G)/2 - B."""
     if img.mode in ("L", "LA", "1") or img.mode in HIGH_BIT_DEPTH_MODES:
         return 0.0
-    thumbnail = _thumbnail(img, COLOURFULNESS_THUMBNAIL)
+    thumbnail = thumbnail_of(img, COLOURFULNESS_THUMBNAIL)
     if thumbnail.mode in ("RGBA", "PA") or (thumbnail.mode == "P"
                                             and "transparency" in thumbnail.info):
         rgba = thumbnail.convert("RGBA")  # as shown: on black, like the gray picture
@@ -245,7 +245,7 @@ def colourfulness(img: Image.Image) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
-def _thumbnail(img: Image.Image, side: int) -> Image.Image:
+def thumbnail_of(img: Image.Image, side: int) -> Image.Image:
     """What `img.copy().thumbnail((side, side), BILINEAR)` gives, without the full-size copy:
     the same size rule (aspect kept, Pillow's rounding) and the same resize."""
     width, height = img.size

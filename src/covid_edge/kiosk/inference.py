@@ -26,7 +26,8 @@ from ..edge_runtime.explain import (DEFAULT_DISPLAY, Explanation, explain_pixels
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, PILLOW_FORMATS,
                        describe_refused)
-from ..image_io import DecodedImage, ImageReadError, looks_like_dicom, read_image
+from ..image_io import (DecodedImage, ImageReadError, looks_like_dicom, read_image,
+                        thumbnail_of)
 from ..preprocess import resize_gray
 
 # What the upload page and the API accept, by what the bytes are (not by the file name): the
@@ -128,8 +129,8 @@ def lossless_png(pixels: np.ndarray) -> bytes:
 
 
 def preview_jpeg(gray: Image.Image) -> bytes:
-    preview = gray.copy()
-    preview.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.BILINEAR)
+    # What gray.copy().thumbnail(...) gives, without a full-size copy of a large upload.
+    preview = thumbnail_of(gray, PREVIEW_MAX_SIDE)
     buffer = io.BytesIO()
     preview.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
     return buffer.getvalue()
