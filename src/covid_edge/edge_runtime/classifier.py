@@ -99,11 +99,12 @@ def integer_input_map(spec, input_details: dict):
     if dtype == np.int8 and np.array_equal(table.astype(np.int16), levels.astype(np.int16) - 128):
         def convert(pixels):
             gray = (pixels ^ np.uint8(0x80)).view(np.int8)
-            return np.repeat(gray[..., np.newaxis], channels, axis=-1).reshape(shape)
+            # np.stack copies whole planes; np.repeat on the last axis goes value by value.
+            return np.stack([gray] * channels, axis=-1).reshape(shape)
         return convert
 
     def lookup(pixels):
-        return np.repeat(table[pixels][..., np.newaxis], channels, axis=-1).reshape(shape)
+        return np.stack([table[pixels]] * channels, axis=-1).reshape(shape)
     return lookup
 
 
