@@ -28,6 +28,9 @@ sys.path.insert(0, str(REPO_ROOT / "src"))
 from covid_edge.benchmarks.cpu_features import cpu_features, summary  # noqa: E402
 from covid_edge.benchmarks.device_info import cpu_model, usable_cores  # noqa: E402
 from covid_edge.edge_runtime.interpreter import select_runtime  # noqa: E402
+from covid_edge.edge_runtime.onnx_backends import (ONNX_RUNTIMES, OnnxBackendError,  # noqa: E402
+                                                   OnnxInterpreter, check_agreement, installed,
+                                                   read_sidecar)
 from covid_edge.model_card import load_card, released_models_dir  # noqa: E402
 
 
@@ -57,6 +60,9 @@ def main() -> None:
                                                    "the released models)")
     parser.add_argument("--reference", type=Path, help="another .tflite to compare, e.g. "
                         "../shared/reference/mobilenet_v2_1.0_224_quant.tflite")
+    parser.add_argument("--onnx", type=Path, help="the int8 model's ONNX export (covid-edge "
+                        "export-onnx); default: covid-edge-int8.onnx beside the models, if "
+                        "there. Each installed backend whose agreement was checked is added.")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
@@ -65,17 +71,32 @@ def main() -> None:
     runtime = select_runtime()
     model_dir = args.model or released_models_dir()
     files = variants(model_dir, args.reference)
+    onnx = args.onnx or model_dir / "covid-edge-int8.onnx"
+    if onnx.is_file():
+        sidecar = read_sidecar(onnx)
+        for backend in ONNX_RUNTIMES:
+            if not installed(backend):
+                continue
+            try:
+                check_agreement(sidecar, backend)
+            except OnnxBackendError as exc:
+                print(f"skipping {backend}: {exc}")
+                continue
+            files[f"int8 ONNX, {backend}"] = (onnx, backend)
     rng = np.random.default_rng(0)
     print(f"host: {cpu_model()}, {usable_cores()} usable cores; "
           f"{summary(cpu_features())}")
-    print(f"runtime {runtime.label}, XNNPACK; {args.rounds} round-robin rounds after "
+    print(f"runtime {runtime.label}, XNNPACK (ONNX rows: their backend); {args.rounds} round-robin rounds after "
           f"{args.warmup} warm-up; p50 of invoke() in ms; ratio = variant / int8 "
           "(same rounds)")
     print(f"{'threads':>7}  {'variant':<20} {'p50 ms':>8} {'ratio to int8':>14}")
     for threads in [int(t) for t in args.threads.split(",")]:
         loaded = {}
         for name, path in files.items():
-            interpreter = runtime.interpreter(str(path), num_threads=threads)
+            if isinstance(path, tuple):  # (ONNX export, backend)
+                interpreter = OnnxInterpreter(str(path[0]), path[1], threads)
+            else:
+                interpreter = runtime.interpreter(str(path), num_threads=threads)
             interpreter.allocate_tensors()
             detail = interpreter.get_input_details()[0]
             interpreter.set_tensor(detail["index"], random_input(detail, rng))

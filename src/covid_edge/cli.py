@@ -12,6 +12,7 @@ from .lazy_group import LazyGroup
 COMMANDS = {
     "train": "covid_edge.convert.train_cli:train",
     "convert": "covid_edge.convert.convert_cli:convert",
+    "export-onnx": "covid_edge.convert.onnx_cli:export_onnx",
     "classify": "covid_edge.edge_runtime.classify_cli:classify",
     "info": "covid_edge.edge_runtime.info_cli:info",
     "explain": "covid_edge.edge_runtime.explain_cli:explain",

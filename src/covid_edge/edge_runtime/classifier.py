@@ -165,6 +165,8 @@ class Classifier:
         when the file's sha256 differs from the card's.
         """
         model_path = _resolve_model_path(model_path)
+        if model_path.suffix.lower() == ".onnx" and model_path.is_file():
+            return _load_onnx(cls, model_path, runtime, num_threads, guard)
         _check_tflite_file(model_path)
         try:
             chosen = select_runtime(runtime)
@@ -371,6 +373,19 @@ class Classifier:
             "feature_threshold": None if features is None else features.threshold,
             "notes": list(self.guard.notes),
         }
+
+
+def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifier":
+    from ..model_card import ModelCardError as CardError
+    from .onnx_backends import OnnxBackendError, load_onnx
+    try:
+        return load_onnx(cls, model_path, runtime, num_threads, guard)
+    except (OnnxBackendError, CardError) as exc:
+        raise ModelError(f"{model_path.name}: {exc}") from None
+    except Exception as exc:  # the backend's own load errors: one line, not a traceback
+        raise ModelError(f"{model_path.name}: the ONNX backend cannot load it "
+                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
+                         ) from None
 
 
 def _resolve_model_path(model_path: str | Path | None) -> Path:
