@@ -13,8 +13,7 @@ import click
 from . import install_hint
 
 # The install extra that brings a command's third-party imports.
-EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serve",
-          "export-onnx": "train,onnx"}
+EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serve"}
 
 
 class LazyGroup(click.Group):

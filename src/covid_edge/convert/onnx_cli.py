@@ -66,7 +66,8 @@ def export_onnx(model, data_dir, limit, out_path, as_json):
         click.get_current_context().exit(3)
     backends = onnx_export.installed_backends()
     if not backends:
-        click.echo("warning: no ONNX backend installed (pip install 'covid-edge[onnx]'): the "
+        from .. import install_hint
+        click.echo(f"warning: no ONNX backend installed ({install_hint('onnx')}): the "
                    "export is written but unchecked, and will not be used", err=True)
     results = {name: onnx_export.measure_agreement(classifier, out_path, name, images)
                for name in backends}

@@ -50,8 +50,9 @@ def export_onnx(tflite_path: Path, out_path: Path, opset: int = OPSET) -> dict:
         import tf2onnx
         logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     except ImportError as exc:
+        from .. import install_hint
         raise ExportError(f"exporting needs tf2onnx and TensorFlow (missing {exc.name}): "
-                          "pip install 'covid-edge[train,onnx]'") from None
+                          f"{install_hint('onnx')}, and the train extra") from None
     from ..edge_runtime.interpreter import select_runtime
     interpreter = select_runtime().interpreter(str(tflite_path))
     interpreter.allocate_tensors()

@@ -12,7 +12,7 @@ computes something else must not answer quietly.
 The wrapper speaks the subset of the TFLite Interpreter API that Classifier uses
 (get_input_details, get_output_details, set_tensor, invoke, get_tensor, allocate_tensors),
 so the rest of the runtime does not know the difference. Neither backend is a base
-dependency: `pip install 'covid-edge[onnx]'`.
+dependency: the onnx extra.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def select_onnx_runtime(name: str | None) -> OnnxRuntime:
         if installed(candidate):
             module = importlib.import_module(candidate)
             return OnnxRuntime(candidate, str(getattr(module, "__version__", "unknown")))
+    from .. import install_hint
     raise OnnxBackendError(
-        f"no ONNX backend installed ({' or '.join(names)}): pip install 'covid-edge[onnx]'")
+        f"no ONNX backend installed ({' or '.join(names)}): {install_hint('onnx')}")
 
 
 def check_agreement(sidecar: dict, runtime_name: str) -> float:
