@@ -159,8 +159,11 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         click.echo(f"{explanation.verdict}: P({classifier.positive_label}) = "
                    f"{explanation.probability:.3f} (threshold {explanation.threshold:.3f})")
         click.echo(f"heatmap: {output}")
-        click.echo(f"{figures['inferences']} inferences ({figures['grid'][0]}x"
-                   f"{figures['grid'][1]} patches of {patch}px, stride {stride}px, "
+        grid = f"{figures['grid'][0]}x{figures['grid'][1]}"
+        scored = (f"{grid} patches" if full or figures['inferences'] > figures['grid'][0]
+                  * figures['grid'][1] else f"coarse to fine over {grid} patch positions")
+        click.echo(f"{figures['inferences']} inferences ({scored} of {patch}px, "
+                   f"stride {stride}px, "
                    f"{occluder} occluder) in {figures['elapsed_ms']:.0f} ms, "
                    f"{figures['ms_per_inference']:.1f} ms each; runtime "
                    f"{classifier.runtime.label}, {classifier.num_threads} thread(s)")
