@@ -26,6 +26,7 @@ COMMANDS = {
 SUMMARIES = {
     "train": "Train MobileNetV2 on class folders of X-rays ([train] extra).",
     "convert": "Quantize a trained model to int8 TFLite, with its model card ([train] extra).",
+    "export-onnx": "Export the int8 model to ONNX, checked against it ([train,onnx] extras).",
     "classify": "Classify X-ray files, folders or globs with the int8 model.",
     "explain": "Draw where the model looked in an X-ray (occlusion heatmap).",
     "info": "Show the model card, the installed runtimes and the bundled samples.",

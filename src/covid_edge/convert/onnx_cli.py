@@ -13,7 +13,7 @@ EPILOG = f"""\b
 The export runs only where its verdicts were checked: each installed backend
 (onnxruntime, openvino) classifies --data's images from the same int8 input
 tensors as the TFLite model, and the agreement goes into FILE.onnx.json. classify,
-serve and bench refuse a backend whose agreement is missing or below 99.5%.
+explain and serve refuse a backend whose agreement is missing or below 99.5%.
 
 \b
 Examples:
