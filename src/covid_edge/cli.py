@@ -12,6 +12,7 @@ from .lazy_group import LazyGroup
 COMMANDS = {
     "train": "covid_edge.convert.train_cli:train",
     "convert": "covid_edge.convert.convert_cli:convert",
+    "export-onnx": "covid_edge.convert.onnx_cli:export_onnx",
     "classify": "covid_edge.edge_runtime.classify_cli:classify",
     "info": "covid_edge.edge_runtime.info_cli:info",
     "explain": "covid_edge.edge_runtime.explain_cli:explain",
@@ -25,6 +26,7 @@ COMMANDS = {
 SUMMARIES = {
     "train": "Train MobileNetV2 on class folders of X-rays ([train] extra).",
     "convert": "Quantize a trained model to int8 TFLite, with its model card ([train] extra).",
+    "export-onnx": "Export the int8 model to ONNX, checked against it ([train,onnx] extras).",
     "classify": "Classify X-ray files, folders or globs with the int8 model.",
     "explain": "Draw where the model looked in an X-ray (occlusion heatmap).",
     "info": "Show the model card, the installed runtimes and the bundled samples.",

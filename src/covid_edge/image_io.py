@@ -291,12 +291,12 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
             raise ImageReadError("floating-point image with infinite or NaN values")
         if hi <= lo:
             return Image.new("L", img.size, 0)
+        # Integer modes go through a lookup table made once (stretch.py: the same bytes).
+        from .stretch import stretcher
+        convert = stretcher(lo, hi, integer=img.mode != "F")
 
         def stretch(strip: Image.Image) -> Image.Image:
-            values = np.asarray(strip, dtype=np.float64)
-            scaled = np.rint((values - lo) * (255.0 / (hi - lo)))
-            return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8),
-                                   mode="L")
+            return Image.fromarray(convert(np.asarray(strip)), mode="L")
 
         return _by_strips(img, stretch)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

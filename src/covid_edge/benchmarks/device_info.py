@@ -158,9 +158,13 @@ def thermal_state() -> dict:
 def describe_device() -> dict:
     """What does not change during a run."""
     from .. import __version__
+    from .cpu_features import cpu_features
 
     return {
         "cpu_model": cpu_model(),
+        # Vendor, family/model and the flags (AVX2, AVX-512, VNNI, AMX; NEON dot product,
+        # i8mm) that decide whether int8 beats float32 here: the model name alone does not.
+        "cpu_features": cpu_features(),
         "machine": platform.machine(),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),

@@ -236,6 +236,9 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
     for key in ("board_model", "cpu_model", "machine", "cores", "os", "python", "covid_edge"):
         if device.get(key) is not None:
             lines.append(f"| {key.replace('_', ' ')} | {device[key]} |")
+    if device.get("cpu_features"):
+        from .cpu_features import summary
+        lines.append(f"| CPU features | {summary(device['cpu_features'])} |")
     for name, version in device.get("packages", {}).items():
         lines.append(f"| {name} | {version} |")
     lines += ["", "## Models", "", "| variant | file | runtime | bytes | sha256 |",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .cpu_features import summary as cpu_summary
+
 JSON_NAME = "latency.json"
 MARKDOWN_NAME = "latency.md"
 PLOTS_DIR = "plots"
@@ -160,6 +162,7 @@ def terminal_table(report: dict, wide: bool = False) -> str:
              f"({device.get('usable_cores')} cores, {device.get('os')}); {settings['runs']} runs "
              f"after {settings['warmup']} warm-up, inference-only unless marked end-to-end"
              + ("" if wide else "; --wide for p99, mean, std and the first run")),
+        wrap(f"CPU: {cpu_summary(device.get('cpu_features') or {})}"),
         "",
         _text_table(columns, rows),
     ]
@@ -239,6 +242,8 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
                 "covid_edge"):
         if device.get(key) is not None:
             lines.append(f"| {key.replace('_', ' ')} | {device[key]} |")
+    if device.get("cpu_features"):
+        lines.append(f"| CPU features | {cpu_summary(device['cpu_features'])} |")
     for name, version in device.get("packages", {}).items():
         lines.append(f"| {name} | {version} |")
     lines.append("")

@@ -69,6 +69,45 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass
+class Prepared:
+    """An image ready for the interpreter: what `Classifier.prepare_file` hands `finish`."""
+
+    path: str
+    input_tensor: np.ndarray
+    elapsed_ms: float  # spent decoding, checking and preparing it
+
+
+def integer_input_map(spec, input_details: dict):
+    """A function uint8 pixels -> the model's integer input tensor that skips float arithmetic,
+    or None where the model takes float input or the map is not exact.
+
+    The float path (to_model_input, then quantize) sends each of the 256 grey levels to one
+    integer; that table is computed here with the float path itself, so the shortcut is exact
+    by construction. For the lossless spec it is pixel - 128 (an XOR with 0x80 on the bits).
+    """
+    dtype = np.dtype(input_details["dtype"])
+    if dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+        return None
+    scale, zero_point = input_details["quantization"]
+    if not scale:
+        return None
+    levels = np.arange(256, dtype=np.uint8)
+    table = quantize(to_model_input(levels, spec)[..., 0], scale, zero_point, dtype)
+    channels = spec.channels
+    shape = (1, spec.height, spec.width, channels)
+    if dtype == np.int8 and np.array_equal(table.astype(np.int16), levels.astype(np.int16) - 128):
+        def convert(pixels):
+            gray = (pixels ^ np.uint8(0x80)).view(np.int8)
+            # np.stack copies whole planes; np.repeat on the last axis goes value by value.
+            return np.stack([gray] * channels, axis=-1).reshape(shape)
+        return convert
+
+    def lookup(pixels):
+        return np.stack([table[pixels]] * channels, axis=-1).reshape(shape)
+    return lookup
+
+
 def default_threads() -> int:
     """The CPU cores this process may use (a Raspberry Pi 4/5 has 4)."""
     try:
@@ -107,6 +146,9 @@ class Classifier:
         feature_dim = (None if self.feature_details is None
                        else int(self.feature_details["shape"][-1]))
         self.guard = Guard.from_card(card, model_path.parent, feature_dim) if guard else None
+        # Where normalising then quantizing is a fixed map of the 256 grey levels (int8 input,
+        # lossless spec: pixel - 128), a table does it without float arithmetic.
+        self._integer_input = integer_input_map(self.spec, self.input_details)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -123,6 +165,8 @@ class Classifier:
         when the file's sha256 differs from the card's.
         """
         model_path = _resolve_model_path(model_path)
+        if model_path.suffix.lower() == ".onnx" and model_path.is_file():
+            return _load_onnx(cls, model_path, runtime, num_threads, guard)
         _check_tflite_file(model_path)
         try:
             chosen = select_runtime(runtime)
@@ -185,6 +229,8 @@ class Classifier:
         if pixels.dtype != np.uint8 or pixels.shape != (self.spec.height, self.spec.width):
             raise ValueError(f"expected uint8 pixels of shape ({self.spec.height}, "
                              f"{self.spec.width}), got {pixels.dtype} {pixels.shape}")
+        if self._integer_input is not None:
+            return self._integer_input(pixels)
         x = to_model_input(pixels, self.spec)[np.newaxis]
         dtype = np.dtype(self.input_details["dtype"])
         if dtype == np.float32:
@@ -240,29 +286,19 @@ class Classifier:
         """Classify model-size uint8 pixels. colourfulness and size (width, height) describe the
         picture before it became gray and small (image_io.read_image); the guard's colour and
         aspect-ratio checks skip what is not given."""
-        start = time.perf_counter()
-        if self.guard is not None:
-            reason = self.guard.image_reason(pixels, colourfulness, size)
-            if reason:
-                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
-                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
-                                  reason=reason)
-        _, probability, features, latency_ms = self.infer_with_features(
-            self.prepare_input(pixels))
-        distance = None
-        if self.guard is not None:
-            reason, distance = self.guard.feature_reason(features)
-            if reason:
-                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, latency_ms,
-                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
-                                  reason=reason, ood_distance=distance)
-        total_ms = (time.perf_counter() - start) * 1000.0
-        return Prediction(str(path), self.calibrated(probability), self.verdict(probability),
-                          self.threshold, latency_ms, total_ms, self.runtime_label,
-                          raw_probability=probability, ood_distance=distance)
+        return self.finish(self.prepare_pixels(pixels, path, colourfulness=colourfulness,
+                                               size=size))
 
     def classify_file(self, path: str | Path) -> Prediction:
         """Classify one file; an unreadable file gives a Prediction whose `error` says why."""
+        return self.finish(self.prepare_file(path))
+
+    # The two stages of classify_file. prepare_* touches no interpreter state, so several
+    # threads may run it while one runs `finish` (pipeline.classify_paths does).
+
+    def prepare_file(self, path: str | Path) -> "Prepared | Prediction":
+        """Decode, resize, run the guard's image checks and build the input tensor; a
+        Prediction when the file is unreadable or refused before inference."""
         start = time.perf_counter()
         try:
             decoded = read_image(path, target_size=(self.spec.width, self.spec.height))
@@ -270,10 +306,41 @@ class Classifier:
             return Prediction(str(path), None, None, self.threshold, None, None,
                               self.runtime_label, error=str(exc))
         pixels = resize_gray(decoded.gray, self.spec)  # = preprocess.load_pixels
-        prediction = self.classify_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
-                                          size=decoded.size)
-        prediction.total_ms = (time.perf_counter() - start) * 1000.0
-        return prediction
+        return self.prepare_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
+                                   size=decoded.size, start=start)
+
+    def prepare_pixels(self, pixels: np.ndarray, path: str = "<pixels>", *,
+                       colourfulness: float | None = None, size: tuple[int, int] | None = None,
+                       start: float | None = None) -> "Prepared | Prediction":
+        start = time.perf_counter() if start is None else start
+        if self.guard is not None:
+            reason = self.guard.image_reason(pixels, colourfulness, size)
+            if reason:
+                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
+                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
+                                  reason=reason)
+        input_tensor = self.prepare_input(pixels)
+        return Prepared(str(path), input_tensor, (time.perf_counter() - start) * 1000.0)
+
+    def finish(self, prepared: "Prepared | Prediction") -> Prediction:
+        """Inference, the feature test and the verdict for a prepared input. total_ms is the
+        work done on this image (both stages), not time spent waiting in a queue."""
+        if isinstance(prepared, Prediction):
+            return prepared
+        start = time.perf_counter()
+        path = prepared.path
+        _, probability, features, latency_ms = self.infer_with_features(prepared.input_tensor)
+        distance = None
+        if self.guard is not None:
+            reason, distance = self.guard.feature_reason(features)
+            if reason:
+                return Prediction(path, None, NOT_CHEST_XRAY, self.threshold, latency_ms,
+                                  prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0,
+                                  self.runtime_label, reason=reason, ood_distance=distance)
+        total_ms = prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0
+        return Prediction(path, self.calibrated(probability), self.verdict(probability),
+                          self.threshold, latency_ms, total_ms, self.runtime_label,
+                          raw_probability=probability, ood_distance=distance)
 
     # -- description -----------------------------------------------------------------------
 
@@ -306,6 +373,19 @@ class Classifier:
             "feature_threshold": None if features is None else features.threshold,
             "notes": list(self.guard.notes),
         }
+
+
+def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifier":
+    from ..model_card import ModelCardError as CardError
+    from .onnx_backends import OnnxBackendError, load_onnx
+    try:
+        return load_onnx(cls, model_path, runtime, num_threads, guard)
+    except (OnnxBackendError, CardError) as exc:
+        raise ModelError(f"{model_path.name}: {exc}") from None
+    except Exception as exc:  # the backend's own load errors: one line, not a traceback
+        raise ModelError(f"{model_path.name}: the ONNX backend cannot load it "
+                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
+                         ) from None
 
 
 def _resolve_model_path(model_path: str | Path | None) -> Path:

@@ -18,6 +18,7 @@ from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
 from .display import probability_text, refusal_text
 from .guard import NOT_CHEST_XRAY
+from .pipeline import classify_paths
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
 from .json_command import JsonErrorCommand, emit_error
 
@@ -195,8 +196,8 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     progress = (click.progressbar(files, label="classifying", file=sys.stderr)
                 if show_progress else contextlib.nullcontext(files))
     with progress as bar:
-        for path in bar:
-            prediction = classifier.classify_file(path)
+        # Files are prepared ahead in threads while the interpreter runs (pipeline.py).
+        for _, prediction in zip(bar, classify_paths(classifier, files)):
             predictions.append(prediction)
             if show_progress:
                 deferred.append(prediction)

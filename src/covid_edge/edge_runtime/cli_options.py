@@ -12,9 +12,15 @@ threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="CPU threads for the interpreter. Default: every core this process may use.")
 
+# Backends for a model's ONNX export (edge_runtime/onnx_backends.py), optional extras.
+ONNX_RUNTIME_NAMES = ("onnxruntime", "openvino")
+
 runtime_option = click.option(
-    "--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES), default=None,
-    help=f"TFLite interpreter. Default: the first installed of {', '.join(RUNTIME_NAMES)}.")
+    "--runtime", "runtime_name", type=click.Choice(RUNTIME_NAMES + ONNX_RUNTIME_NAMES),
+    default=None,
+    help=f"TFLite interpreter. Default: the first installed of {', '.join(RUNTIME_NAMES)}. "
+         f"For an .onnx --model (`covid-edge export-onnx`): "
+         f"{' or '.join(ONNX_RUNTIME_NAMES)}, default the first installed.")
 
 device_option = click.option(
     "--device", type=click.Choice(DEVICES), default="cpu", show_default=True,

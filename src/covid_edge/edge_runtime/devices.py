@@ -25,9 +25,10 @@ import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..edgetpu.package import CompiledModel, read_compiled_model
-from ..edgetpu.tflite_graph import TfliteFormatError
+if TYPE_CHECKING:  # imported when an Edge TPU is asked for: a CPU run never pays for them
+    from ..edgetpu.package import CompiledModel
 
 DEVICES = ("cpu", "edgetpu", "auto")
 # Overrides the library name: a libedgetpu built for a newer TFLite, a non-standard prefix.
@@ -266,6 +267,8 @@ def _cpu_name(model_path: Path) -> str:
 
 
 def _compiled(model_path: Path) -> CompiledModel | None:
+    from ..edgetpu.package import read_compiled_model
+    from ..edgetpu.tflite_graph import TfliteFormatError
     try:
         return read_compiled_model(model_path)
     except TfliteFormatError:

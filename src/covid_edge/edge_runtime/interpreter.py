@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cache
-from importlib import metadata
 from typing import Any
 
 # (runtime name, module holding Interpreter, distribution whose version we report)
@@ -74,14 +73,22 @@ def _load(name: str) -> Runtime | None:
             module = importlib.import_module(module_name.split(".")[0])
             for attribute in module_name.split(".")[1:]:
                 module = getattr(module, attribute)
-        try:
-            version = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            # e.g. tensorflow-cpu: ask the top-level package, which is already imported.
-            top = importlib.import_module(module_name.split(".")[0])
-            version = getattr(top, "__version__", "unknown")
-        return Runtime(name, version, module)
+        return Runtime(name, _version(module_name, distribution), module)
     raise ValueError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIME_NAMES)}")
+
+
+def _version(module_name: str, distribution: str) -> str:
+    """The package's own __version__ (already imported, free); the installed distribution's
+    metadata only when it has none (importlib.metadata costs ~20 ms of a cold start)."""
+    top = importlib.import_module(module_name.split(".")[0])
+    version = getattr(top, "__version__", None)
+    if isinstance(version, str) and version:
+        return version
+    from importlib import metadata
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def select_runtime(name: str | None = None) -> Runtime:

@@ -177,10 +177,10 @@ def _stop_requested(signum, frame):
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """Bind before starting uvicorn, so a busy port is a one-line error (and port 0 works)."""
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                  flags=socket.AI_PASSIVE)[0]
-    return socket.create_server(address[:2], family=family)
+    """Bind before starting uvicorn, so a busy port is a one-line error (and port 0 works);
+    accepted connections get TCP_NODELAY (see listen.py)."""
+    from .listen import tcp_listener
+    return tcp_listener(host, port)
 
 
 def _base_url(host: str, port: int) -> str:
