@@ -182,3 +182,24 @@ def test_shift_lists_and_refuses_unknown_perturbations(models_dir):
     unknown = run_cli("bench", "shift", str(CXR), "--model", str(models_dir), "-p", "sepia",
                       "--json")
     assert unknown.exit_code == 2 and "sepia" in json.loads(unknown.stdout)["error"]
+
+
+# -- the README and the model card quote the committed reports ------------------------------
+
+def test_readme_and_card_quote_the_committed_reports(models_dir):
+    from conftest import REPO_ROOT
+    from covid_edge.benchmarks import card_summary
+
+    docs = REPO_ROOT / "docs" / "bench"
+    sources = json.loads((docs / "sources" / "sources.json").read_text())
+    shift = json.loads((docs / "shift" / "shift.json").read_text())
+    card = json.loads((models_dir / "model_card.json").read_text())
+    recorded = card[card_summary.CARD_KEY]
+    expected = card_summary.summarise(sources, shift, recorded["reports"]["sources"],
+                                      recorded["reports"]["shift"])
+    assert json.loads(json.dumps(expected)) == recorded, "re-run scripts/record_behaviour.py"
+    section = "\n".join(card_summary.markdown(recorded)).rstrip()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert section in readme
+    assert (sources["model"]["name"], sources["model"]["version"]) == (card["name"],
+                                                                        card["version"])

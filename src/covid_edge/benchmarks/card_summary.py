@@ -42,6 +42,41 @@ def summarise(sources: dict, shift: dict, sources_path: str, shift_path: str) ->
     }
 
 
+def headline(summary: dict) -> list[str]:
+    """Plain sentences drawn from the figures: the worst cases a deployer must know."""
+    positive = summary["positive_label"]
+    own = {entry["source"] for entry in summary["in_distribution"]}
+    external = [g for g in summary["groups"] if g["source"] not in own]
+    lines = []
+    normals = [g for g in external if g["label"] == "normal"]
+    if normals:
+        worst = max(normals, key=lambda g: g["called_positive"]["rate"] or 0)
+        best = min(normals, key=lambda g: g["called_positive"]["rate"] or 0)
+        lines.append(f"Normal X-rays from hospitals it never saw are called {positive} from "
+                     f"{pct(best['called_positive'])} ({best['source']}) to "
+                     f"{pct(worst['called_positive'])} ({worst['source']}).")
+    findings = [g for g in external if g["label"] not in ("normal", positive)]
+    for label in dict.fromkeys(g["label"] for g in findings):
+        rows = [g for g in findings if g["label"] == label]
+        lines.append(f"{label.capitalize()} is called {positive}: " + "; ".join(
+            f"{pct(g['called_positive'])} ({g['source']})" for g in rows) + ".")
+    aucs = [g["roc_auc_against_source_negatives"] for g in findings
+            if g.get("roc_auc_against_source_negatives")]
+    if aucs:
+        own_auc = "; ".join(f"{auc(e['roc_auc'])} on {e['source']}"
+                            for e in summary["in_distribution"])
+        lines.append(f"Within one hospital, P({positive}) separates a finding from that "
+                     f"hospital's normals with ROC AUC {min(a['auc'] for a in aucs):.2f} to "
+                     f"{max(a['auc'] for a in aucs):.2f} (its own test split: {own_auc}).")
+    shifts = {p["name"]: p for p in summary["shift"]["perturbations"]}
+    shown = [name for name in ("jpeg-q75", "jpeg-q50", "noise-3", "camera-capture",
+                               "export-16bit-2048") if name in shifts]
+    if shown:
+        lines.append("The same X-ray arriving another way changes the verdict: " + "; ".join(
+            f"{name} {pct(shifts[name]['flips'])}" for name in shown) + ".")
+    return lines
+
+
 def markdown(summary: dict, heading: str = "##", link_prefix: str = "") -> list[str]:
     """The section's lines. link_prefix: the path from the document to the repo root."""
     positive = summary["positive_label"]
@@ -53,6 +88,7 @@ def markdown(summary: dict, heading: str = "##", link_prefix: str = "") -> list[
              "intervals, ROC AUC with 95% DeLong intervals; guard on unless said. No setting "
              "of this model was chosen on any of these images apart from its own test split's "
              "sources, whose test images it never saw.", ""]
+    lines += ["In short:", ""] + [f"- {line}" for line in headline(summary)] + [""]
     for entry in summary["in_distribution"]:
         lines += [f"Its own test split ({entry['source']}, {entry['n']} images): sensitivity "
                   f"{pct(entry['sensitivity'])}, specificity {pct(entry['specificity'])}, ROC "
