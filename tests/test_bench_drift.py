@@ -169,7 +169,7 @@ def test_drift_prints_a_table(models_dir, labelled_dir):
     assert any("(ref)" in line for line in lines)
     assert "float reference:" in result.stdout
     assert "not a medical device" in result.stdout
-    assert "bench drift" in result.stderr  # the progress bar stays off stdout
+    assert "evaluating" in result.stderr and "evaluating" not in result.stdout  # stderr only
 
 
 def test_drift_refuses_to_overwrite_a_report(drift_run, models_dir, labelled_dir):
@@ -513,3 +513,17 @@ def test_drift_imports_no_tensorflow_without_keras(models_dir, labelled_dir, tmp
         assert "matplotlib" in report["loaded"]  # the probe sees what plotting imported
     assert not math.isnan(json.loads((tmp_path / "out" / JSON_NAME).read_text())
                           ["variants"][0]["metrics"]["accuracy"])
+
+
+def test_one_command_gives_formats_by_size_accuracy_and_speed(models_dir, labelled_dir):
+    """Ultralytics-style: one verb, one table of formats with their p50 at 1 thread."""
+    result = invoke("drift", labelled_dir, "--models", models_dir, "--limit", 2,
+                    "--latency-runs", 5, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    timed = {v["name"]: v["latency"] for v in report["variants"] if v["kind"] == "tflite"}
+    assert timed and all(t["p50_ms"] > 0 and t["threads"] == 1 for t in timed.values())
+    assert report["latency"]["path"].startswith("measured in this run")
+    both = invoke("drift", labelled_dir, "--models", models_dir, "--latency-runs", 5,
+                  "--latency", labelled_dir)
+    assert both.exit_code != 0 and "one of them" in both.output + both.stderr

@@ -22,7 +22,7 @@ import numpy as np
 from .. import DISCLAIMER, dataset, metrics
 from ..image_io import ImageReadError, read_image
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, preprocess_spec, sha256_file
-from ..preprocess import PreprocessSpec, resize_gray, to_model_input
+from ..preprocess import PreprocessSpec, load_pixels, resize_gray, to_model_input
 
 SCHEMA = "covid-edge/bench-drift/1"
 # Table order: the reference candidates first, most faithful first, then the quantized ones.
@@ -389,6 +389,29 @@ def latency_for(sources: list[Source], latency_report: dict) -> dict[str, dict]:
     return found
 
 
+def measure_latency(sources: list[Source], runners: dict, pixels: np.ndarray,
+                    runs: int) -> dict[str, dict]:
+    """p50 of inference at 1 thread for every TFLite variant, in this process, on a real
+    X-ray: the latency column of the one-command table (`--latency-runs N`). A fresh
+    1-thread interpreter per variant; XNNPACK as the runtime's default."""
+    from ..edge_runtime.classifier import Classifier
+
+    found = {}
+    for source in sources:
+        if source.kind != "tflite":
+            continue
+        classifier = Classifier.load(source.path, num_threads=1, guard=False,
+                                     runtime=runners[source.name].classifier.runtime.name)
+        prepared = classifier.prepare_input(pixels)
+        for _ in range(max(2, runs // 10)):  # warm-up: first invokes allocate and pack
+            classifier.infer(prepared)
+        times = [classifier.infer(prepared)[2] for _ in range(runs)]
+        found[source.name] = {"p50_ms": float(np.median(times)), "end_to_end_p50_ms": None,
+                              "runtime": classifier.runtime.label, "xnnpack": None,
+                              "threads": 1, "runs": runs}
+    return found
+
+
 def latency_summary(latency_report: dict) -> dict:
     """Where the latency figures come from, and the latency reference model (Google's
     MobileNetV2, given to `bench latency --reference`) for the variants table."""
@@ -414,8 +437,8 @@ def latency_summary(latency_report: dict) -> dict:
 def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         split: str = "auto", split_file: Path | None = None, limit: int | None = None,
         runtime: str | None = None, threads: int | None = None,
-        latency_report: dict | None = None, command: str = "",
-        on_start=None, progress=None) -> dict:
+        latency_report: dict | None = None, latency_runs: int | None = None,
+        command: str = "", on_start=None, progress=None) -> dict:
     """Evaluate every variant on DATA_DIR; a dict ready for JSON.
 
     `on_start(n_images)` is called once the images are chosen; `progress(n)` after each chunk.
@@ -453,6 +476,17 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
     guard = guard_figures(kept, probabilities[guarded], refusals, threshold,
                           runners[guarded].classifier) if guarded else None
     latency = latency_for(sources, latency_report) if latency_report else {}
+    measured_here = None
+    if latency_runs:
+        sample = load_pixels(data_dir / kept[0].path, spec)
+        latency = measure_latency(sources, runners, sample, latency_runs)
+        device = describe_device()
+        measured_here = {"path": f"measured in this run ({latency_runs} invokes per variant, "
+                                 "1 thread, after a warm-up)",
+                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "device": device.get("board_model") or device.get("cpu_model"),
+                         "cores": device.get("usable_cores"), "warnings": [],
+                         "reference": None}
     card_figures = card_test_metrics(card)
     variants = []
     for source in sources:
@@ -497,7 +531,8 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         # with the released variant and its guard: refused images get no verdict.
         "guard": guard,
         "unreadable": unreadable,
-        "latency": latency_summary(latency_report) if latency_report else None,
+        "latency": (measured_here if measured_here else
+                    latency_summary(latency_report) if latency_report else None),
         "notes": notes,
         "predictions": [
             {"path": item.path, "label": item.label,

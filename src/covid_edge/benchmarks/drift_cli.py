@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..progress import progress_bar
 from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EPILOG = f"""\b
 Examples:
   covid-edge bench drift ../shared/data/cxr             # its test split, as the model card
   covid-edge bench drift new-hospital/ --split all      # every image of new data
+  covid-edge bench drift ../shared/data/cxr --latency-runs 50   # one table: size, accuracy, speed
   covid-edge bench drift data/ --limit 50 --out bench/ --latency bench/latency.json
   covid-edge bench drift data/ --models runs/v1/export --keras runs/v1/model.keras
 
@@ -34,7 +36,8 @@ them out and the report lists them); 2 bad options.
 {DISCLAIMER}"""
 
 
-def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, latency_path) -> str:
+def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, latency_path,
+                  latency_runs=None) -> str:
     words = ["covid-edge", "bench", "drift", str(data_dir)]
     if models_dir is not None:
         words += ["--models", str(models_dir)]
@@ -47,6 +50,8 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
         words += ["--limit", str(limit)]
     if latency_path is not None:
         words += ["--latency", str(latency_path)]
+    if latency_runs:
+        words += ["--latency-runs", str(latency_runs)]
     return shlex.join(words)
 
 
@@ -72,6 +77,10 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
               help="At most N images per class (a seeded random choice), for a quick run.")
 @threads_option
 @runtime_option
+@click.option("--latency-runs", type=click.IntRange(min=1), default=None,
+              help="Also time every TFLite variant here (p50 of N invokes at 1 thread) and "
+                   "add it to the table: formats by size, accuracy, agreement and speed in "
+                   "one command. For thread sweeps and memory use `bench latency`.")
 @click.option("--latency", "latency_path", type=click.Path(exists=True, path_type=Path),
               help="latency.json (or its folder) from `covid-edge bench latency --out`: adds "
                    "p50 at 1 thread to the variants table and its plots to the report.")
@@ -80,7 +89,7 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
 @click.option("--force", is_flag=True, help="Overwrite an earlier report in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, runtime_name,
-          latency_path, out_dir, force, as_json):
+          latency_path, latency_runs, out_dir, force, as_json):
     """Accuracy and agreement of every model variant on labelled X-rays.
 
     Every variant (float32, float16, dynamic-range and int8 TFLite; the Keras
@@ -106,30 +115,35 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
                 raise drifting.DriftError(
                     "the released models are not installed with this copy of covid-edge: pass "
                     "--models DIR, a folder that `covid-edge convert` wrote") from None
+        if latency_path and latency_runs:
+            raise drifting.DriftError("--latency reads a latency report, --latency-runs "
+                                      "measures here: give one of them")
         latency_report = drifting.load_latency(latency_path) if latency_path else None
     except (drifting.DriftError, ReportExistsError) as exc:
         raise click.ClickException(str(exc)) from None
 
     command = _command_line(data_dir, models_dir, keras_path, split, split_file, limit,
-                            latency_path)
+                            latency_path, latency_runs)
     try:
         with contextlib.ExitStack() as stack:
             bars = []
 
             def on_start(count):  # the bar's length is known once the images are chosen
-                click.echo(f"evaluating {count} images with every variant", err=True)
-                bars.append(stack.enter_context(
-                    click.progressbar(length=count, label="bench drift", file=sys.stderr)))
+                if not as_json:
+                    click.echo(f"evaluating {count} images with every variant", err=True)
+                bars.append(stack.enter_context(progress_bar(count, "bench drift", as_json)))
 
             report = drifting.run(
                 data_dir, models_dir, keras_path=keras_path, split=split,
                 split_file=split_file, limit=limit, runtime=runtime_name,
                 threads=threads or default_threads(), latency_report=latency_report,
+                latency_runs=latency_runs,
                 command=command, on_start=on_start, progress=lambda n: bars[0].update(n))
     except drifting.DriftError as exc:
         raise click.ClickException(str(exc)) from None
 
-    click.echo(f"images: {report['selection']['reason']}", err=True)
+    if not as_json:
+        click.echo(f"images: {report['selection']['reason']}", err=True)
     if as_json:
         click.echo(to_json(report), nl=False)
     else:

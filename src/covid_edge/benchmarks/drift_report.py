@@ -123,13 +123,16 @@ def terminal_table(report: dict) -> str:
                      for row in variant_rows(report)]),
         "",
         wrap("sens./spec.: sensitivity/specificity; agree: share of images whose verdict equals "
-             "the reference's (ref); |Δp|: probability difference from the reference; flips: "
-             "images whose verdict differs."),
+             "the reference's (ref); |Δp|: difference of the model's raw probability (before "
+             "calibration: what the variants compute) from the reference's; flips: images "
+             "whose verdict differs."),
     ]
     if report.get("latency"):
         latency = report["latency"]
-        parts.append(f"latency: p50 of inference alone, 1 thread, from {latency['path']} "
-                     f"(measured on {latency['device']})")
+        where = (latency["path"] if latency["path"].startswith("measured")
+                 else f"from {latency['path']}")
+        parts.append(wrap(f"latency: p50 of inference alone, 1 thread, {where}, on "
+                          f"{latency['device']}"))
     if report.get("guard"):
         parts += ["", wrap(guard_line(report))]
     flips = report.get("int8_flips")

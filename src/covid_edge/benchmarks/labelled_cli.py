@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
+from ..progress import progress_bar
 from ..edge_runtime.cli_options import no_guard_option, runtime_option, threads_option
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -114,9 +114,7 @@ def progress(label: str, quiet: bool):
         bars = []
 
         def start(count):
-            if not quiet and sys.stderr.isatty():
-                bars.append(stack.enter_context(
-                    click.progressbar(length=count, label=label, file=sys.stderr)))
+            bars.append(stack.enter_context(progress_bar(count, label, quiet)))
 
         def advance(n=1):
             if bars:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..progress import progress_bar
 from ..edge_runtime.devices import DEVICES
 
 
@@ -154,11 +155,12 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
         "device": device, "runtimes": runtimes, "end_to_end": end_to_end and bool(image_files),
         "images": image_files,
     }
-    click.echo(f"measuring {_count(jobs, 'configuration')} ({_count(entries, 'model')} x "
-               f"{_count(runtimes, 'runtime')} x {_count(targets, 'target')} x "
-               f"{_count(thread_counts, 'thread count')}), each in a fresh process", err=True)
-    with click.progressbar(length=len(jobs), label="bench latency", file=sys.stderr,
-                           item_show_func=lambda job: job.describe() if job else None) as bar:
+    if not as_json:
+        click.echo(f"measuring {_count(jobs, 'configuration')} ({_count(entries, 'model')} x "
+                   f"{_count(runtimes, 'runtime')} x {_count(targets, 'target')} x "
+                   f"{_count(thread_counts, 'thread count')}), each in a fresh process", err=True)
+    with progress_bar(len(jobs), "bench latency", as_json,
+                      item_show_func=lambda job: job.describe() if job else None) as bar:
         result = runner.run_benchmark(entries, jobs, settings, notes,
                                       progress=lambda job, steps: bar.update(steps, job))
 

@@ -25,6 +25,11 @@ class Log:
 
 
 def progress(items, label):
+    from ..progress import wanted
+
+    if not wanted():  # a log file or a pipe: the timestamped lines are the progress
+        yield from items
+        return
     with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
         yield from bar
 
