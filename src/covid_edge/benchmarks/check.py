@@ -19,6 +19,7 @@ from ..edge_runtime.display import probability_text
 from ..image_io import ImageReadError
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, sha256_file
 from ..preprocess import load_pixels
+from .report_format import wrap
 
 SCHEMA = "covid-edge/bench-check/1"
 # Float rounding in a probability stored as JSON: not a difference.
@@ -161,8 +162,8 @@ def terminal_table(result: dict) -> str:
     where = device.get("board_model") or device.get("cpu_model") or device.get("machine")
     steps = tolerance.get("raw_output_steps")
     lines = [
-        f"covid-edge bench check: {model['name']} {model['version']} {model['variant']} "
-        f"({Path(model['file']).name}) on {result['runtime']}, {where}",
+        wrap(f"covid-edge bench check: {model['name']} {model['version']} {model['variant']} "
+             f"({Path(model['file']).name}) on {result['runtime']}, {where}"),
         "tolerance: " + (f"{steps} int8 output steps and " if steps is not None else "")
         + f"{float(tolerance['probability']):.6f} in probability",
         "",
