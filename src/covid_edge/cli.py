@@ -13,6 +13,8 @@ COMMANDS = {
     "train": "covid_edge.convert.train_cli:train",
     "convert": "covid_edge.convert.convert_cli:convert",
     "export-onnx": "covid_edge.convert.onnx_cli:export_onnx",
+    "train-lungs": "covid_edge.convert.lungs_train_cli:train_lungs",
+    "convert-lungs": "covid_edge.convert.lungs_convert_cli:convert_lungs",
     "classify": "covid_edge.edge_runtime.classify_cli:classify",
     "info": "covid_edge.edge_runtime.info_cli:info",
     "explain": "covid_edge.edge_runtime.explain_cli:explain",

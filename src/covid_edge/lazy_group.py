@@ -13,7 +13,8 @@ import click
 from . import install_hint
 
 # The install extra that brings a command's third-party imports.
-EXTRAS = {"train": "train", "convert": "train", "serve": "serve", "kiosk": "serve"}
+EXTRAS = {"train": "train", "convert": "train", "train-lungs": "train",
+          "convert-lungs": "train", "serve": "serve", "kiosk": "serve"}
 
 
 class LazyGroup(click.Group):

@@ -1,0 +1,84 @@
+"""`covid-edge train-lungs DATA --out RUN_DIR` (and `--pack FILE.npz`)"""
+
+from __future__ import annotations
+
+import click
+
+from .. import DISCLAIMER
+from .train_cli import Log, progress
+
+
+@click.command("train-lungs", epilog=DISCLAIMER)
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run folder for model.keras, run.json, history.csv and split.csv.")
+@click.option("--pack", "pack_path", type=click.Path(dir_okay=False),
+              help="Only read DATA (a lungs folder) through the preprocessing and save it as "
+                   "this .npz, which DATA can then be (for training on another machine).")
+@click.option("--hold-out", type=click.Choice(["montgomery", "shenzhen", "jsrt", "kermany-v7"]),
+              default=None, help="Leave this source out of training and score it as the test "
+                                 "set (leave-one-source-out evaluation).")
+@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 512),
+              help="Square input side in pixels (divisible by 2**depth).")
+@click.option("--base-filters", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--depth", default=4, show_default=True, type=click.IntRange(1, 6))
+@click.option("--decoder-convs", default=1, show_default=True, type=click.IntRange(1, 2),
+              help="Convolutions per decoder level.")
+@click.option("--separable/--full-convs", default=True, show_default=True,
+              help="Depthwise-separable convolutions after the first layer (faster on CPUs).")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--learning-rate", default=2e-3, show_default=True, type=float)
+@click.option("--limit-per-source", type=click.IntRange(1), default=None,
+              help="Use only the first N pairs of each source (quick trials, tests).")
+@click.option("--max-minutes", type=click.FloatRange(0.1), default=None,
+              help="Stop training after this long (the best epoch so far is kept).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
+def train_lungs(data, out_dir, pack_path, hold_out, image_size, base_filters, depth,
+                decoder_convs, separable, epochs,
+                batch_size, learning_rate, limit_per_source, max_minutes, seed, force):
+    """Train the U-Net lung segmenter on image + lung-mask pairs.
+
+    DATA is ../shared/data/lungs (MANIFEST.csv, images/, masks/) or a pack of it made with
+    --pack. Needs Keras (the [train] extra); any Keras backend trains it
+    (KERAS_BACKEND=jax on a GPU machine).
+
+    \b
+    Examples:
+      covid-edge train-lungs ../shared/data/lungs --out runs/lungs
+      covid-edge train-lungs ../shared/data/lungs --hold-out jsrt --out runs/lungs-loso-jsrt
+      covid-edge train-lungs ../shared/data/lungs --pack lungs-128.npz
+    Next: covid-edge convert-lungs RUN_DIR --data ../shared/data/lungs --out models/lungs
+    """
+    try:
+        import keras  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "training needs Keras: pip install 'covid-edge[train]'") from None
+    from . import lungs_data
+    from .lungs_train import LungTrainConfig, spec_for, train
+
+    try:
+        if pack_path:
+            loaded = lungs_data.load_folder(data, spec_for(image_size), progress,
+                                            limit_per_source)
+            lungs_data.save_pack(loaded, pack_path)
+            click.echo(f"packed {len(loaded)} pairs at {image_size}px into {pack_path}")
+            return
+        if not out_dir:
+            raise click.UsageError("give --out RUN_DIR (or --pack FILE.npz)")
+        config = LungTrainConfig(
+            data=data, out_dir=out_dir, image_size=image_size, base_filters=base_filters,
+            depth=depth, decoder_convs=decoder_convs, separable=separable, batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+            hold_out=hold_out, limit_per_source=limit_per_source, max_minutes=max_minutes,
+            seed=seed)
+        summary = train(config, Log(), progress, force=force)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    part = "test" if hold_out else "val"
+    overall = summary["metrics_float"][part]["all"]
+    click.echo(f"{part}: Dice {overall['dice_mean']:.4f} (p5 {overall['dice_p5']:.4f}), "
+               f"IoU {overall['iou_mean']:.4f}")
+    click.echo(f"model and report in {out_dir}; next: covid-edge convert-lungs {out_dir} "
+               "--data DATA --out DIR")
