@@ -1,7 +1,8 @@
 """The one preprocessing implementation: training, int8 calibration and the device all call it.
 
-file -> upright 8-bit grayscale (image_io) -> resize to the model's size -> float32
-x * scale + offset -> the gray channel replicated to the model's channel count.
+file -> upright 8-bit grayscale (image_io) -> [crop to the lung fields plus a margin, when the
+spec says crop="lungs"] -> resize to the model's size -> float32 x * scale + offset -> the gray
+channel replicated to the model's channel count.
 
 The spec travels with the model in its model card, so the runtime never guesses.
 """
@@ -25,6 +26,9 @@ _FILTERS = {
 }
 
 
+CROP_MODES = (None, "lungs")
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     height: int = 224
@@ -40,6 +44,13 @@ class PreprocessSpec:
     # half-way between two int8 values and pairs of grey levels would merge.
     scale: float = 1.0 / 127.5
     offset: float = -128.0 / 127.5
+    # Crop mode: "lungs" crops the grey picture to the lung model's bounding box around the
+    # lung fields, widened by crop_margin of the box's width and height on every side, before
+    # the resize (pictures without lung fields are used whole). None: the whole picture.
+    crop: str | None = None
+    crop_margin: float = 0.1
+    # The lung model the crop was trained with (its sha256): another one moves the crop.
+    crop_model_sha256: str | None = None
 
     def to_dict(self) -> dict:
         described = asdict(self)
@@ -56,6 +67,9 @@ class PreprocessSpec:
         spec = cls(**known)
         if spec.resize_filter not in _FILTERS:
             raise ValueError(f"unknown resize filter {spec.resize_filter!r}")
+        if spec.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {spec.crop!r}; covid-edge knows "
+                             f"{', '.join(str(m) for m in CROP_MODES)}")
         return spec
 
     @property
@@ -63,11 +77,63 @@ class PreprocessSpec:
         return (self.height, self.width, self.channels)
 
 
-def load_pixels(path: str | Path | BinaryIO, spec: PreprocessSpec) -> np.ndarray:
+def load_pixels(path: str | Path | BinaryIO, spec: PreprocessSpec, lungs=None) -> np.ndarray:
     """Read a file (a path or a binary file object) into a uint8 (height, width) array at the
-    model's size."""
+    model's size. A crop-mode spec runs the lung model (`lungs`, a LungSegmenter; default the
+    released one) on the decoded picture, as the device does."""
     gray = read_grayscale(path, target_size=(spec.width, spec.height))
+    lung = None
+    if spec.crop == "lungs":
+        lung = (lungs or default_lung_segmenter()).segment(gray)
+    return prepare_gray(gray, spec, lung)
+
+
+def prepare_gray(gray: Image.Image, spec: PreprocessSpec, lung=None) -> np.ndarray:
+    """The decoded grey picture -> uint8 pixels at the model's size: the crop (when the spec
+    asks for one; `lung` is the lung model's result on this picture) and the resize."""
+    if spec.crop == "lungs":
+        if lung is None:
+            raise ValueError("this preprocessing crops to the lungs: give the lung model's result")
+        gray = crop_to_box(gray, lung.geometry.bbox, spec.crop_margin)
     return resize_gray(gray, spec)
+
+
+def crop_box(bbox: tuple[float, float, float, float] | None, size: tuple[int, int],
+             margin: float) -> tuple[int, int, int, int] | None:
+    """A (x0, y0, x1, y1) box in 0..1 of the picture -> pixel box (left, top, right, bottom)
+    widened by `margin` of its width and height on each side and kept inside the picture;
+    None for no box."""
+    if bbox is None:
+        return None
+    width, height = size
+    x0, y0, x1, y1 = bbox
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    # Rounded first, so that float error (0.86 * 100 = 86.00000000000001) moves no edge.
+    left = max(0, int(np.floor(round((x0 - dx) * width, 6))))
+    top = max(0, int(np.floor(round((y0 - dy) * height, 6))))
+    right = min(width, int(np.ceil(round((x1 + dx) * width, 6))))
+    bottom = min(height, int(np.ceil(round((y1 + dy) * height, 6))))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return left, top, right, bottom
+
+
+def crop_to_box(gray: Image.Image, bbox, margin: float) -> Image.Image:
+    box = crop_box(bbox, gray.size, margin)
+    return gray if box is None else gray.crop(box)
+
+
+_default_lungs = None
+
+
+def default_lung_segmenter():
+    """The released lung model, loaded once (training and calibration of a crop-mode model)."""
+    global _default_lungs
+    if _default_lungs is None:
+        from .edge_runtime.lungs import LungSegmenter
+
+        _default_lungs = LungSegmenter.load()
+    return _default_lungs
 
 
 def resize_gray(gray: Image.Image, spec: PreprocessSpec) -> np.ndarray:

@@ -131,9 +131,20 @@ def run(models_dir: Path, runtime: str | None = None, threads: int | None = None
             notes.append(f"every reference output is at an end of the int8 range ({limits.min} "
                          f"or {limits.max}): this check can show only gross differences; "
                          "`covid-edge bench drift` on labelled images is the finer test")
+    lungs = None
+    if (models_dir / "lungs").is_dir():  # the lung model ships beside the classifier
+        from . import lungs_check
+
+        lungs = lungs_check.run(models_dir / "lungs", runtime=runtime, threads=threads)
+        if not lungs["passed"]:
+            problems.append("the lung model's outputs differ from its reference: "
+                            + "; ".join(lungs["problems"] + [f"{r['file']}: {r['reason']}"
+                                                             for r in lungs["images"]
+                                                             if not r["passed"]]))
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "lungs": lungs,
         "disclaimer": DISCLAIMER,
         "model": {"name": card.get("name"), "version": card.get("version"), "variant": variant,
                   "file": str(model_path), "sha256_matches_card": not model_changed},
@@ -180,6 +191,14 @@ def terminal_table(result: dict) -> str:
             f"  {row['file']}")
         if row["reason"]:
             lines.append(f"        {row['reason']}")
+    lungs = result.get("lungs")
+    if lungs:
+        passed = sum(row["passed"] for row in lungs["images"])
+        worst = max((row.get("max_steps") or 0 for row in lungs["images"]), default=0)
+        lines += ["", f"lung model {lungs['model']['name']} {lungs['model']['version']}: "
+                      f"{passed}/{len(lungs['images'])} sample masks reproduced (max "
+                      f"{worst} int8 steps per pixel, tolerance "
+                      f"{lungs['tolerance']['raw_output_steps']})"]
     lines.append("")
     for problem in result["problems"]:
         lines.append(f"problem: {problem}")

@@ -270,7 +270,7 @@ def probe_edgetpu(runtime_name: str) -> dict:
 
 
 def compare(results: list[dict], models: list[dict], reference_goal: float = 1.10,
-            float_goal: float = 2.0) -> list[dict]:
+            float_goal: float = 2.0, lungs_goal: float = 0.5) -> list[dict]:
     """Our int8 p50 over the reference's and our float32's over int8's, in the same run,
     configuration by configuration (runtime, target, XNNPACK, threads)."""
     ok = [r for r in results if r.get("status") == "ok"]
@@ -316,7 +316,20 @@ def compare(results: list[dict], models: list[dict], reference_goal: float = 1.1
                     "goal": f">= {float_goal:.1f}x at 1 thread",
                     "met": (speedup >= float_goal) if r["threads"] == 1 else None,
                 }
-            if "reference" in row or "float32" in row:
+            lungs = next((m for m in models if m.get("role") == "lungs"
+                          and m.get("card_dir") == model.get("card_dir")), None)
+            lung = by_key.get((lungs["label"], *key)) if lungs else None
+            if lung is not None:
+                # The lung model runs before the classifier on every image (guard, crop).
+                ratio = lung["inference"]["p50_ms"] / r["inference"]["p50_ms"]
+                row["lungs"] = {
+                    "model": lungs["label"], "p50_ms": lung["inference"]["p50_ms"],
+                    "ratio": ratio,
+                    "ratio_of_min": lung["inference"]["min_ms"] / r["inference"]["min_ms"],
+                    "goal": f"<= {lungs_goal:.2f} of the classifier's at 1 thread",
+                    "met": (ratio <= lungs_goal) if r["threads"] == 1 else None,
+                }
+            if "reference" in row or "float32" in row or "lungs" in row:
                 comparisons.append(row)
     return comparisons
 
@@ -327,12 +340,13 @@ def goal_summary(comparisons: list[dict]) -> list[dict]:
     for c in comparisons:
         if c["threads"] != 1 or c["xnnpack"] is False:
             continue
-        ref, f32 = c.get("reference") or {}, c.get("float32") or {}
+        ref, f32, lungs = c.get("reference") or {}, c.get("float32") or {}, c.get("lungs") or {}
         summary.append({
             "model": c["model"], "runtime": c["runtime"], "target": c["target"],
             "xnnpack": c["xnnpack"],
             "int8_over_reference": ref.get("ratio"), "reference_goal_met": ref.get("met"),
             "reference_comparable": ref.get("comparable"),
             "float32_over_int8": f32.get("speedup"), "float32_goal_met": f32.get("met"),
+            "lungs_over_int8": lungs.get("ratio"), "lungs_goal_met": lungs.get("met"),
         })
     return summary

@@ -105,6 +105,9 @@ def goal_lines(report: dict) -> list[str]:
         if g["float32_over_int8"] is not None:
             verdict = "met" if g["float32_goal_met"] else "MISSED"
             parts.append(f"float32/int8 {g['float32_over_int8']:.2f}x (>= 2: {verdict})")
+        if g.get("lungs_over_int8") is not None:
+            verdict = "met" if g["lungs_goal_met"] else "MISSED"
+            parts.append(f"lungs/int8 {g['lungs_over_int8']:.2f} (<= 0.50: {verdict})")
         if parts:
             lines.append(f"{where}: {'; '.join(parts)}")
     return lines

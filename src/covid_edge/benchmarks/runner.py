@@ -136,12 +136,32 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
             continue  # the same file given twice
         labels.add(label)
         models.append(_model_entry(file, label, "ours" if variant else "other", variant, card_dir))
+    for card_dir in card_dirs:
+        lungs = _lung_model_beside(card_dir)
+        if lungs is not None and str(lungs) not in {m["path"] for m in models}:
+            label = "lungs" if len(card_dirs) == 1 else f"{card_dir.name}/lungs"
+            models.append(_model_entry(lungs, label, "lungs", None, card_dir))
     if reference is not None:
         path = Path(reference)
         if not path.is_file():
             raise BenchmarkError(f"{path}: no such reference model")
         models.append(_model_entry(path, "reference", "reference"))
     return models
+
+
+def _lung_model_beside(card_dir: Path) -> Path | None:
+    """The lung model (models/lungs/) that runs with the classifier in this folder, if any:
+    every classified image pays for it too."""
+    import json
+
+    from ..edge_runtime.lungs import LUNG_CARD_FILENAME, LUNG_DIR
+
+    card_path = Path(card_dir) / LUNG_DIR / LUNG_CARD_FILENAME
+    try:
+        path = card_path.parent / json.loads(card_path.read_text(encoding="utf-8"))["file"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return path if path.is_file() else None
 
 
 def resolve_images(images_dir: str | None, models: list[dict]) -> list[str]:

@@ -145,6 +145,14 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
         card["leave_one_source_out"] = loso_summary(loso, LUNG_CARD_FILENAME)
     (out_dir / LUNG_CARD_FILENAME).write_text(json.dumps(card, indent=2) + "\n",
                                               encoding="utf-8")
+    # The release (models/lungs) gets reference outputs on the bundled samples (models/samples)
+    # for `covid-edge bench check`.
+    samples = sorted(p for p in (out_dir.parent / "samples").glob("*")
+                     if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if samples:
+        from ..benchmarks.lungs_check import write_reference
+
+        card["reference_outputs"] = write_reference(out_dir, samples, LUNG_CARD_FILENAME)
     return card
 
 

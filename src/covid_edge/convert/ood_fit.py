@@ -27,7 +27,7 @@ from ..edge_runtime.guard import (DETAIL_MARGIN, NOT_CHEST_XRAY, OOD_STATS_FILEN
                                   FeatureDistance, ImageChecks, fine_detail)
 from ..image_io import read_image
 from ..model_card import sha256_file
-from ..preprocess import load_pixels, resize_gray
+from ..preprocess import load_pixels
 from . import non_xray
 
 DEFAULT_COMPONENTS = 32
@@ -119,7 +119,7 @@ def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
     for image in non_xray.build_tuning(folder, seed=seed):
         decoded = read_image(image.path, target_size=(classifier.spec.width,
                                                       classifier.spec.height))
-        pixels = resize_gray(decoded.gray, classifier.spec)
+        pixels = classifier.pixels_from_gray(decoded.gray)[0]
         reason = checks.reason(pixels, decoded.colourfulness, decoded.size)
         rows.append({"image": image.name, "source": image.source,
                      "caught_by_image_checks": _reason_kind(reason) if reason else None})
@@ -291,7 +291,7 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
 
 def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
     decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height))
-    pixels = resize_gray(decoded.gray, plain.spec)
+    pixels = plain.pixels_from_gray(decoded.gray)[0]
     _, _, features, _ = plain.infer_with_features(plain.prepare_input(pixels))
     return float(stats.distance(features))
 

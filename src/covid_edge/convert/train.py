@@ -41,6 +41,7 @@ class TrainConfig:
     dropout: float = 0.2
     target_sensitivity: float = 0.98
     corner_erase: float = 0.5
+    crop: str | None = None  # "lungs": crop to the lung fields before the resize (preprocess)
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     limit_per_class: int | None = None
     seed: int = 0
@@ -169,6 +170,12 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     spec = PreprocessSpec(height=config.image_size, width=config.image_size)
+    if config.crop:
+        from ..preprocess import default_lung_segmenter
+
+        spec = PreprocessSpec(height=config.image_size, width=config.image_size, crop=config.crop,
+                              crop_model_sha256=default_lung_segmenter().card.get("sha256"))
+        log(f"crop mode {config.crop}: lung model {spec.crop_model_sha256[:12]}")
 
     items = select_items(dataset.scan(data_dir), config.limit_per_class, config.seed)
     labels = dataset.label_indices(items)

@@ -60,13 +60,17 @@ def progress(items, label):
 @click.option("--corner-erase", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of training images whose corners are painted flat grey, so the model "
                    "cannot lean on side markers and burned-in text there (0: off).")
+@click.option("--crop", type=click.Choice(["lungs"]), default=None,
+              help="Crop every X-ray to the lung fields (the lung model's bounding box plus a "
+                   "margin) before the resize; recorded in the model card, so the device "
+                   "crops the same way.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None,
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_tune_epochs,
-          fine_tune_from, target_sensitivity, corner_erase, limit_per_class, seed, force,
+          fine_tune_from, target_sensitivity, corner_erase, crop, limit_per_class, seed, force,
           verbose):
     """Train MobileNetV2 to tell COVID-19 from normal chest X-rays.
 
@@ -95,7 +99,7 @@ def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_
         data_dir=data_dir, out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
-        corner_erase=corner_erase,
+        corner_erase=corner_erase, crop=crop,
         limit_per_class=limit_per_class, seed=seed)
     try:
         summary = run_training(config, Log(), progress, force=force)

@@ -22,11 +22,13 @@ from ..image_io import ImageReadError, read_image
 from ..model_card import (CARD_FILENAME, ModelCardError, card_for_model, load_card,
                           preprocess_spec, released_models_dir, sha256_file, variant_entry)
 from ..native_stderr import filtered_native_stderr
-from ..preprocess import quantize, resize_gray, to_model_input
+from ..preprocess import prepare_gray, quantize, to_model_input
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
 from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
 from .interpreter import Runtime, RuntimeNotFound, select_runtime
+from .lung_guard import LungRule
+from .lungs import LUNG_DIR, LungModelError, LungResult, LungSegmenter
 
 # Every TFLite flatbuffer carries this file identifier at bytes 4..8.
 TFLITE_IDENTIFIER = b"TFL3"
@@ -60,6 +62,7 @@ class Prediction:
     raw_probability: float | None = None  # the model's own output, before calibration
     reason: str | None = None  # why the verdict is NOT_CHEST_XRAY
     ood_distance: float | None = None  # feature distance, when the guard's feature test ran
+    lungs: dict | None = None  # lung geometry (edge_runtime/lungs.py), when the lung model ran
 
     @property
     def ok(self) -> bool:
@@ -76,6 +79,7 @@ class Prepared:
     path: str
     input_tensor: np.ndarray
     elapsed_ms: float  # spent decoding, checking and preparing it
+    lungs: dict | None = None  # lung geometry, carried to the Prediction
 
 
 def integer_input_map(spec, input_details: dict):
@@ -121,7 +125,9 @@ class Classifier:
 
     def __init__(self, interpreter, runtime: Runtime, card: dict, variant: str,
                  model_path: Path, num_threads: int | None, device: DeviceChoice | None = None,
-                 guard: bool = True):
+                 guard: bool = True, lungs: "LungSegmenter | None | str" = "auto"):
+        """lungs: the lung model (guard's frontal-film check, crop mode); "auto" loads the one
+        beside the model, else the released one."""
         self.interpreter = interpreter
         self.runtime = runtime
         self.device = device or DeviceChoice("cpu", "cpu", model_path)
@@ -149,6 +155,17 @@ class Classifier:
         # Where normalising then quantizing is a fixed map of the 256 grey levels (int8 input,
         # lossless spec: pixel - 128), a table does it without float arithmetic.
         self._integer_input = integer_input_map(self.spec, self.input_details)
+        # The lung model: the guard's frontal-film check and the crop mode's bounding box.
+        lung_notes = []
+        if lungs == "auto":
+            lungs, lung_notes = _load_lungs(
+                model_path, runtime.name if isinstance(runtime, Runtime) else None, self.spec,
+                guard)
+        self.lungs = lungs
+        self.lung_rule = LungRule.from_dict((card.get("ood_guard") or {}).get("lung_rule")
+                                            or (lungs.card.get("guard_rule") if lungs else None))
+        if self.guard is not None:
+            self.guard.notes.extend(lung_notes)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -280,14 +297,35 @@ class Classifier:
         """The model's probability -> the calibrated probability people are shown."""
         return float(self.calibration.apply(probability))
 
+    def segment_lungs(self, gray) -> LungResult | None:
+        """The lung model on a grey picture (PIL image or uint8 array); None without one.
+        Thread-safe (the segmenter holds a lock): prepare_* may run in several threads."""
+        if self.lungs is None:
+            return None
+        # The kiosk asks twice for the same decoded picture (crop, then guard): reuse.
+        last = getattr(self, "_last_lung", None)
+        if last is not None and last[0] is gray:
+            return last[1]
+        result = self.lungs.segment(gray)
+        self._last_lung = (gray, result)
+        return result
+
+    def pixels_from_gray(self, gray) -> tuple[np.ndarray, LungResult | None]:
+        """The decoded grey picture -> (model-size pixels, lung result): covid_edge.preprocess
+        (prepare_gray), with the crop to the lungs when the card's spec asks for it."""
+        lung = self.segment_lungs(gray) if (self.guard is not None or self.spec.crop) else None
+        return prepare_gray(gray, self.spec, lung), lung
+
     def classify_pixels(self, pixels: np.ndarray, path: str = "<pixels>", *,
                         colourfulness: float | None = None,
-                        size: tuple[int, int] | None = None) -> Prediction:
+                        size: tuple[int, int] | None = None, gray=None,
+                        lung: LungResult | None = None) -> Prediction:
         """Classify model-size uint8 pixels. colourfulness and size (width, height) describe the
         picture before it became gray and small (image_io.read_image); the guard's colour and
-        aspect-ratio checks skip what is not given."""
+        aspect-ratio checks skip what is not given. The lung check runs on `lung` if given, else
+        on the lung model's view of `gray` (the decoded picture), else of `pixels`."""
         return self.finish(self.prepare_pixels(pixels, path, colourfulness=colourfulness,
-                                               size=size))
+                                               size=size, gray=gray, lung=lung))
 
     def classify_file(self, path: str | Path) -> Prediction:
         """Classify one file; an unreadable file gives a Prediction whose `error` says why."""
@@ -305,22 +343,29 @@ class Classifier:
         except ImageReadError as exc:
             return Prediction(str(path), None, None, self.threshold, None, None,
                               self.runtime_label, error=str(exc))
-        pixels = resize_gray(decoded.gray, self.spec)  # = preprocess.load_pixels
+        pixels, lung = self.pixels_from_gray(decoded.gray)  # = preprocess.load_pixels
         return self.prepare_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
-                                   size=decoded.size, start=start)
+                                   size=decoded.size, start=start, lung=lung)
 
     def prepare_pixels(self, pixels: np.ndarray, path: str = "<pixels>", *,
                        colourfulness: float | None = None, size: tuple[int, int] | None = None,
-                       start: float | None = None) -> "Prepared | Prediction":
+                       start: float | None = None, gray=None,
+                       lung: LungResult | None = None) -> "Prepared | Prediction":
         start = time.perf_counter() if start is None else start
+        lung_geometry = None
         if self.guard is not None:
             reason = self.guard.image_reason(pixels, colourfulness, size)
+            if not reason and self.lungs is not None:
+                lung = lung or self.segment_lungs(pixels if gray is None else gray)
+                lung_geometry = lung.geometry.to_dict()
+                reason = self.lung_rule.reason(lung.geometry)
             if reason:
                 return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
                                   (time.perf_counter() - start) * 1000.0, self.runtime_label,
-                                  reason=reason)
+                                  reason=reason, lungs=lung_geometry)
         input_tensor = self.prepare_input(pixels)
-        return Prepared(str(path), input_tensor, (time.perf_counter() - start) * 1000.0)
+        return Prepared(str(path), input_tensor, (time.perf_counter() - start) * 1000.0,
+                        lung_geometry)
 
     def finish(self, prepared: "Prepared | Prediction") -> Prediction:
         """Inference, the feature test and the verdict for a prepared input. total_ms is the
@@ -336,11 +381,13 @@ class Classifier:
             if reason:
                 return Prediction(path, None, NOT_CHEST_XRAY, self.threshold, latency_ms,
                                   prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0,
-                                  self.runtime_label, reason=reason, ood_distance=distance)
+                                  self.runtime_label, reason=reason, ood_distance=distance,
+                                  lungs=prepared.lungs)
         total_ms = prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0
         return Prediction(path, self.calibrated(probability), self.verdict(probability),
                           self.threshold, latency_ms, total_ms, self.runtime_label,
-                          raw_probability=probability, ood_distance=distance)
+                          raw_probability=probability, ood_distance=distance,
+                          lungs=prepared.lungs)
 
     # -- description -----------------------------------------------------------------------
 
@@ -355,6 +402,7 @@ class Classifier:
             "input_dtype": np.dtype(self.input_details["dtype"]).name,
             "device": self.device.device,
             "guard": self.describe_guard(),
+            "lung_model": self.lungs.describe() if self.lungs is not None else None,
             "calibration": {"method": "temperature scaling",
                             "temperature": self.calibration.temperature,
                             "model_threshold": self.model_threshold,
@@ -370,6 +418,8 @@ class Classifier:
             "enabled": True,
             "image_checks": self.guard.checks.to_dict(),
             "feature_test": features is not None,
+            "lung_check": self.lungs is not None,
+            "lung_rule": self.lung_rule.to_dict() if self.lungs is not None else None,
             "feature_threshold": None if features is None else features.threshold,
             "notes": list(self.guard.notes),
         }
@@ -386,6 +436,28 @@ def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifie
         raise ModelError(f"{model_path.name}: the ONNX backend cannot load it "
                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
                          ) from None
+
+
+def _load_lungs(model_path: Path, runtime: str | None, spec, guard: bool
+                ) -> tuple[LungSegmenter | None, list[str]]:
+    """The lung model beside the classifier (DIR/lungs/), else the released one. Without it
+    the guard runs its other checks and says so; a crop-mode model cannot run at all."""
+    if not guard and not spec.crop:
+        return None, []
+    beside = model_path.parent / LUNG_DIR
+    try:
+        lungs = LungSegmenter.load(beside if beside.is_dir() else None, runtime=runtime)
+    except LungModelError as exc:
+        if spec.crop:
+            raise ModelError(f"this model crops to the lungs, but the lung model cannot be "
+                             f"loaded: {exc}") from None
+        return None, [f"lung model not loaded ({exc}): the frontal-film check is off"]
+    if spec.crop and spec.crop_model_sha256 and lungs.card.get("sha256") != spec.crop_model_sha256:
+        warnings.warn(ModelIntegrityWarning(
+            f"this model was trained on crops by lung model {spec.crop_model_sha256[:12]}, but "
+            f"{lungs.model_path} is {str(lungs.card.get('sha256'))[:12]}: crops may differ"),
+            stacklevel=3)
+    return lungs, []
 
 
 def _resolve_model_path(model_path: str | Path | None) -> Path:

@@ -58,7 +58,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .. import DISCLAIMER
 from ..image_io import read_grayscale
-from ..preprocess import resize_gray
+from . import explain_lungs
 from .classifier import Classifier
 
 OCCLUDERS = ("blur", "mean")
@@ -111,6 +111,9 @@ class Explanation:
     elapsed_ms: float  # input assembly + every invoke, the whole map
     invoke_ms: float  # the interpreter's invokes alone
     pixels: np.ndarray = field(repr=False)  # uint8 (height, width): what the model saw
+    # bool (height, width): the lung fields on `pixels` (explain_lungs.attach_lungs), or None
+    lung_mask: np.ndarray | None = field(default=None, repr=False)
+    cropped: bool = False  # the model saw a crop to the lungs (preprocess crop mode)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -143,6 +146,7 @@ class Explanation:
             "max_rise": max(float(-self.heatmap.min()), 0.0),  # strongest evidence against
             "peak_xy": [int(peak[1]), int(peak[0])],  # in model-input pixels
             "colour_scale": self.colour_scale,
+            **explain_lungs.figures(self),
         }
 
 
@@ -332,7 +336,8 @@ def sigmoid(log_odds: float) -> float:
 def explain_gray(classifier: Classifier, gray: Image.Image, **options) -> Explanation:
     """An 8-bit grayscale picture of any size (as read_grayscale returns), resized exactly as
     `classify` resizes it. Like explain_pixels, no out-of-distribution check."""
-    return explain_pixels(classifier, resize_gray(gray, classifier.spec), **options)
+    explanation = explain_pixels(classifier, classifier.pixels_from_gray(gray)[0], **options)
+    return explain_lungs.attach_lungs(classifier, explanation)
 
 
 def explain_to_png(classifier: Classifier, gray: Image.Image, name: str = "",
@@ -362,8 +367,10 @@ def colourize(heatmap: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray
     return COLOUR_MAP[index], np.abs(normalized) * MAX_OVERLAY_ALPHA
 
 
-def overlay(gray: Image.Image, heatmap: np.ndarray, scale: float, display: int) -> Image.Image:
-    """The X-ray at display x display (squeezed as the model squeezes it) under the heatmap."""
+def overlay(gray: Image.Image, heatmap: np.ndarray, scale: float, display: int,
+            lung_mask: np.ndarray | None = None) -> Image.Image:
+    """The X-ray at display x display (squeezed as the model squeezes it) under the heatmap,
+    with the lung fields' contour when a mask is given."""
     xray = np.asarray(gray.resize((display, display), Image.Resampling.BILINEAR),
                       dtype=np.float64)
     # Bilinear upsampling of the scores keeps the map as coarse as the patches really are,
@@ -372,7 +379,8 @@ def overlay(gray: Image.Image, heatmap: np.ndarray, scale: float, display: int) 
         (display, display), Image.Resampling.BILINEAR))
     colour, alpha = colourize(scores, scale)
     blended = xray[..., None] * (1.0 - alpha[..., None]) + colour * alpha[..., None]
-    return Image.fromarray(np.rint(blended).astype(np.uint8))
+    picture = Image.fromarray(np.rint(blended).astype(np.uint8))
+    return picture if lung_mask is None else explain_lungs.draw_contour(picture, lung_mask)
 
 
 @dataclass(frozen=True)
@@ -447,7 +455,10 @@ def render(explanation: Explanation, gray: Image.Image, name: str = "",
         draw.text((m, m + 43), _fit(draw, name, small, text_width), fill="#555555", font=small)
 
     top = m + layout.title_height
-    canvas.paste(overlay(gray, explanation.heatmap, scale, display), (m, top))
+    if explanation.cropped:  # crop mode: show the crop the model saw, not the whole film
+        gray = Image.fromarray(explanation.pixels)
+    canvas.paste(overlay(gray, explanation.heatmap, scale, display, explanation.lung_mask),
+                 (m, top))
 
     # Colour bar: +scale (toward covid, red) at the top, -scale (toward normal, blue) below.
     bar_left = m + display + layout.bar_gap
@@ -473,9 +484,14 @@ def render(explanation: Explanation, gray: Image.Image, name: str = "",
     positive = explanation.positive_label
     measure = (f"the log-odds of {positive} (+1: odds divided by 2.7)"
                if explanation.score == LOG_ODDS else f"P({positive})")
+    lungs = explain_lungs.figures(explanation).get("positive_evidence_in_lungs")
+    lung_note = ("" if explanation.lung_mask is None else
+                 " Gold line: the lung fields (lung model)" +
+                 ("." if lungs is None else f", holding {lungs:.0%} of the red evidence."))
     legend = (f"Colour = drop in {measure} when a region is hidden. Red: the region pushed "
-              f"the model toward {positive}; blue: toward {explanation.negative_label}. It "
-              "shows what the model used, not that it is medically meaningful.")
+              f"the model toward {positive}; blue: toward {explanation.negative_label}."
+              f"{lung_note} It shows what the model used, not that it is medically "
+              "meaningful.")
     disclaimer = _wrap(draw, DISCLAIMER, small, text_width)
     # The disclaimer is never cut; the legend gives way if a font runs wide.
     lines = _wrap(draw, legend, small, text_width)[:layout.footer_lines - len(disclaimer)]

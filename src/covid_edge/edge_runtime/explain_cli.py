@@ -10,11 +10,11 @@ import click
 
 from .. import DISCLAIMER
 from ..image_io import ImageReadError, read_image
-from ..preprocess import resize_gray
 from .classifier import ModelError, load_with_messages
 from .explain import (DEFAULT_DISPLAY, LOG_ODDS, OCCLUDERS, count_inferences, default_patch,
                       default_stride, explain_pixels, patch_starts, render)
 from .explain_coarse import DEFAULT_BUDGET, expected_inferences, explain_pixels_coarse
+from .explain_lungs import attach_lungs
 from .guard import NOT_CHEST_XRAY
 from .cli_options import no_guard_option, runtime_option, threads_option
 
@@ -118,10 +118,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         decoded = read_image(image, target_size=(classifier.spec.width, classifier.spec.height))
     except ImageReadError as exc:
         _fail(f"{image}: {exc}", EXIT_UNREADABLE, as_json)
-    pixels = resize_gray(decoded.gray, classifier.spec)
+    pixels, lung = classifier.pixels_from_gray(decoded.gray)
     # The same check `classify` makes: a map of what the model sees in a photo means nothing.
     prediction = classifier.classify_pixels(pixels, str(image), size=decoded.size,
-                                            colourfulness=decoded.colourfulness)
+                                            colourfulness=decoded.colourfulness, lung=lung)
     if prediction.verdict == NOT_CHEST_XRAY:
         _fail(f"{image}: {NOT_CHEST_XRAY}: {prediction.reason}; no heatmap written "
               "(--no-guard explains it anyway)", EXIT_UNREADABLE, as_json)
@@ -141,6 +141,7 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
     else:
         explanation = method(classifier, pixels, patch=patch, stride=stride, occluder=occluder)
 
+    attach_lungs(classifier, explanation)
     figure = render(explanation, decoded.gray, image.name, display)
     try:
         figure.save(output, format="PNG")
@@ -172,6 +173,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
                    f"(red, evidence for {classifier.positive_label}) and raises it by up to "
                    f"{figures['max_rise']:.2f} (blue, evidence for "
                    f"{classifier.negative_label})")
+        if figures.get("positive_evidence_in_lungs") is not None:
+            click.echo(f"{figures['positive_evidence_in_lungs']:.0%} of the evidence for "
+                       f"{classifier.positive_label} lies inside the lung fields (gold "
+                       f"contour; they cover {figures['lung_area_share']:.0%} of the picture)")
         click.echo(DISCLAIMER)
     click.get_current_context().exit(EXIT_OK)
 

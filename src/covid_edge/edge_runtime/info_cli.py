@@ -96,6 +96,29 @@ def model_report(model_path: Path | None) -> dict:
         "samples": samples,
         "ood_guard": _guard_summary(card.get("ood_guard")),
         "calibration": _calibration_summary(card.get("calibration")),
+        "lung_model": lung_model_report(directory),
+    }
+
+
+def lung_model_report(directory: Path) -> dict | None:
+    """The lung model that runs with this classifier (DIR/lungs, else the released one)."""
+    from .lungs import LUNG_DIR, LungModelError, default_model_path, load_lung_card
+
+    folder = directory / LUNG_DIR
+    try:
+        card, path = load_lung_card(folder if folder.is_dir() else default_model_path())
+    except LungModelError as exc:
+        return {"error": str(exc)}
+    metrics = card.get("metrics", {})
+    return {
+        "name": card.get("name"), "version": card.get("version"), "file": str(path),
+        "present": path.is_file(), "bytes": path.stat().st_size if path.is_file() else None,
+        "sha256": card.get("sha256"), "input": card.get("input", {}).get("shape"),
+        "mask_threshold": card.get("mask_threshold"),
+        "validation_dice": (metrics.get("int8") or {}).get("all", {}).get("dice_mean"),
+        "held_out": {source: values["int8"]["dice_mean"]
+                     for source, values in (card.get("leave_one_source_out") or {}).items()},
+        "guard_rule": card.get("guard_rule"),
     }
 
 
@@ -201,6 +224,16 @@ def _print_model(model: dict) -> None:
             "  (not here: compile the int8 model with edgetpu_compiler; docs/coral.md)"
             if device == "edgetpu" else "  (file missing)")
         click.echo(f"  --device {device}: {file}{missing}")
+    lungs = model.get("lung_model")
+    if lungs and "error" not in lungs:
+        held_out = ", ".join(f"{s} {d:.3f}" for s, d in lungs["held_out"].items())
+        click.echo(f"  lung model: {lungs['name']} {lungs['version']}, {Path(lungs['file']).name}"
+                   f"  {_size(lungs['bytes'])}, input {lungs['input']}, mask threshold "
+                   f"{lungs['mask_threshold']} (guard: frontal-film check; crop mode; explain)")
+        if held_out:
+            click.echo(f"    int8 Dice on held-out sources: {held_out}")
+    elif lungs:
+        click.echo(f"  lung model: not available ({lungs['error']})")
     if model["samples"]:
         click.echo("  sample images (try `covid-edge classify` on them):")
         for sample in model["samples"]:

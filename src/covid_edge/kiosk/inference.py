@@ -23,6 +23,7 @@ import numpy as np
 from ..edge_runtime.classifier import Classifier, Prediction
 from ..edge_runtime.explain import (DEFAULT_DISPLAY, Explanation, explain_pixels, overlay,
                                     png_bytes, render)
+from ..edge_runtime.explain_lungs import attach_lungs
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, PILLOW_FORMATS,
                        describe_refused)
@@ -154,7 +155,8 @@ class SharedClassifier:
         image_format, (width, height), decoded, pixels = self._decode(data)
         with self._lock:
             prediction = self.classifier.classify_pixels(
-                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
+                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size,
+                gray=decoded.gray)
         prediction.total_ms = (time.perf_counter() - start) * 1000.0
         return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray),
                            pixels)
@@ -174,14 +176,17 @@ class SharedClassifier:
         explanation = None
         with self._lock:
             check = self.classifier.classify_pixels(
-                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size)
+                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size,
+                gray=decoded.gray)
             if check.verdict != NOT_CHEST_XRAY:
-                explanation = explain_pixels(self.classifier, pixels)
+                explanation = attach_lungs(self.classifier,
+                                           explain_pixels(self.classifier, pixels))
         png = None
         if explanation is not None:
+            shown = Image.fromarray(explanation.pixels) if explanation.cropped else decoded.gray
             picture = (render(explanation, decoded.gray, name, display) if view == "figure"
-                       else overlay(decoded.gray, explanation.heatmap,
-                                    explanation.colour_scale, display))
+                       else overlay(shown, explanation.heatmap,
+                                    explanation.colour_scale, display, explanation.lung_mask))
             png = png_bytes(picture)
         return ExplainResult(check, explanation, png, image_format, width, height,
                              (time.perf_counter() - start) * 1000.0)
@@ -196,7 +201,12 @@ class SharedClassifier:
             raise CorruptImage(str(exc)) from None
         except MemoryError:
             raise CorruptImage("not enough memory to decode it; downscale it first") from None
-        return image_format, size or decoded.gray.size, decoded, resize_gray(decoded.gray, spec)
+        if spec.crop:  # the lung model's interpreter is shared: hold the lock
+            with self._lock:
+                pixels, _ = self.classifier.pixels_from_gray(decoded.gray)
+        else:
+            pixels = resize_gray(decoded.gray, spec)
+        return image_format, size or decoded.gray.size, decoded, pixels
 
     def classify_picture(self, picture: Image.Image, name: str = "frame") -> ImageResult:
         """Classify a picture already in memory (a camera frame, in colour). It is handed over

@@ -1,0 +1,120 @@
+"""The guard's frontal-film (lung) check, measured.
+
+    python scripts/lung_guard_eval.py --tune     # tuning sets: not-frontal-chest + cxr validation
+    python scripts/lung_guard_eval.py            # evaluation: cxr test split + cxr-more
+
+Every image goes through `Classifier.classify_file`'s own path (decode, lung model, guard,
+classifier). --tune also prints the lung geometry's quantiles per set, which the limits in
+edge_runtime/lung_guard.py were chosen from; the evaluation sets were not looked at for that.
+--csv writes one row per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from covid_edge.edge_runtime.classifier import Classifier
+from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
+from covid_edge.edge_runtime.lung_guard import NOT_FRONTAL
+from covid_edge.image_io import ImageReadError, read_image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+SPLIT = ROOT / "models" / "training" / "split.csv"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def split_paths(part: str) -> list[Path]:
+    with open(SPLIT, newline="", encoding="utf-8") as handle:
+        return [SHARED / "cxr" / row["path"] for row in csv.DictReader(handle)
+                if row["split"] == part]
+
+
+def folder_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def sets(tune: bool) -> dict[str, tuple[list[Path], bool]]:
+    """name -> (paths, should be accepted)"""
+    if tune:
+        nfc = SHARED / "not-frontal-chest"
+        return {"lateral (tuning)": (folder_paths(nfc / "lateral"), False),
+                "ct (tuning)": (folder_paths(nfc / "ct"), False),
+                "knee (tuning)": (folder_paths(nfc / "knee"), False),
+                "cxr validation (tuning)": (split_paths("val"), True)}
+    return {"cxr test": (split_paths("test"), True),
+            "cxr-more": (folder_paths(SHARED / "cxr-more"), True)}
+
+
+def measure(classifier: Classifier, path: Path) -> dict:
+    row = {"path": str(path)}
+    try:
+        decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
+    except ImageReadError as exc:
+        return {**row, "verdict": "unreadable", "reason": str(exc)}
+    pixels, lung = classifier.pixels_from_gray(decoded.gray)
+    prediction = classifier.classify_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
+                                            size=decoded.size, lung=lung)
+    geometry = lung.geometry
+    big = [f for f in geometry.fields if f.area >= classifier.lung_rule.min_field_area]
+    return {**row, "verdict": prediction.verdict, "reason": prediction.reason or "",
+            "lung_rule": classifier.lung_rule.reason(geometry) or "",
+            "fields": geometry.field_count, "big_fields": len(big),
+            "lung_fraction": round(geometry.lung_fraction, 4),
+            "balance": round(geometry.balance, 4), "confidence": round(geometry.confidence, 4),
+            "left_area": round(geometry.image_left_area, 4),
+            "right_area": round(geometry.image_right_area, 4),
+            "lung_ms": round(lung.latency_ms, 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune", action="store_true", help="the tuning sets (default: evaluation)")
+    parser.add_argument("--csv", type=Path, help="write one row per image here")
+    parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    args = parser.parse_args()
+    classifier = Classifier.load()
+    if classifier.lungs is None:
+        print("the lung model is not loaded", file=sys.stderr)
+        return 1
+    print(f"lung rule: {classifier.lung_rule.to_dict()}")
+    rows = []
+    for name, (paths, frontal) in sets(args.tune).items():
+        measured = [{"set": name, **measure(classifier, p)} for p in paths[:args.limit]]
+        rows += measured
+        n = len(measured)
+        refused = sum(r["verdict"] == NOT_CHEST_XRAY for r in measured)
+        by_lungs = sum(r["reason"].startswith(NOT_FRONTAL) for r in measured)
+        lung_rule = sum(bool(r.get("lung_rule")) for r in measured)
+        share = (n - refused) / n if frontal else refused / n
+        print(f"{name:>26}: {n:5d} images, {'accepted' if frontal else 'refused'} "
+              f"{share:.2%}  (guard refused {refused}: {by_lungs} by the lung check; the lung "
+              f"rule alone would refuse {lung_rule})")
+        if args.tune:
+            for key in ("big_fields", "lung_fraction", "balance", "confidence"):
+                values = np.array([r[key] for r in measured if key in r], dtype=float)
+                q = np.percentile(values, [0, 1, 5, 25, 50, 75, 95, 99, 100])
+                print(f"{'':>28}{key:>14}: " + " ".join(f"{v:.3f}" for v in q)
+                      + "  (min 1% 5% 25% 50% 75% 95% 99% max)")
+        reasons = {}
+        for r in measured:
+            if r["reason"]:
+                key = r["reason"].split("(")[0].strip()
+                reasons[key] = reasons.get(key, 0) + 1
+        for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:6]:
+            print(f"{'':>28}{count:5d}  {reason}")
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

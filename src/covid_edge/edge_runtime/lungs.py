@@ -1,0 +1,271 @@
+"""The lung model on the device: where the lung fields are, and their geometry.
+
+grey picture -> resize (covid_edge.preprocess, the spec in the lung model card) -> int8 U-Net
+(LiteRT, interpreter.select_runtime) -> lung probability per pixel -> mask (card's threshold)
+-> connected lung fields: count, areas, bounding box, left/right balance.
+
+The guard (lung_guard.py), the crop mode (preprocess) and explain use the result. numpy and
+Pillow only: nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..model_card import ModelCardError, released_models_dir, sha256_file
+from ..preprocess import PreprocessSpec, quantize, resize_gray, to_model_input
+from .interpreter import RuntimeNotFound, select_runtime
+
+LUNG_DIR = "lungs"  # models/lungs/ beside the classifier
+LUNG_CARD_FILENAME = "lung_model_card.json"
+# A connected patch smaller than this share of the picture is speckle, not a lung field.
+MIN_FIELD_FRACTION = 0.005
+
+
+class LungModelError(Exception):
+    """The lung model cannot be found or loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LungField:
+    area: float                       # share of the picture
+    centroid: tuple[float, float]     # (x, y), 0..1 of width and height
+    bbox: tuple[float, float, float, float]  # (x0, y0, x1, y1), 0..1, x1/y1 exclusive
+
+    @property
+    def height(self) -> float:
+        return self.bbox[3] - self.bbox[1]
+
+    @property
+    def width(self) -> float:
+        return self.bbox[2] - self.bbox[0]
+
+
+@dataclass
+class LungGeometry:
+    """The lung fields the mask holds, largest first. Image left is the patient's right on a
+    frontal (PA/AP) film."""
+
+    fields: list[LungField]
+    lung_fraction: float                  # share of the picture marked lung
+    bbox: tuple[float, float, float, float] | None  # around every field; None without one
+    image_left_area: float                # of the largest field left of centre (patient right)
+    image_right_area: float
+    balance: float                        # smaller / larger of the two; 0 without a pair
+    confidence: float                     # mean probability inside the mask (0 without one)
+
+    @property
+    def field_count(self) -> int:
+        return len(self.fields)
+
+    def to_dict(self) -> dict:
+        described = asdict(self)
+        described["field_count"] = self.field_count
+        return described
+
+
+@dataclass
+class LungResult:
+    probabilities: np.ndarray  # float32 (h, w) at the lung model's size
+    mask: np.ndarray           # bool (h, w)
+    geometry: LungGeometry
+    latency_ms: float          # interpreter.invoke() only
+    extra: dict = field(default_factory=dict)
+
+
+def label_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected components of a boolean mask, found on row runs rather than pixels (a lung
+    mask has a few hundred runs, so the union-find below stays in the microseconds).
+
+    Returns (labels per pixel, int32 (h, w), 0 = background; number of components)."""
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    start_rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # same row order: each run starts and ends in its row
+    parent = list(range(len(starts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_first = np.searchsorted(start_rows, np.arange(height + 1))
+    for row in range(1, height):
+        a, a_end = row_first[row - 1], row_first[row]
+        b, b_end = row_first[row], row_first[row + 1]
+        while a < a_end and b < b_end:
+            # 8-connectivity: runs touch when they overlap or meet at a corner.
+            if starts[a] <= ends[b] and starts[b] <= ends[a]:
+                ra, rb = root(a), root(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+            if ends[a] < ends[b]:
+                a += 1
+            else:
+                b += 1
+    roots = np.array([root(i) for i in range(len(starts))], dtype=np.int64)
+    _, component = np.unique(roots, return_inverse=True)
+    labels = np.zeros((height, width), dtype=np.int32)
+    for run, (row, start, end) in enumerate(zip(start_rows, starts, ends)):
+        labels[row, start:end] = component[run] + 1
+    return labels, int(component.max() + 1) if len(starts) else 0
+
+
+def geometry(mask: np.ndarray, probabilities: np.ndarray | None = None,
+             min_field_fraction: float = MIN_FIELD_FRACTION) -> LungGeometry:
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    labels, count = label_runs(mask)
+    fields = []
+    if count:
+        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        for index in np.argsort(-areas):
+            area = areas[index] / mask.size
+            if area < min_field_fraction:
+                break
+            rows, cols = np.nonzero(labels == index + 1)
+            fields.append(LungField(
+                area=float(area),
+                centroid=(float((cols.mean() + 0.5) / width), float((rows.mean() + 0.5) / height)),
+                bbox=(float(cols.min() / width), float(rows.min() / height),
+                      float((cols.max() + 1) / width), float((rows.max() + 1) / height))))
+    left = [f.area for f in fields if f.centroid[0] < 0.5]
+    right = [f.area for f in fields if f.centroid[0] >= 0.5]
+    left_area, right_area = (max(left) if left else 0.0), (max(right) if right else 0.0)
+    balance = (min(left_area, right_area) / max(left_area, right_area)
+               if left_area and right_area else 0.0)
+    bbox = None
+    if fields:
+        bbox = (min(f.bbox[0] for f in fields), min(f.bbox[1] for f in fields),
+                max(f.bbox[2] for f in fields), max(f.bbox[3] for f in fields))
+    confidence = 0.0
+    if probabilities is not None and mask.any():
+        confidence = float(np.asarray(probabilities)[mask].mean())
+    return LungGeometry(fields, float(mask.mean()), bbox, float(left_area), float(right_area),
+                        float(balance), confidence)
+
+
+def default_model_path() -> Path:
+    try:
+        directory = released_models_dir() / LUNG_DIR
+    except ModelCardError as exc:
+        raise LungModelError(str(exc)) from None
+    return directory
+
+
+def load_lung_card(directory: Path) -> tuple[dict, Path]:
+    card_path = directory / LUNG_CARD_FILENAME
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        model_path = directory / card["file"]
+        PreprocessSpec.from_dict(card["preprocessing"])
+        float(card["mask_threshold"])
+    except FileNotFoundError:
+        raise LungModelError(f"{card_path}: no lung model card here (the lung model ships in "
+                             "models/lungs/; `covid-edge convert-lungs` writes one)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LungModelError(f"{card_path}: not a readable lung model card ({exc})") from None
+    return card, model_path
+
+
+class LungSegmenter:
+    """A loaded lung model. Build it with `LungSegmenter.load`; reuse it for many images."""
+
+    def __init__(self, interpreter, runtime, card: dict, model_path: Path):
+        self.interpreter = interpreter
+        self.runtime = runtime
+        self.card = card
+        self.model_path = model_path
+        self.spec = PreprocessSpec.from_dict(card["preprocessing"])
+        self.threshold = float(card["mask_threshold"])
+        # The classifier prepares images in several threads (pipeline.classify_paths); one
+        # interpreter runs one image at a time.
+        self._lock = threading.Lock()
+        self.input_details = interpreter.get_input_details()[0]
+        self.output_details = interpreter.get_output_details()[0]
+        expected = [1, self.spec.height, self.spec.width, self.spec.channels]
+        if list(self.input_details["shape"]) != expected:
+            raise LungModelError(f"{model_path.name}: takes {list(self.input_details['shape'])}"
+                                 f" but its card's preprocessing makes {expected}")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, runtime: str | None = None,
+             num_threads: int | None = 1) -> "LungSegmenter":
+        """`path`: a folder with lung_model_card.json, or the .tflite beside it; None: the
+        released one (models/lungs/). One thread by default: the model is small, and the
+        classifier's interpreter keeps the other cores."""
+        path = default_model_path() if path is None else Path(path)
+        directory = path if path.is_dir() else path.parent
+        card, model_path = load_lung_card(directory)
+        if not path.is_dir():
+            model_path = path
+        if not model_path.is_file():
+            raise LungModelError(f"{model_path}: no such lung model file")
+        expected = card.get("sha256")
+        if expected and sha256_file(model_path) != expected:
+            warnings.warn(f"{model_path.name} differs from the file its lung model card "
+                          "describes (sha256 mismatch)", stacklevel=2)
+        try:
+            chosen = select_runtime(runtime)
+            interpreter = chosen.interpreter(str(model_path), num_threads=num_threads)
+            interpreter.allocate_tensors()
+        except RuntimeNotFound as exc:
+            raise LungModelError(str(exc)) from None
+        except (RuntimeError, ValueError) as exc:
+            raise LungModelError(f"{model_path}: the TFLite interpreter cannot load the lung "
+                                 f"model ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
+                                 ) from None
+        return cls(interpreter, chosen, card, model_path)
+
+    def pixels_for(self, picture: Image.Image | np.ndarray) -> np.ndarray:
+        """Any grey picture (PIL or uint8 array) -> uint8 pixels at the lung model's size."""
+        if isinstance(picture, np.ndarray):
+            if picture.shape == (self.spec.height, self.spec.width):
+                return picture.astype(np.uint8, copy=False)
+            picture = Image.fromarray(np.asarray(picture, dtype=np.uint8))
+        return resize_gray(picture.convert("L"), self.spec)
+
+    def probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        """Model-size uint8 pixels -> (lung probability (h, w) float32, invoke ms)."""
+        x = to_model_input(pixels, self.spec)[np.newaxis]
+        dtype = np.dtype(self.input_details["dtype"])
+        if dtype != np.float32:
+            scale, zero_point = self.input_details["quantization"]
+            x = quantize(x, scale, zero_point, dtype)
+        with self._lock:
+            self.interpreter.set_tensor(self.input_details["index"], x)
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            raw = self.interpreter.get_tensor(self.output_details["index"])[0, ..., 0].copy()
+        scale, zero_point = self.output_details["quantization"]
+        if np.issubdtype(raw.dtype, np.integer) and scale:
+            prob = (raw.astype(np.float32) - zero_point) * np.float32(scale)
+        else:
+            prob = raw.astype(np.float32)
+        return prob, latency_ms
+
+    def segment(self, picture: Image.Image | np.ndarray) -> LungResult:
+        pixels = self.pixels_for(picture)
+        prob, latency_ms = self.probabilities(pixels)
+        mask = prob >= self.threshold
+        return LungResult(prob, mask, geometry(mask, prob), latency_ms)
+
+    def describe(self) -> dict:
+        return {"name": self.card.get("name"), "version": self.card.get("version"),
+                "file": str(self.model_path), "runtime": self.runtime.label,
+                "input_shape": [int(v) for v in self.input_details["shape"]],
+                "input_dtype": np.dtype(self.input_details["dtype"]).name,
+                "mask_threshold": self.threshold}

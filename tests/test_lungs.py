@@ -1,0 +1,178 @@
+"""The released lung model on real X-rays: mask and geometry, the guard's frontal-film check,
+the crop mode, and the connected-component labelling they rest on. No TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, SHARED
+
+from covid_edge.edge_runtime.classifier import Classifier
+from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
+from covid_edge.edge_runtime.lung_guard import NOT_FRONTAL, LungRule
+from covid_edge.edge_runtime.lungs import (LUNG_CARD_FILENAME, LungSegmenter, geometry,
+                                           label_runs)
+from covid_edge.image_io import read_grayscale
+from covid_edge.model_card import sha256_file
+from covid_edge.preprocess import PreprocessSpec, crop_box, load_pixels
+
+MODELS = REPO_ROOT / "models"
+SAMPLES = MODELS / "samples"
+NOT_FRONTAL_SET = SHARED / "data" / "not-frontal-chest"
+LUNGS_DATA = SHARED / "data" / "lungs"
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return LungSegmenter.load()
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier.load(num_threads=1)
+
+
+def test_released_lung_model_matches_its_card(segmenter):
+    card = json.loads((MODELS / "lungs" / LUNG_CARD_FILENAME).read_text())
+    path = MODELS / "lungs" / card["file"]
+    assert sha256_file(path) == card["sha256"]
+    assert path.stat().st_size <= 1_500_000
+    assert card["integer_only"] and card["input"]["lossless"]
+    assert card["metrics"]["int8_within_target"]
+    assert set(card["leave_one_source_out"]) == {"montgomery", "shenzhen", "jsrt", "kermany-v7"}
+    assert segmenter.describe()["input_dtype"] == "int8"
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.jpg")))
+def test_bundled_sample_has_two_lung_fields(segmenter, sample):
+    result = segmenter.segment(read_grayscale(SAMPLES / sample))
+    geo = result.geometry
+    assert geo.field_count >= 2
+    left, right = geo.fields[0], geo.fields[1]
+    # one field each side of the spine, of comparable size, and together most of the chest
+    assert {left.centroid[0] < 0.5, right.centroid[0] < 0.5} == {True, False}
+    assert geo.balance > 0.5
+    assert 0.15 < geo.lung_fraction < 0.6
+    assert LungRule().reason(geo) is None
+
+
+def test_mask_matches_a_reference_mask(segmenter):
+    """A Montgomery pair (the shipped model trained on it): the mask covers both lungs."""
+    name = sorted((LUNGS_DATA / "images").glob("montgomery-*.jpg"))[0].name
+    truth = np.asarray(Image.open(LUNGS_DATA / "masks" / name.replace(".jpg", ".png"))) > 127
+    result = segmenter.segment(read_grayscale(LUNGS_DATA / "images" / name))
+    predicted = np.asarray(Image.fromarray(result.mask.astype(np.uint8) * 255).resize(
+        truth.shape[::-1], Image.Resampling.NEAREST)) > 127
+    dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    assert dice > 0.9
+
+
+def test_lateral_view_is_refused(classifier):
+    lateral = sorted((NOT_FRONTAL_SET / "lateral").glob("*"))[0]
+    prediction = classifier.classify_file(lateral)
+    assert prediction.verdict == NOT_CHEST_XRAY
+    assert prediction.reason.startswith(NOT_FRONTAL)
+    assert prediction.lungs is not None
+
+
+def test_frontal_sample_is_accepted_with_geometry(classifier):
+    prediction = classifier.classify_file(SAMPLES / "covid-COVID-1422.jpg")
+    assert prediction.verdict in ("covid", "normal")
+    assert prediction.lungs["field_count"] >= 2
+    assert classifier.describe_guard()["lung_check"] is True
+
+
+def test_no_guard_skips_the_lung_model():
+    plain = Classifier.load(num_threads=1, guard=False)
+    assert plain.lungs is None
+    prediction = plain.classify_file(sorted((NOT_FRONTAL_SET / "lateral").glob("*"))[0])
+    assert prediction.verdict != NOT_CHEST_XRAY
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_label_runs_matches_scipy(seed):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((64, 80)) < 0.45 + 0.05 * seed)
+    labels, count = label_runs(mask)
+    expected, expected_count = ndimage.label(mask, structure=np.ones((3, 3)))
+    assert count == expected_count
+    # the same partition, whatever the numbering
+    pairs = set(zip(labels[mask].tolist(), expected[mask].tolist()))
+    assert len(pairs) == count
+    assert (labels[~mask] == 0).all()
+
+
+def test_geometry_of_two_drawn_fields():
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[20:80, 10:40] = True   # image left (patient right)
+    mask[25:75, 60:85] = True
+    mask[5, 5] = True           # speckle, below the field size
+    geo = geometry(mask)
+    assert geo.field_count == 2
+    assert geo.image_left_area == pytest.approx(0.18)
+    assert geo.image_right_area == pytest.approx(0.125)
+    assert geo.balance == pytest.approx(0.125 / 0.18)
+    assert geo.bbox == pytest.approx((0.10, 0.20, 0.85, 0.80))
+    one = np.zeros((100, 100), dtype=bool)
+    one[20:80, 30:70] = True
+    assert LungRule().reason(geometry(one)).startswith(f"{NOT_FRONTAL}: one lung field")
+    assert LungRule().reason(geometry(np.zeros((10, 10), bool))).endswith("no lung fields found")
+
+
+def test_crop_box_adds_the_margin_and_stays_inside():
+    assert crop_box((0.2, 0.2, 0.8, 0.6), (100, 200), 0.1) == (14, 32, 86, 128)
+    assert crop_box((0.0, 0.0, 1.0, 1.0), (50, 50), 0.2) == (0, 0, 50, 50)
+    assert crop_box(None, (50, 50), 0.1) is None
+
+
+@pytest.fixture()
+def crop_model_dir(tmp_path):
+    """The released classifier with a crop-mode card (not retrained: the crop path only)."""
+    out = tmp_path / "models"
+    out.mkdir()
+    card = json.loads((MODELS / "model_card.json").read_text())
+    for entry in card["variants"].values():
+        if (MODELS / entry["file"]).is_file():
+            shutil.copy(MODELS / entry["file"], out / entry["file"])
+    stats = (card.get("ood_guard") or {}).get("stats_file")
+    if stats:
+        shutil.copy(MODELS / stats, out / stats)
+    card["preprocessing"].update(crop="lungs", crop_margin=0.1)
+    (out / "model_card.json").write_text(json.dumps(card))
+    return out
+
+
+def test_crop_mode_device_input_equals_training_input(crop_model_dir):
+    classifier = Classifier.load(crop_model_dir / "covid-edge-int8.tflite", num_threads=1)
+    assert classifier.spec.crop == "lungs" and classifier.lungs is not None
+    path = SAMPLES / "covid-COVID-2554.jpg"  # lungs well inside the frame: the crop shows
+    # training and calibration read files with load_pixels; the device with classify_file
+    training = load_pixels(path, classifier.spec)
+    from covid_edge.image_io import read_image
+    decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
+    device, lung = classifier.pixels_from_gray(decoded.gray)
+    np.testing.assert_array_equal(training, device)
+    uncropped = load_pixels(path, PreprocessSpec())
+    assert not np.array_equal(training, uncropped)
+    assert lung.geometry.bbox is not None
+    assert classifier.classify_file(path).verdict in ("covid", "normal")
+
+
+def test_crop_mode_needs_the_lung_model(crop_model_dir, monkeypatch):
+    from covid_edge.edge_runtime import classifier as classifier_module
+    from covid_edge.edge_runtime.classifier import ModelError
+    from covid_edge.edge_runtime.lungs import LungModelError
+
+    def missing(*args, **kwargs):
+        raise LungModelError("no lung model here")
+
+    monkeypatch.setattr(classifier_module.LungSegmenter, "load", missing)
+    with pytest.raises(ModelError, match="crops to the lungs"):
+        Classifier.load(crop_model_dir / "covid-edge-int8.tflite", guard=False)
