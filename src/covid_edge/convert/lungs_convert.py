@@ -141,6 +141,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
                     "(research and education) and Kermany/V7 (CC BY 4.0) pairs: research, "
                     "non-commercial use",
     })
+    card["reproduce"] = reproduce_commands(run["config"], out_dir, loso)
     if loso:
         card["leave_one_source_out"] = loso_summary(loso, LUNG_CARD_FILENAME)
     (out_dir / LUNG_CARD_FILENAME).write_text(json.dumps(card, indent=2) + "\n",
@@ -154,6 +155,29 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
 
         card["reference_outputs"] = write_reference(out_dir, samples, LUNG_CARD_FILENAME)
     return card
+
+
+def reproduce_commands(config: dict, out_dir: Path, loso) -> list[str]:
+    """The commands that remake this file (training on any Keras backend; this release trained
+    on JAX on a GPU machine, so a rerun elsewhere matches in figures, not bit for bit)."""
+    options = (f"--image-size {config['image_size']} --base-filters {config['base_filters']} "
+               f"--depth {config['depth']} --decoder-convs {config['decoder_convs']} "
+               f"{'--separable' if config['separable'] else '--full-convs'} "
+               f"--epochs {config['epochs']} --batch-size {config['batch_size']} "
+               f"--learning-rate {config['learning_rate']:g} --seed {config['seed']}")
+    commands = []
+    for directory in loso:
+        source = Path(directory).parent.name.removeprefix("lungs-loso-")
+        commands.append(f"covid-edge train-lungs ../shared/data/lungs --hold-out {source} "
+                        f"--out {Path(directory).parent} {options}")
+        commands.append(f"covid-edge convert-lungs {Path(directory).parent} --data "
+                        f"../shared/data/lungs --out {directory}")
+    hold_out = f"--hold-out {config['hold_out']} " if config.get("hold_out") else ""
+    commands.append(f"covid-edge train-lungs ../shared/data/lungs {hold_out}--out RUN_DIR "
+                    f"{options}")
+    commands.append(f"covid-edge convert-lungs RUN_DIR --data ../shared/data/lungs --out {out_dir}"
+                    + "".join(f" --loso {d}" for d in loso))
+    return commands
 
 
 def loso_summary(directories, card_filename: str) -> dict:

@@ -22,11 +22,15 @@ NOT_FRONTAL = "not a frontal chest X-ray"
 
 @dataclass(frozen=True)
 class LungRule:
-    min_field_area: float = 0.03   # each of the two fields, share of the picture
-    min_balance: float = 0.25      # smaller / larger field
-    min_total: float = 0.08        # all lung, share of the picture
-    max_total: float = 0.65
-    min_confidence: float = 0.0    # mean lung probability inside the mask
+    """The limits, chosen on the tuning sets (scripts/lung_guard_eval.py --tune): the two
+    fields are the largest one each side of the picture's centre."""
+
+    min_field_area: float = 0.01     # a lung field: at least this share of the picture
+    min_balance: float = 0.30        # smaller / larger of the two fields
+    max_height_offset: float = 0.20  # |difference of the fields' centroid heights|, 0..1
+    max_top_offset: float = 0.10     # |difference of the fields' top edges|, 0..1
+    min_confidence: float = 0.88     # mean lung probability inside the mask
+    max_total: float = 0.70          # all lung, share of the picture (a sanity limit)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,15 +53,23 @@ class LungRule:
                     "frontal film shows two (a lateral view shows one)")
         if not left or not right:
             return f"{NOT_FRONTAL}: lung fields on one side of the picture only"
-        balance = min(left[0].area, right[0].area) / max(left[0].area, right[0].area)
+        a, b = left[0], right[0]  # fields are sorted largest first
+        balance = min(a.area, b.area) / max(a.area, b.area)
         if balance < self.min_balance:
             return (f"{NOT_FRONTAL}: lung fields of very different size (ratio {balance:.2f} "
                     f"< {self.min_balance:.2f})")
-        total = geometry.lung_fraction
-        if not self.min_total <= total <= self.max_total:
-            return (f"{NOT_FRONTAL}: lung fields cover {total:.0%} of the picture (expected "
-                    f"{self.min_total:.0%}-{self.max_total:.0%})")
+        height_offset = abs(a.centroid[1] - b.centroid[1])
+        if height_offset > self.max_height_offset:
+            return (f"{NOT_FRONTAL}: the two lung fields lie at different heights (centres "
+                    f"{height_offset:.0%} of the picture apart; a lateral view?)")
+        top_offset = abs(a.bbox[1] - b.bbox[1])
+        if top_offset > self.max_top_offset:
+            return (f"{NOT_FRONTAL}: the lung apices are at different heights ({top_offset:.0%} "
+                    "of the picture apart; a lateral view?)")
         if geometry.confidence < self.min_confidence:
             return (f"{NOT_FRONTAL}: the lung model is unsure (mean lung probability "
                     f"{geometry.confidence:.2f} < {self.min_confidence:.2f})")
+        if geometry.lung_fraction > self.max_total:
+            return (f"{NOT_FRONTAL}: lung fields cover {geometry.lung_fraction:.0%} of the "
+                    f"picture (more than {self.max_total:.0%})")
         return None
