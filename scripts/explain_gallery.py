@@ -41,6 +41,7 @@ from covid_edge.dataset import LABELS, read_split  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier, default_threads  # noqa: E402
 from covid_edge.edge_runtime.explain import (default_patch, explain_pixels,  # noqa: E402
                                              occluder_pixels, render)
+from covid_edge.edge_runtime.explain_lungs import attach_lungs  # noqa: E402
 from covid_edge.image_io import read_grayscale  # noqa: E402
 from covid_edge.preprocess import load_pixels  # noqa: E402
 
@@ -92,8 +93,9 @@ def _suffix(occluder: str) -> str:
 
 
 def explain_one(classifier, data: Path, relative: str, occluder: str):
-    return explain_pixels(classifier, load_pixels(data / relative, classifier.spec),
-                          occluder=occluder)
+    # With the lung fields (contour, share of the evidence inside them).
+    return attach_lungs(classifier, explain_pixels(
+        classifier, load_pixels(data / relative, classifier.spec), occluder=occluder))
 
 
 def gallery(classifier, data, out, chosen, occluder) -> list[dict]:
@@ -107,8 +109,13 @@ def gallery(classifier, data, out, chosen, occluder) -> list[dict]:
         print(f"{label:>6} {Path(relative).name:<22} {explanation.verdict:<6} "
               f"P={explanation.probability:.3f} {note:<14} {explanation.inferences} inferences "
               f"{explanation.elapsed_ms:6.0f} ms  max drop {explanation.figures()['max_drop']:.2f}"
-              f" max rise {explanation.figures()['max_rise']:.2f} ({explanation.score})")
+              f" max rise {explanation.figures()['max_rise']:.2f} ({explanation.score})"
+              f" in lungs {_share(explanation.figures().get('positive_evidence_in_lungs'))}")
     return rows
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def survey(classifier, data, out, test, count, seed, occluder) -> dict:
@@ -117,6 +124,7 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
     for label in reversed(LABELS):
         sample = random.Random(seed).sample(test[label], min(count, len(test[label])))
         red, blue, maps, xrays, correct = Counter(), Counter(), [], [], 0
+        in_lungs = []
         last = None
         for relative in sample:
             last = explain_one(classifier, data, relative, occluder)
@@ -126,6 +134,9 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
             blue[region(*np.unravel_index(np.argmin(last.heatmap), last.heatmap.shape),
                         height, width)] += 1
             maps.append(last.heatmap)
+            share = last.figures().get("positive_evidence_in_lungs")
+            if share is not None:
+                in_lungs.append(share)
             xrays.append(last.pixels.astype(np.float64))
             correct += (last.verdict == classifier.positive_label) == (
                 label == classifier.positive_label)
@@ -135,7 +146,7 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
         eighth = min(mean_map.shape) // 8
         inner = float(mean_map[eighth:-eighth, eighth:-eighth].mean())
         average_xray = Image.fromarray(np.rint(np.mean(xrays, axis=0)).astype(np.uint8))
-        average = dataclasses.replace(last, heatmap=mean_map)
+        average = dataclasses.replace(last, heatmap=mean_map, lung_mask=None)
         png = f"average-{label}{_suffix(occluder)}.png"
         render(average, average_xray, f"average map of {len(sample)} {label} test X-rays "
                f"({occluder} occluder), over their average image",
@@ -144,10 +155,13 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
                          "red_peak_regions": {r: red[r] for r in REGIONS},
                          "blue_peak_regions": {r: blue[r] for r in REGIONS},
                          "mean_map_top_right_quarter": round(corner, 3),
-                         "mean_map_inner": round(inner, 3), "png": png}
+                         "mean_map_inner": round(inner, 3), "png": png,
+                         "positive_evidence_in_lungs_mean": (round(float(np.mean(in_lungs)), 3)
+                                                             if in_lungs else None)}
         print(f"survey {label}: {len(sample)} images, {correct} correct; strongest red in "
               f"{dict(red)}; strongest blue in {dict(blue)}; average map top-right "
-              f"{corner:+.2f}, inner {inner:+.2f} ({last.score})")
+              f"{corner:+.2f}, inner {inner:+.2f} ({last.score}); positive evidence inside "
+              f"the lung fields {_share(np.mean(in_lungs) if in_lungs else None)} on average")
     return result
 
 

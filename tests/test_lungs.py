@@ -176,3 +176,26 @@ def test_crop_mode_needs_the_lung_model(crop_model_dir, monkeypatch):
     monkeypatch.setattr(classifier_module.LungSegmenter, "load", missing)
     with pytest.raises(ModelError, match="crops to the lungs"):
         Classifier.load(crop_model_dir / "covid-edge-int8.tflite", guard=False)
+
+
+def test_evidence_inside_counts_only_positive_evidence():
+    from covid_edge.edge_runtime.explain_lungs import evidence_inside
+
+    heatmap = np.array([[1.0, 3.0], [-5.0, 0.0]])
+    mask = np.array([[True, False], [True, True]])
+    assert evidence_inside(heatmap, mask) == pytest.approx(0.25)
+    assert evidence_inside(-np.abs(heatmap), mask) is None
+
+
+def test_explain_draws_lung_contours_and_reports_the_share(classifier):
+    from covid_edge.edge_runtime.explain import explain_gray, render
+    from covid_edge.edge_runtime.explain_lungs import CONTOUR_RGB
+
+    gray = read_grayscale(SAMPLES / "covid-COVID-728.jpg")
+    explanation = explain_gray(classifier, gray, patch=56, stride=56)  # 17 inferences: fast
+    assert explanation.lung_mask is not None and explanation.lung_mask.shape == (224, 224)
+    figures = explanation.figures()
+    assert 0.0 <= figures["positive_evidence_in_lungs"] <= 1.0
+    assert 0.15 < figures["lung_area_share"] < 0.6
+    picture = np.asarray(render(explanation, gray, "sample"))
+    assert (picture == CONTOUR_RGB).all(axis=-1).sum() > 200
