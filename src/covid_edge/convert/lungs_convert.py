@@ -67,9 +67,18 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     rng = np.random.default_rng(seed)
     calibration = rng.permutation(parts["train"])[:calibration_images]
 
+    frames = [loaded.pixels[index] for index in calibration]
+    seen = loaded.pixels[calibration]
+    if seen.min() > 0 or seen.max() < 255:
+        # The input's int8 range is calibrated from what it sees: only when black and white
+        # both occur does it come out as exactly pixel - 128 (lossless). A small calibration
+        # set may lack them; one grey ramp adds them.
+        ramp = np.linspace(0, 255, spec.height * spec.width).round().astype(np.uint8)
+        frames.append(ramp.reshape(spec.height, spec.width))
+
     def representative():
-        for index in calibration:
-            yield [to_model_input(loaded.pixels[index][np.newaxis], spec)]
+        for pixels in frames:
+            yield [to_model_input(pixels[np.newaxis], spec)]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +143,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
         "training": {key: run[key] for key in ("config", "data_sha256", "split_counts",
                                                 "best_epoch", "versions", "seconds")},
         "conversion": {"calibration_images": int(len(calibration)), "seed": seed,
+                       "grey_ramp_added": len(frames) > len(calibration),
                        "python": platform.python_version(),
                        "tensorflow": __import__("tensorflow").__version__,
                        "seconds": round(time.time() - started, 1)},
