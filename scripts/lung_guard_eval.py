@@ -51,15 +51,19 @@ def sets(tune: bool) -> dict[str, tuple[list[Path], bool]]:
             "cxr-more": (folder_paths(SHARED / "cxr-more"), True)}
 
 
-def measure(classifier: Classifier, path: Path) -> dict:
+def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict:
     row = {"path": str(path)}
     try:
         decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
     except ImageReadError as exc:
         return {**row, "verdict": "unreadable", "reason": str(exc)}
     pixels, lung = classifier.pixels_from_gray(decoded.gray)
+    lungs = classifier.lungs
+    if not apply_rule:
+        classifier.lungs = None  # the guard without its lung check
     prediction = classifier.classify_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
                                             size=decoded.size, lung=lung)
+    classifier.lungs = lungs
     geometry = lung.geometry
     big = [f for f in geometry.fields if f.area >= classifier.lung_rule.min_field_area]
     return {**row, "verdict": prediction.verdict, "reason": prediction.reason or "",
@@ -77,15 +81,20 @@ def main() -> int:
     parser.add_argument("--tune", action="store_true", help="the tuning sets (default: evaluation)")
     parser.add_argument("--csv", type=Path, help="write one row per image here")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    parser.add_argument("--without-lungs", action="store_true",
+                        help="the guard as it was before the lung check (for comparison)")
     args = parser.parse_args()
     classifier = Classifier.load()
     if classifier.lungs is None:
         print("the lung model is not loaded", file=sys.stderr)
         return 1
-    print(f"lung rule: {classifier.lung_rule.to_dict()}")
+    print(f"lung rule: {classifier.lung_rule.to_dict()}"
+          + (" (NOT APPLIED: --without-lungs)" if args.without_lungs else ""))
+    apply_rule = not args.without_lungs
     rows = []
     for name, (paths, frontal) in sets(args.tune).items():
-        measured = [{"set": name, **measure(classifier, p)} for p in paths[:args.limit]]
+        measured = [{"set": name, **measure(classifier, p, apply_rule)}
+                    for p in paths[:args.limit]]
         rows += measured
         n = len(measured)
         refused = sum(r["verdict"] == NOT_CHEST_XRAY for r in measured)

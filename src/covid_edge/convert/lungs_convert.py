@@ -56,7 +56,10 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     spec = PreprocessSpec.from_dict(run["preprocessing"])
-    loaded = lungs_data.load(data, spec, limit_per_source=run["config"].get("limit_per_source"))
+    limit = run["config"].get("limit_per_source")
+    if lungs_data.content_hash(data, limit) not in (None, run["data_sha256"]):
+        raise ValueError(f"{data}: not the data {run_dir} was trained on (content hash differs)")
+    loaded = lungs_data.load(data, spec, limit_per_source=limit)
     if loaded.data_hash != run["data_sha256"]:
         raise ValueError(f"{data}: not the data {run_dir} was trained on (content hash differs)")
     parts = read_parts(run_dir, loaded)

@@ -66,13 +66,29 @@ def read_mask(path: Path) -> Image.Image:
         return img.convert("L")
 
 
-def load_folder(data_dir: str | Path, spec: PreprocessSpec, progress=None,
-                limit_per_source: int | None = None) -> LungData:
-    data_dir = Path(data_dir)
+def manifest_rows(data_dir: Path, limit_per_source: int | None = None) -> list[dict]:
     rows = read_manifest(data_dir)
     if limit_per_source:
         rows = [row for source in SOURCES
                 for row in [r for r in rows if r["source"] == source][:limit_per_source]]
+    return rows
+
+
+def content_hash(data: str | Path, limit_per_source: int | None = None) -> str | None:
+    """The data's content hash without reading the images (None for a pack: read it)."""
+    path = Path(data)
+    if path.is_file():
+        return None
+    digest = hashlib.sha256()
+    for row in manifest_rows(path, limit_per_source):
+        digest.update(row["sha256s"].encode())
+    return digest.hexdigest()
+
+
+def load_folder(data_dir: str | Path, spec: PreprocessSpec, progress=None,
+                limit_per_source: int | None = None) -> LungData:
+    data_dir = Path(data_dir)
+    rows = manifest_rows(data_dir, limit_per_source)
     unknown = sorted({row["source"] for row in rows} - set(SOURCES))
     if unknown:
         raise ValueError(f"{data_dir}: unknown source(s) {unknown}; expected {SOURCES}")

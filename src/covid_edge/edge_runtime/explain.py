@@ -486,8 +486,8 @@ def render(explanation: Explanation, gray: Image.Image, name: str = "",
                if explanation.score == LOG_ODDS else f"P({positive})")
     lungs = explain_lungs.figures(explanation).get("positive_evidence_in_lungs")
     lung_note = ("" if explanation.lung_mask is None else
-                 " Gold line: the lung fields (lung model)" +
-                 ("." if lungs is None else f", holding {lungs:.0%} of the red evidence."))
+                 " Gold: lung fields" + ("." if lungs is None else
+                                         f" ({lungs:.0%} of the red inside)."))
     legend = (f"Colour = drop in {measure} when a region is hidden. Red: the region pushed "
               f"the model toward {positive}; blue: toward {explanation.negative_label}."
               f"{lung_note} It shows what the model used, not that it is medically "
