@@ -25,7 +25,8 @@ from .json_command import JsonErrorCommand, emit_error
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
 PROGRESS_MIN_IMAGES = 20
 CSV_FIELDS = ("path", "verdict", "probability", "threshold", "latency_ms", "total_ms", "runtime",
-              "error", "reason", "raw_probability", "ood_distance")
+              "error", "reason", "raw_probability", "ood_distance", "lung_fields", "lung_fraction",
+              "lung_balance")
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -287,7 +288,14 @@ def _open_csv(csv_path: str | None):
 
 
 def _write_csv(handle, predictions: list[Prediction], problems: list) -> None:
-    rows = [p.to_dict() for p in predictions]
+    rows = []
+    for prediction in predictions:
+        row = prediction.to_dict()
+        lungs = row.pop("lungs", None) or {}  # the lung geometry, flattened to three columns
+        row.update(lung_fields=lungs.get("field_count", ""),
+                   lung_fraction=lungs.get("lung_fraction", ""),
+                   lung_balance=lungs.get("balance", ""))
+        rows.append(row)
     rows += [{"path": argument, "error": reason} for argument, reason in problems]
     writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
     writer.writeheader()
