@@ -199,3 +199,15 @@ def test_explain_draws_lung_contours_and_reports_the_share(classifier):
     assert 0.15 < figures["lung_area_share"] < 0.6
     picture = np.asarray(render(explanation, gray, "sample"))
     assert (picture == CONTOUR_RGB).all(axis=-1).sum() > 200
+
+
+def test_bench_check_and_info_cover_the_lung_model():
+    from covid_edge.benchmarks import check
+    from covid_edge.edge_runtime.info_cli import model_report
+
+    result = check.run(MODELS, threads=1)
+    assert result["lungs"]["passed"] and len(result["lungs"]["images"]) == 6
+    assert all(row["max_steps"] <= 2 for row in result["lungs"]["images"])
+    lungs = model_report(MODELS)["lung_model"]
+    assert lungs["present"] and set(lungs["held_out"]) == {"montgomery", "shenzhen", "jsrt",
+                                                           "kermany-v7"}
