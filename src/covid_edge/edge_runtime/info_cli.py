@@ -207,6 +207,9 @@ def _print_model(model: dict) -> None:
     for key in ("color", "aspect_ratio", "high_bit_depth"):
         if spec.get(key):
             click.echo(f"    {key.replace('_', ' ')}: {spec[key]}")
+    if spec.get("crop"):
+        click.echo(f"    crop: to the {spec['crop']} (lung model's box + {spec.get('crop_margin')} "
+                   "margin) before the resize")
     click.echo("  variants:")
     for name, variant in model["variants"].items():
         marker = "*" if name == model["selected_variant"] else " "
