@@ -203,3 +203,20 @@ def test_readme_and_card_quote_the_committed_reports(models_dir):
     assert section in readme
     assert (sources["model"]["name"], sources["model"]["version"]) == (card["name"],
                                                                         card["version"])
+
+
+def test_sources_refuses_exactly_what_classify_refuses(models_dir):
+    """Guard on in the benchmark is the guard of `classify`: every check, the lung check
+    and the feature test included, on images it should refuse (lateral views, CT, knees)."""
+    folder = SHARED / "data" / "not-frontal-chest"
+    result = run_cli("bench", "sources", str(folder), "--model", str(models_dir), "--limit", "3",
+                     "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    predictions = json.loads(result.stdout)["predictions"]
+    assert {p["label"] for p in predictions} == {"lateral", "ct", "knee"}
+    classified = json.loads(run_cli("classify", *[str(folder / p["path"]) for p in predictions],
+                                    "--model", str(models_dir), "--json").stdout)["results"]
+    for benchmark, answer in zip(predictions, classified):
+        assert (benchmark["refused"] is not None) == (answer["verdict"] == "not a chest X-ray"), (
+            benchmark, answer)
+        assert benchmark["refused"] == answer["reason"]

@@ -212,11 +212,11 @@ class TFLiteRunner:
         classifier = self.classifier
         return np.array([classifier.infer(classifier.prepare_input(p))[1] for p in pixels])
 
-    def refusal(self, pixels: np.ndarray, colourfulness, size) -> str | None:
+    def refusal(self, pixels: np.ndarray, colourfulness, size, gray=None) -> str | None:
         """The guard's reason to refuse this image, as `classify` would give it."""
         from .scoring import score_decoded
 
-        return score_decoded(self.classifier, pixels, colourfulness, size).refused
+        return score_decoded(self.classifier, pixels, colourfulness, size, gray=gray).refused
 
 
 class KerasRunner:
@@ -272,7 +272,7 @@ def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: Prep
                 continue
             if guarded is not None:
                 refusals.append(runners[guarded].refusal(pixels[-1], decoded.colourfulness,
-                                                         decoded.size))
+                                                         decoded.size, decoded.gray))
         if pixels:
             batch = np.stack(pixels)
             for name, runner in runners.items():

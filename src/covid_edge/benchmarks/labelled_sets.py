@@ -57,9 +57,17 @@ def load_set(argument: str) -> list[LabelledImage]:
         raise LabelledSetError(f"{path}: no such folder or manifest; pass a folder of class "
                                "sub-folders, a folder with MANIFEST.csv, or a CSV file "
                                "(path,label[,source])")
-    if (path / MANIFEST_NAME).is_file():
+    if (path / MANIFEST_NAME).is_file() and _has_labels(path / MANIFEST_NAME):
         return from_manifest(path / MANIFEST_NAME, name)
-    return from_folder(path, name)
+    return from_folder(path, name)  # a manifest of another kind: the folders are the labels
+
+
+def _has_labels(csv_path: Path) -> bool:
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            return {"path", "label"} <= set(csv.DictReader(handle).fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True  # from_manifest says what is wrong with it
 
 
 def from_manifest(csv_path: Path, source: str | None = None) -> list[LabelledImage]:

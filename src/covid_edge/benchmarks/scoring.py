@@ -14,7 +14,6 @@ from typing import BinaryIO
 
 from ..edge_runtime.classifier import Classifier
 from ..image_io import ImageReadError, read_image
-from ..preprocess import resize_gray
 
 
 @dataclass
@@ -52,25 +51,30 @@ def report_header(schema: str, classifier: Classifier, selection: dict, command:
 
 
 def decode(classifier: Classifier, source: str | Path | BinaryIO):
-    """File -> (model-size pixels, colourfulness, stored size), as `classify_file` reads it."""
+    """File -> (model-size pixels, colourfulness, stored size, lung result), as
+    `classify_file` reads it (crop mode and the lung model included)."""
     spec = classifier.spec
     decoded = read_image(source, target_size=(spec.width, spec.height))
-    return resize_gray(decoded.gray, spec), decoded.colourfulness, decoded.size
+    pixels, lung = classifier.pixels_from_gray(decoded.gray)
+    return pixels, decoded.colourfulness, decoded.size, lung
 
 
-def score_decoded(classifier: Classifier, pixels, colourfulness=None, size=None) -> Score:
-    guard = classifier.guard
-    refused = guard.image_reason(pixels, colourfulness, size) if guard is not None else None
+def score_decoded(classifier: Classifier, pixels, colourfulness=None, size=None,
+                  lung=None, gray=None) -> Score:
+    """The classifier's own steps, none skipped: the guard's checks before inference, the
+    inference, the feature test."""
+    refused, _ = classifier.refusal_before_inference(pixels, colourfulness, size, lung=lung,
+                                                     gray=gray)
     _, raw, features, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
-    if refused is None and guard is not None:
-        refused, _ = guard.feature_reason(features)
+    if refused is None and classifier.guard is not None:
+        refused, _ = classifier.guard.feature_reason(features)
     return Score(classifier.calibrated(raw), raw, classifier.verdict(raw), refused)
 
 
 def score_source(classifier: Classifier, source: str | Path | BinaryIO) -> Score:
     """Score a file (a path, or bytes in a file object); an unreadable one gets `error`."""
     try:
-        pixels, colourfulness, size = decode(classifier, source)
+        decoded = decode(classifier, source)
     except ImageReadError as exc:
         return Score(None, None, None, error=str(exc))
-    return score_decoded(classifier, pixels, colourfulness, size)
+    return score_decoded(classifier, *decoded)

@@ -352,20 +352,30 @@ class Classifier:
                        start: float | None = None, gray=None,
                        lung: LungResult | None = None) -> "Prepared | Prediction":
         start = time.perf_counter() if start is None else start
-        lung_geometry = None
-        if self.guard is not None:
-            reason = self.guard.image_reason(pixels, colourfulness, size)
-            if not reason and self.lungs is not None:
-                lung = lung or self.segment_lungs(pixels if gray is None else gray)
-                lung_geometry = lung.geometry.to_dict()
-                reason = self.lung_rule.reason(lung.geometry)
-            if reason:
-                return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
-                                  (time.perf_counter() - start) * 1000.0, self.runtime_label,
-                                  reason=reason, lungs=lung_geometry)
+        reason, lung_geometry = self.refusal_before_inference(pixels, colourfulness, size,
+                                                              gray=gray, lung=lung)
+        if reason:
+            return Prediction(str(path), None, NOT_CHEST_XRAY, self.threshold, None,
+                              (time.perf_counter() - start) * 1000.0, self.runtime_label,
+                              reason=reason, lungs=lung_geometry)
         input_tensor = self.prepare_input(pixels)
         return Prepared(str(path), input_tensor, (time.perf_counter() - start) * 1000.0,
                         lung_geometry)
+
+    def refusal_before_inference(self, pixels: np.ndarray, colourfulness=None, size=None, *,
+                                 gray=None, lung: LungResult | None = None
+                                 ) -> tuple[str | None, dict | None]:
+        """The guard's checks that need no inference, in order: the image checks, then the
+        lung check. (reason or None, lung geometry when the lung model ran). The feature test
+        follows inference (`guard.feature_reason`). Benchmarks that report guard on and off
+        call this too, so they refuse exactly what `classify` refuses."""
+        if self.guard is None:
+            return None, None
+        reason = self.guard.image_reason(pixels, colourfulness, size)
+        if reason or self.lungs is None:
+            return reason, None
+        lung = lung or self.segment_lungs(pixels if gray is None else gray)
+        return self.lung_rule.reason(lung.geometry), lung.geometry.to_dict()
 
     def finish(self, prepared: "Prepared | Prediction") -> Prediction:
         """Inference, the feature test and the verdict for a prepared input. total_ms is the
