@@ -26,9 +26,7 @@ from ..preprocess import prepare_gray, quantize, to_model_input
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
 from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
-from .interpreter import Runtime, RuntimeNotFound, select_runtime
-from .lung_guard import LungRule
-from .lungs import LUNG_DIR, LungModelError, LungResult, LungSegmenter
+from .interpreter import Runtime, RuntimeNotFound, RuntimeNumpyMismatch, select_runtime
 
 # Every TFLite flatbuffer carries this file identifier at bytes 4..8.
 TFLITE_IDENTIFIER = b"TFL3"
@@ -219,6 +217,8 @@ class Classifier:
                                              delegates=(delegates or []) + choice.delegates)
             with _filtered_native_stderr():
                 interpreter.allocate_tensors()
+        except RuntimeNumpyMismatch as exc:
+            raise ModelError(str(exc)) from None
         except (RuntimeError, ValueError) as exc:
             raise ModelError(_explain_interpreter_failure(model_path, exc, card)) from None
 

@@ -6,7 +6,10 @@ resort because importing it costs seconds and hundreds of MB on a Raspberry Pi.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -22,6 +25,27 @@ RUNTIME_NAMES = tuple(name for name, _, _ in RUNTIME_CANDIDATES)
 
 class RuntimeNotFound(Exception):
     """No TFLite interpreter is installed."""
+
+
+class RuntimeNumpyMismatch(RuntimeError):
+    """The runtime's compiled module was built against numpy 1 and numpy 2 is installed."""
+
+
+def _numpy_abi_mismatch(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is numpy 2 refusing a module compiled against numpy 1.
+
+    tflite-runtime 2.14.0, the last release and the only one for Python 3.11 on aarch64, is such
+    a module: importing it works, creating an Interpreter then fails with "_ARRAY_API not found"
+    under a SystemError that says nothing useful.
+    """
+    seen = 0
+    while exc is not None and seen < 5:
+        text = str(exc)
+        if "_ARRAY_API" in text or "numpy.core.multiarray failed to import" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 @dataclass(frozen=True)
@@ -49,7 +73,25 @@ class Runtime:
             resolver = getattr(module, "experimental", module)
             op_resolver = getattr(resolver, "OpResolverType", None) or module.OpResolverType
             kwargs["experimental_op_resolver_type"] = op_resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        return module.Interpreter(**kwargs)
+        # numpy prints a page about that mismatch on sys.stderr before failing: held back and
+        # replaced by one line; anything else printed is passed on.
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(printed):
+                interpreter = module.Interpreter(**kwargs)
+        except (SystemError, ImportError) as exc:
+            if _numpy_abi_mismatch(exc):
+                import numpy
+                raise RuntimeNumpyMismatch(
+                    f"{self.label} was built against numpy 1 and cannot run with numpy "
+                    f"{numpy.__version__}: pip install 'numpy<2'") from None
+            sys.stderr.write(printed.getvalue())
+            raise
+        except BaseException:
+            sys.stderr.write(printed.getvalue())
+            raise
+        sys.stderr.write(printed.getvalue())
+        return interpreter
 
     def load_delegate(self, library: str, options: dict | None = None):
         loader = getattr(self.module, "load_delegate", None)
