@@ -136,8 +136,16 @@ def judge_config(out: Path, name: str, x86: dict, card_raw: dict, quantization: 
     else:
         config["bench_check"] = {"exit_code": check_rc, "passed": False}
     if not config["bench_check"]["passed"]:
-        problems.append(f"bench check did not pass (exit {check_rc}): "
-                        + (_read(d / "check.err") or "see check.json").splitlines()[-1])
+        if check:
+            failed = [row for row in check["images"] if not row["passed"]]
+            problems.append(f"bench check FAIL (exit {check_rc}): {len(failed)} of "
+                            f"{len(check['images'])} samples beyond the tolerance, largest "
+                            f"{config['bench_check']['max_steps']} steps")
+        else:
+            err = [line for line in (_read(d / "check.err") or "").splitlines()
+                   if line.startswith("error:")]
+            problems.append(f"bench check did not run (exit {check_rc})"
+                            + (f": {err[-1]}" if err else ""))
 
     document = _json(d / "classify.json")
     classify_rc = _rc(d / "classify.rc")
@@ -282,6 +290,8 @@ def build(out: Path, query_pypi: bool = True) -> dict:
         "x86_64": {"wheel": _read(out / "host" / "wheel.txt"),
                    "runtime": (x86_doc or {}).get("runtime"),
                    "bench_check_passed": x86_check.get("passed"),
+                   # raw int8 outputs of the samples under each kernel set of the x86 runtime
+                   "kernels": _json(out / "host" / "kernels.json"),
                    "images": [{"file": f, "verdict": r["verdict"], "raw": r["raw"]}
                               for f, r in sorted(x86.items())]},
         "configurations": configs,
@@ -383,6 +393,32 @@ def markdown(result: dict) -> str:
             lines.append(f"- problem: {problem}")
         if c["problems"]:
             lines.append("")
+    kernels = (result["x86_64"].get("kernels") or {})
+    if kernels.get("resolvers"):
+        files = list(kernels["card_raw"])
+        lines += ["## Raw int8 outputs by implementation", "",
+                  "The card's reference is LiteRT's XNNPACK on x86-64. The same runtime's other "
+                  f"kernel sets on x86-64 ({kernels['runtime']}, `scripts/int8_kernels.py`) and "
+                  "the runtimes on emulated Arm:", "",
+                  "| implementation | " + " | ".join(f.rsplit(".", 1)[0] for f in files) + " |",
+                  "|---|" + "---:|" * len(files),
+                  "| model card | " + " | ".join(str(kernels["card_raw"][f]) for f in files)
+                  + " |"]
+        for resolver in kernels["resolvers"].values():
+            lines.append(f"| x86-64, {resolver['kernels']} | "
+                         + " | ".join(str(resolver["raw"].get(f)) for f in files) + " |")
+        for c in result["configurations"]:
+            raw = {i["file"]: i["raw"] for i in (c.get("classify") or {}).get("images", [])}
+            if raw:
+                lines.append(f"| Arm, {c['name']} ({c['runtime']}) | "
+                             + " | ".join(str(raw.get(f)) for f in files) + " |")
+        lines.append("")
+        reference = kernels["resolvers"].get("BUILTIN_REF", {}).get("raw")
+        for c in result["configurations"]:
+            raw = {i["file"]: i["raw"] for i in (c.get("classify") or {}).get("images", [])}
+            if reference and raw == reference:
+                lines += [f"On Arm, {c['runtime']} gives exactly the outputs of x86-64's "
+                          "reference kernels on every sample.", ""]
     lines += ["## 32-bit Raspberry Pi OS (armhf)", "", result["armv7l"]["statement"], ""]
     return "\n".join(lines)
 

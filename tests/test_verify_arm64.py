@@ -70,8 +70,8 @@ def test_the_committed_result_is_complete_and_agrees_with_the_docs():
             assert command in lines, f"{config['name']}: {command!r} is no longer in {config['doc']}"
     # The README quotes the result: pass or fail, and the largest difference in output steps.
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    quoted = re.search(r"last run \(\[docs/arm64\]\(docs/arm64/README\.md\)\): \*\*(PASS|FAIL)\*\*"
-                       r".*?at most \*\*(\d+)\*\* int8 output steps", readme, re.S)
+    quoted = re.search(r"last run\s+\(\[docs/arm64\]\(docs/arm64/README\.md\)\): \*\*(PASS|FAIL)\*\*"
+                       r".*?at most\s+\*\*(\d+)\*\*\s+int8\s+output\s+steps", readme, re.S)
     assert quoted, "README: the sentence quoting docs/arm64/result.json is missing"
     assert quoted.group(1) == ("PASS" if result["passed"] else "FAIL")
     steps = max(c["classify"]["max_steps_vs_card"] for c in result["configurations"])
