@@ -134,8 +134,9 @@ if [ $FRESH = 1 ] || [ ! -f "$ROOTFS_STAMP" ]; then
 fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 mount -t proc proc "$ROOTFS/proc"; MOUNTS+=("$ROOTFS/proc")
-# XNNPACK's cpuinfo reads the processor lists there, as on a Pi.
-mount -t sysfs sysfs "$ROOTFS/sys"; MOUNTS+=("$ROOTFS/sys")
+# No /sys: with the host's sysfs mounted, LiteRT's cpuinfo (XNNPACK) sees x86 processor lists
+# beside QEMU's Arm CPU and crashes (SIGSEGV) under emulation; without it, it prints "Error in
+# cpuinfo" and carries on. A Pi has a /sys that matches its CPU.
 # debootstrap made /dev/null, /dev/urandom and friends as nodes: no bind mount of the host /dev.
 for node in null zero random urandom; do
     [ -c "$ROOTFS/dev/$node" ] || die "$ROOTFS/dev/$node missing; rebuild with --fresh"
