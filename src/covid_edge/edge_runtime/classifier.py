@@ -27,6 +27,8 @@ from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
 from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
 from .interpreter import Runtime, RuntimeNotFound, RuntimeNumpyMismatch, select_runtime
+from .lung_guard import LungRule
+from .lungs import LUNG_DIR, LungModelError, LungResult, LungSegmenter
 
 # Every TFLite flatbuffer carries this file identifier at bytes 4..8.
 TFLITE_IDENTIFIER = b"TFL3"
