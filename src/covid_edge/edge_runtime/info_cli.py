@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -26,6 +27,17 @@ RUNTIME_DISTRIBUTIONS = {
 }
 SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
+
+
+def _echo(text: str = "", **kwargs) -> None:
+    """click.echo, each line folded to 100 columns under its own indentation."""
+    lines = []
+    for line in str(text).split("\n"):
+        indent = " " * (len(line) - len(line.lstrip(" ")))
+        lines.append(textwrap.fill(line, 100, subsequent_indent=indent + "    ",
+                                   break_on_hyphens=False, break_long_words=False)
+                     if len(line) > 100 else line)
+    click.echo("\n".join(lines), **kwargs)
 
 def runtimes_report() -> dict:
     """Installed runtimes (without importing them) and the one `classify` would pick."""
@@ -165,101 +177,101 @@ def info(model_path, as_json):
                                "model_error": model_error, "runtimes": runtimes,
                                "disclaimer": DISCLAIMER}, indent=2))
     else:
-        click.echo(f"covid-edge {__version__}")
+        _echo(f"covid-edge {__version__}")
         if model is not None:
             _print_model(model)
         else:
-            click.echo(f"error: {model_error}", err=True)
+            _echo(f"error: {model_error}", err=True)
         _print_runtimes(runtimes)
-        click.echo("")
-        click.echo(DISCLAIMER)
+        _echo("")
+        _echo(DISCLAIMER)
     click.get_current_context().exit(EXIT_MODEL if model is None else EXIT_OK)
 
 
 def _print_model(model: dict) -> None:
     spec = model["preprocessing"]
-    click.echo(f"\nModel: {model['name']} {model['version']}  ({model['card']})")
-    click.echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}")
+    _echo(f"\nModel: {model['name']} {model['version']}  ({model['card']})")
+    _echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}")
     calibration = model.get("calibration")
     positive = model["positive_label"]
     # The scale people read everywhere else (classify, serve, kiosk) leads; the model's raw
     # output, which the card's threshold is stored on, follows in brackets.
     shown = calibration["threshold"] if calibration else model["threshold"]
-    click.echo(f"  threshold: {shown:.3f}: {positive} when P({positive}) >= it "
+    _echo(f"  threshold: {shown:.3f}: {positive} when P({positive}) >= it "
                f"(the calibrated P that classify shows; {model['threshold']:.4f} on the model's "
                "raw output)")
     if model["threshold_rule"]:
-        click.echo(f"    rule: {model['threshold_rule']}")
+        _echo(f"    rule: {model['threshold_rule']}")
     if calibration:
-        click.echo(f"  calibration: temperature {calibration['temperature']:.3f}; test ECE "
+        _echo(f"  calibration: temperature {calibration['temperature']:.3f}; test ECE "
                    f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
     guard = model.get("ood_guard")
     if guard:
-        click.echo(f"  out-of-distribution guard: feature distance <= {guard['threshold']:.2f} "
+        _echo(f"  out-of-distribution guard: feature distance <= {guard['threshold']:.2f} "
                    f"({guard['components']} components); test X-rays accepted "
                    f"{guard['test_acceptance']:.1%}, non-X-ray images refused "
                    f"{guard['non_xray_rejection']:.1%} of {guard['non_xray_images']}")
     else:
-        click.echo("  out-of-distribution guard: image checks only (no statistics in the card)")
-    click.echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"
+        _echo("  out-of-distribution guard: image checks only (no statistics in the card)")
+    _echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"
                f", {spec.get('resize_filter')} resize, x = pixel * {spec.get('scale'):.6g} "
                f"{'-' if spec.get('offset', 0) < 0 else '+'} {abs(spec.get('offset', 0)):g}")
     for key in ("color", "aspect_ratio", "high_bit_depth"):
         if spec.get(key):
-            click.echo(f"    {key.replace('_', ' ')}: {spec[key]}")
+            _echo(f"    {key.replace('_', ' ')}: {spec[key]}")
     if spec.get("crop"):
-        click.echo(f"    crop: to the {spec['crop']} (lung model's box + {spec.get('crop_margin')} "
+        _echo(f"    crop: to the {spec['crop']} (lung model's box + {spec.get('crop_margin')} "
                    "margin) before the resize")
-    click.echo("  variants:")
+    _echo("  variants:")
     for name, variant in model["variants"].items():
         marker = "*" if name == model["selected_variant"] else " "
         size = _size(variant["bytes"])
         missing = "" if variant["present"] else "  (file missing)"
         metrics = ", ".join(f"{key} {_fmt(value)}" for key, value in variant["metrics"].items()
                             if not isinstance(value, (dict, list)))
-        click.echo(f"   {marker} {name:<8} {Path(variant['file']).name}  {size}{missing}")
+        _echo(f"   {marker} {name:<8} {Path(variant['file']).name}  {size}{missing}")
         if metrics:
-            click.echo(f"       test: {metrics}")
-    click.echo("    (* = used by `covid-edge classify` without --model)")
+            _echo(f"       test: {metrics}")
+    _echo("    (* = used by `covid-edge classify` without --model)")
     for device, file in (model.get("devices") or {}).items():
         present = (Path(model["card"]).parent / file).is_file()
         missing = "" if present else (
             "  (not here: compile the int8 model with edgetpu_compiler; docs/coral.md)"
             if device == "edgetpu" else "  (file missing)")
-        click.echo(f"  --device {device}: {file}{missing}")
+        _echo(f"  --device {device}: {file}{missing}")
     lungs = model.get("lung_model")
     if lungs and "error" not in lungs:
         held_out = ", ".join(f"{s} {d:.3f}" for s, d in lungs["held_out"].items())
-        click.echo(f"  lung model: {lungs['name']} {lungs['version']}, {Path(lungs['file']).name}"
+        _echo(f"  lung model: {lungs['name']} {lungs['version']}, {Path(lungs['file']).name}"
                    f"  {_size(lungs['bytes'])}, input {lungs['input']}, mask threshold "
                    f"{lungs['mask_threshold']} (guard: frontal-film check; crop mode; explain)")
         if held_out:
-            click.echo(f"    int8 Dice on held-out sources: {held_out}")
+            _echo(f"    int8 Dice on held-out sources: {held_out}")
     elif lungs:
-        click.echo(f"  lung model: not available ({lungs['error']})")
+        _echo(f"  lung model: not available ({lungs['error']})")
     if model["samples"]:
-        click.echo("  sample images (try `covid-edge classify` on them):")
+        _echo("  sample images (try `covid-edge classify` on them):")
         for sample in model["samples"]:
-            click.echo(f"    {sample}")
+            _echo(f"    {sample}")
 
 
 def _print_runtimes(runtimes: dict) -> None:
-    click.echo("\nRuntimes:")
+    _echo("\nRuntimes:")
     for name, version in runtimes["installed"].items():
         state = version if version else "not installed"
         marker = "*" if name == runtimes["selected"] else " "
-        click.echo(f"   {marker} {name:<15} {state}")
+        _echo(f"   {marker} {name:<15} {state}")
     if runtimes["selected"] is None:
-        click.echo("  no TFLite runtime: pip install ai-edge-litert")
+        _echo("  no TFLite runtime: pip install ai-edge-litert")
     else:
-        click.echo("    (* = used by `covid-edge classify` without --runtime)")
+        _echo("    (* = used by `covid-edge classify` without --runtime)")
     edgetpu = runtimes["edgetpu"]
     if edgetpu["available"]:
-        click.echo(f"  Edge TPU runtime: {edgetpu['library']}, "
+        _echo(f"  Edge TPU runtime: {edgetpu['library']}, "
                    f"{edgetpu['version'] or 'version unknown'}, "
                    f"{edgetpu['devices'] if edgetpu['devices'] is not None else '?'} device(s)")
     else:
-        click.echo(f"  Edge TPU runtime: none ({edgetpu['reason'].split(';')[0]})")
+        _echo(f"  Edge TPU runtime: none ({edgetpu['reason'].split(';')[0]})")
 
 
 def _size(size: int | None) -> str:
