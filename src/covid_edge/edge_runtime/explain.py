@@ -261,14 +261,29 @@ def occluder_pixels(pixels: np.ndarray, kind: str, patch: int) -> np.ndarray:
 
 # -- computing a map -----------------------------------------------------------------------
 
-def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None = None,
-                   stride: int | None = None, occluder: str = "blur",
-                   progress: Callable[[int], None] | None = None) -> Explanation:
-    """Occlusion sensitivity of `pixels`, uint8 (height, width) at the model's input size.
+@dataclass
+class OcclusionStart:
+    """What every occlusion map begins with: the grid, the unhidden image's score and the
+    occluder's input, computed once (the full and the coarse-to-fine maps share it)."""
 
-    No out-of-distribution check happens here: callers decide first whether the picture is a
-    chest X-ray at all (`Classifier.classify_pixels`). `progress(n)` is called after every n
-    inferences (for a progress bar)."""
+    patch: int
+    stride: int
+    rows: list
+    columns: list
+    pixels: np.ndarray
+    base: np.ndarray
+    replacement: np.ndarray
+    head: object
+    raw_probability: float
+    features: np.ndarray | None
+    invoke_ms: float
+    kind: str
+    base_score: float
+    started: float
+
+
+def start_occlusion(classifier, pixels: np.ndarray, patch: int | None, stride: int | None,
+                    occluder: str) -> OcclusionStart:
     height, width = classifier.spec.height, classifier.spec.width
     patch = patch or default_patch(min(height, width))
     stride = stride or default_stride(patch)
@@ -285,6 +300,24 @@ def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None
         head = None
     kind = PROBABILITY if head is None else LOG_ODDS
     base_score = raw_probability if head is None else head.log_odds(features)
+    return OcclusionStart(patch, stride, rows, columns, pixels, base, replacement, head,
+                          raw_probability, features, invoke_ms, kind, base_score, start)
+
+
+def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None = None,
+                   stride: int | None = None, occluder: str = "blur",
+                   progress: Callable[[int], None] | None = None) -> Explanation:
+    """Occlusion sensitivity of `pixels`, uint8 (height, width) at the model's input size.
+
+    No out-of-distribution check happens here: callers decide first whether the picture is a
+    chest X-ray at all (`Classifier.classify_pixels`). `progress(n)` is called after every n
+    inferences (for a progress bar)."""
+    height, width = classifier.spec.height, classifier.spec.width
+    o = start_occlusion(classifier, pixels, patch, stride, occluder)
+    patch, stride, rows, columns, pixels = o.patch, o.stride, o.rows, o.columns, o.pixels
+    start, base, replacement, head, kind = o.started, o.base, o.replacement, o.head, o.kind
+    raw_probability, features, invoke_ms, base_score = (o.raw_probability, o.features,
+                                                        o.invoke_ms, o.base_score)
 
     occluded = np.empty((len(rows), len(columns)), dtype=np.float64)
     total = np.zeros((height, width), dtype=np.float64)

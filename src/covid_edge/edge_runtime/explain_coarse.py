@@ -28,8 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .classifier import Classifier
-from .explain import (LOG_ODDS, PROBABILITY, Explanation, _agrees, default_patch,
-                      default_stride, final_layer, occluder_pixels, patch_starts)
+from .explain import Explanation, default_patch, default_stride, patch_starts, start_occlusion
 
 DEFAULT_BUDGET = 80
 
@@ -60,21 +59,10 @@ def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
     """As explain.explain_pixels, in at most `budget` inferences (at least the unhidden image
     and the coarse grid: 50 at 224 px)."""
     height, width = classifier.spec.height, classifier.spec.width
-    patch = patch or default_patch(min(height, width))
-    stride = stride or default_stride(patch)
-    rows, columns = patch_starts(height, patch, stride), patch_starts(width, patch, stride)
-    pixels = np.asarray(pixels, dtype=np.uint8)
-    hidden = occluder_pixels(pixels, occluder, patch)
-
-    start = time.perf_counter()
-    base = classifier.prepare_input(pixels)
-    replacement = classifier.prepare_input(hidden)
-    head = final_layer(classifier)
-    _, raw_probability, features, invoke_ms = classifier.infer_with_features(base)
-    if head is not None and not _agrees(head, features, raw_probability, classifier):
-        head = None
-    kind = PROBABILITY if head is None else LOG_ODDS
-    base_score = raw_probability if head is None else head.log_odds(features)
+    o = start_occlusion(classifier, pixels, patch, stride, occluder)
+    patch, stride, rows, columns, pixels = o.patch, o.stride, o.rows, o.columns, o.pixels
+    start, base, replacement, head, kind = o.started, o.base, o.replacement, o.head, o.kind
+    raw_probability, invoke_ms, base_score = o.raw_probability, o.invoke_ms, o.base_score
 
     occluded = np.full((len(rows), len(columns)), np.nan)
     spent = [1, invoke_ms]
