@@ -100,37 +100,16 @@ class PairAugmenter:
 
 
 def make_batches(pixels, targets, spec, batch_size, *, augmenter=None, seed=0, shuffle=False):
-    import keras
+    """Batches of (model input, soft mask), on the classifier's seeded batch sequence."""
+    from .train import seeded_batches
 
-    class LungBatches(keras.utils.PyDataset):
-        """Batches of (model input, soft mask); augmentation seeded by (seed, epoch, batch)."""
+    def make_batch(chosen, rng):
+        images, masks = pixels[chosen], targets[chosen].astype(np.float32) / 255.0
+        if augmenter is not None:
+            images, masks = augmenter(pixels[chosen], targets[chosen], rng)
+        return to_model_input(images, spec), masks[..., np.newaxis]
 
-        def __init__(self):
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.epoch = 0
-            self.order = self._order()
-
-        def _order(self):
-            if not shuffle:
-                return np.arange(len(pixels))
-            return np.random.default_rng([seed, self.epoch]).permutation(len(pixels))
-
-        def __len__(self):
-            return math.ceil(len(pixels) / batch_size)
-
-        def __getitem__(self, index):
-            chosen = self.order[index * batch_size:(index + 1) * batch_size]
-            images, masks = pixels[chosen], targets[chosen].astype(np.float32) / 255.0
-            if augmenter is not None:
-                images, masks = augmenter(pixels[chosen], targets[chosen],
-                                          np.random.default_rng([seed, self.epoch, index]))
-            return to_model_input(images, spec), masks[..., np.newaxis]
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
-    return LungBatches()
+    return seeded_batches(len(pixels), batch_size, make_batch, seed=seed, shuffle=shuffle)
 
 
 def dice_bce_loss(y_true, y_pred):

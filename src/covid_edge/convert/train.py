@@ -84,13 +84,15 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
     return len(labels) / (2.0 * np.maximum(counts, 1))
 
 
-def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=None, seed=0,
-                 shuffle=False):
+def seeded_batches(count: int, batch_size: int, make_batch, *, seed: int = 0,
+                   shuffle: bool = False):
+    """A Keras PyDataset over `count` items: the order reshuffled every epoch from
+    (seed, epoch), and make_batch(chosen indices, rng) given a generator seeded by
+    (seed, epoch, batch), so a run is reproducible bit for bit (the classifier and the lung
+    model train on it)."""
     import keras
 
-    class XrayBatches(keras.utils.PyDataset):
-        """Batches of model inputs; augmentation is seeded by (seed, epoch, batch)."""
-
+    class SeededBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
             self.epoch = 0
@@ -98,28 +100,38 @@ def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=No
 
         def _order(self):
             if not shuffle:
-                return np.arange(len(labels))
-            return np.random.default_rng([seed, self.epoch]).permutation(len(labels))
+                return np.arange(count)
+            return np.random.default_rng([seed, self.epoch]).permutation(count)
 
         def __len__(self):
-            return math.ceil(len(labels) / batch_size)
+            return math.ceil(count / batch_size)
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
-            images = pixels[chosen]
-            if augmenter is not None:
-                images = augmenter(images, np.random.default_rng([seed, self.epoch, index]))
-            x = to_model_input(images, spec)
-            y = labels[chosen].astype(np.float32)
-            if weights is None:
-                return x, y
-            return x, y, weights[labels[chosen]].astype(np.float32)
+            return make_batch(chosen, np.random.default_rng([seed, self.epoch, index]))
 
         def on_epoch_end(self):
             self.epoch += 1
             self.order = self._order()
 
-    return XrayBatches()
+    return SeededBatches()
+
+
+def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=None, seed=0,
+                 shuffle=False):
+    """Batches of model inputs and labels (and class weights when given)."""
+
+    def make_batch(chosen, rng):
+        images = pixels[chosen]
+        if augmenter is not None:
+            images = augmenter(images, rng)
+        x = to_model_input(images, spec)
+        y = labels[chosen].astype(np.float32)
+        if weights is None:
+            return x, y
+        return x, y, weights[labels[chosen]].astype(np.float32)
+
+    return seeded_batches(len(labels), batch_size, make_batch, seed=seed, shuffle=shuffle)
 
 
 def fit_phase(model, name, train_data, val_data, epochs, learning_rate, history_rows, log):
