@@ -21,6 +21,21 @@ import numpy as np
 from PIL import Image
 
 
+
+def random_affine(rng: np.random.Generator, width: int, height: int, max_rotation_deg: float,
+                  zoom_range: tuple[float, float], max_shift: float) -> tuple:
+    """A small random rotation, zoom and shift as PIL's AFFINE data (which maps output pixels
+    back to input pixels: rotate and scale about the centre, then shift). The draws come in
+    one order (angle, zoom, x, y), so seeded runs repeat; the lung model's training uses it too."""
+    angle = math.radians(rng.uniform(-max_rotation_deg, max_rotation_deg))
+    zoom = rng.uniform(*zoom_range)
+    shift_x = rng.uniform(-max_shift, max_shift) * width
+    shift_y = rng.uniform(-max_shift, max_shift) * height
+    cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+    cx, cy = width / 2.0, height / 2.0
+    return (cos, sin, cx - cos * cx - sin * cy - shift_x,
+            -sin, cos, cy + sin * cx - cos * cy - shift_y)
+
 @dataclass(frozen=True)
 class Augmenter:
     max_rotation_deg: float = 7.0
@@ -37,16 +52,8 @@ class Augmenter:
 
     def one(self, pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         height, width = pixels.shape
-        angle = math.radians(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg))
-        zoom = rng.uniform(*self.zoom_range)
-        shift_x = rng.uniform(-self.max_shift, self.max_shift) * width
-        shift_y = rng.uniform(-self.max_shift, self.max_shift) * height
-        # PIL's affine transform maps output pixels back to input pixels: rotate and scale
-        # about the centre, then shift.
-        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-        cx, cy = width / 2.0, height / 2.0
-        matrix = (cos, sin, cx - cos * cx - sin * cy - shift_x,
-                  -sin, cos, cy + sin * cx - cos * cy - shift_y)
+        matrix = random_affine(rng, width, height, self.max_rotation_deg, self.zoom_range,
+                               self.max_shift)
         moved = Image.fromarray(pixels).transform(
             (width, height), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR, fillcolor=0)
         x = np.asarray(moved, dtype=np.float32)

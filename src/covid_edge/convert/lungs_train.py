@@ -25,6 +25,7 @@ from PIL import Image
 from .. import lung_metrics
 from ..preprocess import PreprocessSpec, to_model_input
 from . import lungs_data
+from .augment import random_affine
 
 RUN_FILES = ("model.keras", "run.json", "history.csv", "split.csv")
 MASK_THRESHOLD = 0.5
@@ -77,14 +78,8 @@ class PairAugmenter:
 
     def one(self, pixels, target, rng):
         height, width = pixels.shape
-        angle = math.radians(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg))
-        zoom = rng.uniform(*self.zoom_range)
-        shift_x = rng.uniform(-self.max_shift, self.max_shift) * width
-        shift_y = rng.uniform(-self.max_shift, self.max_shift) * height
-        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-        cx, cy = width / 2.0, height / 2.0
-        matrix = (cos, sin, cx - cos * cx - sin * cy - shift_x,
-                  -sin, cos, cy + sin * cx - cos * cy - shift_y)
+        matrix = random_affine(rng, width, height, self.max_rotation_deg, self.zoom_range,
+                               self.max_shift)
         warp = dict(size=(width, height), method=Image.Transform.AFFINE, data=matrix,
                     resample=Image.Resampling.BILINEAR, fillcolor=0)
         x = np.asarray(Image.fromarray(pixels).transform(**warp), dtype=np.float32)
