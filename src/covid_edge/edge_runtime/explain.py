@@ -312,16 +312,11 @@ def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None
     No out-of-distribution check happens here: callers decide first whether the picture is a
     chest X-ray at all (`Classifier.classify_pixels`). `progress(n)` is called after every n
     inferences (for a progress bar)."""
-    height, width = classifier.spec.height, classifier.spec.width
     o = start_occlusion(classifier, pixels, patch, stride, occluder)
-    patch, stride, rows, columns, pixels = o.patch, o.stride, o.rows, o.columns, o.pixels
-    start, base, replacement, head, kind = o.started, o.base, o.replacement, o.head, o.kind
-    raw_probability, features, invoke_ms, base_score = (o.raw_probability, o.features,
-                                                        o.invoke_ms, o.base_score)
+    patch, rows, columns = o.patch, o.rows, o.columns
+    base, replacement, head, invoke_ms = o.base, o.replacement, o.head, o.invoke_ms
 
     occluded = np.empty((len(rows), len(columns)), dtype=np.float64)
-    total = np.zeros((height, width), dtype=np.float64)
-    covered = np.zeros((height, width), dtype=np.float64)
     for i, top in enumerate(rows):
         for j, left in enumerate(columns):
             window = (slice(None), slice(top, top + patch), slice(left, left + patch))
@@ -330,20 +325,34 @@ def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None
             _, probability, features, latency_ms = classifier.infer_with_features(trial)
             occluded[i, j] = probability if head is None else head.log_odds(features)
             invoke_ms += latency_ms
-            total[top:top + patch, left:left + patch] += base_score - occluded[i, j]
-            covered[top:top + patch, left:left + patch] += 1.0
         if progress is not None:
             progress(len(columns))
-    elapsed_ms = (time.perf_counter() - start) * 1000.0
+    return occlusion_explanation(classifier, o, occluded, occluder, 1 + occluded.size,
+                                 invoke_ms)
 
+
+def occlusion_explanation(classifier: Classifier, o: OcclusionStart, occluded: np.ndarray,
+                          occluder: str, inferences: int, invoke_ms: float) -> Explanation:
+    """A finished grid of occluded scores -> the Explanation: each position's drop from the
+    unhidden score spread over its patch, averaged where patches overlap (the full and the
+    coarse-to-fine maps end here)."""
+    height, width = classifier.spec.height, classifier.spec.width
+    total = np.zeros((height, width), dtype=np.float64)
+    covered = np.zeros((height, width), dtype=np.float64)
+    for i, top in enumerate(o.rows):
+        for j, left in enumerate(o.columns):
+            total[top:top + o.patch, left:left + o.patch] += o.base_score - occluded[i, j]
+            covered[top:top + o.patch, left:left + o.patch] += 1.0
+    elapsed_ms = (time.perf_counter() - o.started) * 1000.0
+    raw = o.raw_probability
     return Explanation(
-        probability=classifier.calibrated(raw_probability), raw_probability=raw_probability,
-        verdict=classifier.verdict(raw_probability), threshold=classifier.threshold,
+        probability=classifier.calibrated(raw), raw_probability=raw,
+        verdict=classifier.verdict(raw), threshold=classifier.threshold,
         positive_label=classifier.positive_label, negative_label=classifier.negative_label,
-        score=kind, base_score=base_score, heatmap=(total / covered).astype(np.float32),
-        occluded=occluded.astype(np.float32), patch=patch, stride=stride, occluder=occluder,
-        inferences=1 + occluded.size, elapsed_ms=elapsed_ms, invoke_ms=invoke_ms,
-        pixels=pixels)
+        score=o.kind, base_score=o.base_score, heatmap=(total / covered).astype(np.float32),
+        occluded=occluded.astype(np.float32), patch=o.patch, stride=o.stride,
+        occluder=occluder, inferences=inferences, elapsed_ms=elapsed_ms, invoke_ms=invoke_ms,
+        pixels=o.pixels)
 
 
 def _agrees(head: FinalLayer, features: np.ndarray, probability: float,

@@ -22,13 +22,13 @@ full map's, with `inferences` saying what it cost.
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 
 from .classifier import Classifier
-from .explain import Explanation, default_patch, default_stride, patch_starts, start_occlusion
+from .explain import (Explanation, default_patch, default_stride, occlusion_explanation,
+                      patch_starts, start_occlusion)
 
 DEFAULT_BUDGET = 80
 
@@ -58,14 +58,12 @@ def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
                           progress: Callable[[int], None] | None = None) -> Explanation:
     """As explain.explain_pixels, in at most `budget` inferences (at least the unhidden image
     and the coarse grid: 50 at 224 px)."""
-    height, width = classifier.spec.height, classifier.spec.width
     o = start_occlusion(classifier, pixels, patch, stride, occluder)
-    patch, stride, rows, columns, pixels = o.patch, o.stride, o.rows, o.columns, o.pixels
-    start, base, replacement, head, kind = o.started, o.base, o.replacement, o.head, o.kind
-    raw_probability, invoke_ms, base_score = o.raw_probability, o.invoke_ms, o.base_score
+    patch, rows, columns = o.patch, o.rows, o.columns
+    base, replacement, head = o.base, o.replacement, o.head
 
     occluded = np.full((len(rows), len(columns)), np.nan)
-    spent = [1, invoke_ms]
+    spent = [1, o.invoke_ms]
 
     def score(i: int, j: int) -> None:
         top, left = rows[i], columns[j]
@@ -97,21 +95,7 @@ def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
         score(i, j)
     occluded = np.where(np.isnan(occluded), estimate, occluded)
 
-    total = np.zeros((height, width), dtype=np.float64)
-    covered = np.zeros((height, width), dtype=np.float64)
-    for i, top in enumerate(rows):
-        for j, left in enumerate(columns):
-            total[top:top + patch, left:left + patch] += base_score - occluded[i, j]
-            covered[top:top + patch, left:left + patch] += 1.0
-    elapsed_ms = (time.perf_counter() - start) * 1000.0
-
-    return Explanation(
-        probability=classifier.calibrated(raw_probability), raw_probability=raw_probability,
-        verdict=classifier.verdict(raw_probability), threshold=classifier.threshold,
-        positive_label=classifier.positive_label, negative_label=classifier.negative_label,
-        score=kind, base_score=base_score, heatmap=(total / covered).astype(np.float32),
-        occluded=occluded.astype(np.float32), patch=patch, stride=stride, occluder=occluder,
-        inferences=spent[0], elapsed_ms=elapsed_ms, invoke_ms=spent[1], pixels=pixels)
+    return occlusion_explanation(classifier, o, occluded, occluder, spent[0], spent[1])
 
 
 def _neighbour_disagreement(occluded: np.ndarray, coarse_rows: list[int],
