@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
 from ..progress import progress_bar
+from .labelled_cli import finish
 from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EPILOG = f"""\b
@@ -103,7 +103,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
     from ..model_card import ModelCardError, released_models_dir
     from . import drift as drifting
     from . import drift_report as reporting
-    from .report import ReportExistsError, to_json
+    from .report import ReportExistsError
 
     try:
         if out_dir is not None:
@@ -144,20 +144,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
 
     if not as_json:
         click.echo(f"images: {report['selection']['reason']}", err=True)
-    if as_json:
-        click.echo(to_json(report), nl=False)
-    else:
-        click.echo(reporting.terminal_table(report))
-    if out_dir is not None:
-        try:
-            written, plot_note = reporting.write_report(report, out_dir, force=True,
-                                                        latency_report=latency_report)
-        except OSError as exc:
-            raise click.ClickException(f"could not write the report: {exc}") from None
-        click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
-        if plot_note:
-            click.echo(f"note: {plot_note}", err=True)
-    if report["unreadable"]:
-        click.echo(f"error: {len(report['unreadable'])} image(s) could not be read; the figures "
-                   "leave them out", err=True)
-        sys.exit(1)
+    # The same ending as bench sources/shift: output, report files, exit 1 on unreadable images.
+    finish(report, as_json, out_dir,
+           lambda r, d: reporting.write_report(r, d, force=True, latency_report=latency_report),
+           reporting.terminal_table)
