@@ -80,9 +80,9 @@ def find_errors(classifier: Classifier, data: Path, test: dict[str, list[str]]
     for label, paths in test.items():
         wrong[label] = []
         for relative in paths:
-            _, probability, _ = classifier.infer(classifier.prepare_input(
-                load_pixels(data / relative, classifier.spec)))
-            if (classifier.verdict(probability) == classifier.positive_label) != (
+            probabilities = classifier.run(classifier.prepare_input(
+                load_pixels(data / relative, classifier.spec))).probabilities
+            if (classifier.verdict(probabilities) == classifier.positive_label) != (
                     label == classifier.positive_label):
                 wrong[label].append(relative)
     return wrong
@@ -182,8 +182,8 @@ def corner_test(classifier, data: Path, test: dict[str, list[str]]) -> dict:
                 trial = pixels.copy()
                 if window is not None:
                     trial[window] = blurred[window]
-                _, probability, _ = classifier.infer(classifier.prepare_input(trial))
-                counts[name] += classifier.verdict(probability) == classifier.positive_label
+                probabilities = classifier.run(classifier.prepare_input(trial)).probabilities
+                counts[name] += classifier.verdict(probabilities) == classifier.positive_label
         result[label] = {"images": len(test[label]), f"called {classifier.positive_label}": counts}
         print(f"corner test {label}: {len(test[label])} images called "
               f"{classifier.positive_label}: {counts}")

@@ -74,7 +74,7 @@ def per_second(count: int, seconds: float) -> float:
 def run_inference_only(classifier: Classifier, inputs: list[np.ndarray]) -> float:
     start = time.perf_counter()
     for tensor in inputs:
-        _, _, features, _ = classifier.infer_with_features(tensor)
+        features = classifier.run(tensor).features
         if classifier.guard is not None:
             classifier.guard.feature_reason(features)
     return per_second(len(inputs), time.perf_counter() - start)

@@ -39,7 +39,7 @@ def features_of_files(model, paths):
         except ImageReadError:
             continue
         pixels = resize_gray(decoded.gray, model.spec)
-        _, _, features, _ = model.infer_with_features(model.prepare_input(pixels))
+        features = model.run(model.prepare_input(pixels)).features
         rows.append(features)
         kept.append((path, ImageChecks().reason(pixels, decoded.colourfulness, decoded.size)))
     return np.stack(rows), kept

@@ -124,7 +124,8 @@ def test_reference_outputs_in_the_card_are_reproduced(models_dir, model_card):
     for image in reference["images"]:
         path = models_dir / image["file"]
         assert sha256_file(path) == image["sha256"]
-        raw, probability, _ = model.infer(model.prepare_input(load_pixels(path, model.spec)))
+        inference = model.run(model.prepare_input(load_pixels(path, model.spec)))
+        raw, probability = int(inference.raw[0]), inference.positive
         tolerance = reference["tolerance"]
         assert abs(raw - image["raw_output"]) <= tolerance["raw_output_steps"], image["file"]
         assert probability == pytest.approx(image["probability"], abs=tolerance["probability"])

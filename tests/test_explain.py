@@ -78,8 +78,9 @@ def test_occluders(covid_xray):
 
 def score_of(classifier, pixels, kind) -> float:
     """The score explain_pixels records, computed here from a plain inference."""
-    _, probability, features, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
-    return final_layer(classifier).log_odds(features) if kind == LOG_ODDS else probability
+    inference = classifier.run(classifier.prepare_input(pixels))
+    return (final_layer(classifier).log_odds(inference.features) if kind == LOG_ODDS
+            else inference.positive)
 
 
 def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coarse):
@@ -138,8 +139,8 @@ def test_log_odds_from_the_last_layer_give_the_models_probability(classifier, co
     probabilities = []
     for weight in np.linspace(0.0, 1.0, 21):
         blend = np.rint(weight * covid + (1 - weight) * normal).astype(np.uint8)
-        _, probability, features, _ = classifier.infer_with_features(
-            classifier.prepare_input(blend))
+        inference = classifier.run(classifier.prepare_input(blend))
+        probability, features = inference.positive, inference.features
         assert abs(sigmoid(head.log_odds(features)) - probability) <= tolerance
         probabilities.append(probability)
     assert min(probabilities) < 0.5 < max(probabilities)

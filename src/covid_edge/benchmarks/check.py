@@ -66,16 +66,22 @@ def check_image(classifier, card_dir: Path, expected: dict, tolerance: dict,
     except ImageReadError as exc:
         row["reason"] = str(exc)
         return row
-    raw, probability, _ = classifier.infer(classifier.prepare_input(pixels))
-    row.update({"raw": int(raw) if integer_output else float(raw), "probability": probability,
-                "calibrated_probability": classifier.calibrated(probability),
-                "shown_probability": probability_text(probability,
-                                                      classifier.calibrated(probability),
+    inference = classifier.run(classifier.prepare_input(pixels))
+    # One value per output unit: a sigmoid model's reference is a number, a softmax model's a list.
+    raw = [int(v) if integer_output else float(v) for v in inference.raw]
+    probability = inference.positive
+    calibrated = float(classifier.calibrated(inference.probabilities)[
+        classifier.scheme.positive_index])
+    row.update({"raw": raw[0] if len(raw) == 1 else raw, "probability": probability,
+                "probabilities": classifier.scheme.as_dict(inference.probabilities),
+                "calibrated_probability": calibrated,
+                "shown_probability": probability_text(probability, calibrated,
                                                       classifier.output_limits()),
-                "verdict": classifier.verdict(probability)})
+                "verdict": classifier.verdict(inference.probabilities)})
     reasons = []
     if integer_output and row["expected_raw"] is not None:
-        row["steps"] = abs(int(raw) - int(row["expected_raw"]))
+        expected_raw = np.atleast_1d(np.asarray(row["expected_raw"], dtype=np.int64))
+        row["steps"] = int(np.max(np.abs(np.asarray(raw, dtype=np.int64) - expected_raw)))
         if row["steps"] > tolerance.get("raw_output_steps", 0):
             reasons.append(f"{row['steps']} output steps from the reference "
                            f"(tolerance {tolerance.get('raw_output_steps', 0)})")

@@ -210,7 +210,7 @@ class TFLiteRunner:
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         classifier = self.classifier
-        return np.array([classifier.infer(classifier.prepare_input(p))[1] for p in pixels])
+        return np.array([classifier.run(classifier.prepare_input(p)).positive for p in pixels])
 
     def refusal(self, pixels: np.ndarray, colourfulness, size, gray=None) -> str | None:
         """The guard's reason to refuse this image, as `classify` would give it."""
@@ -331,7 +331,7 @@ def guard_figures(items: list[dataset.Item], probabilities: np.ndarray, refusals
                     for item, reason in zip(items, refusals) if reason is not None],
         "metrics": metrics.binary_metrics(labels[accepted], probabilities[accepted], threshold)
         if len(kept_items) else None,
-        "calibrated_threshold": float(classifier.calibrated(threshold)),
+        "calibrated_threshold": classifier.calibrated_positive(threshold),
     }
 
 
@@ -404,8 +404,8 @@ def measure_latency(sources: list[Source], runners: dict, pixels: np.ndarray,
                                      runtime=runners[source.name].classifier.runtime.name)
         prepared = classifier.prepare_input(pixels)
         for _ in range(max(2, runs // 10)):  # warm-up: first invokes allocate and pack
-            classifier.infer(prepared)
-        times = [classifier.infer(prepared)[2] for _ in range(runs)]
+            classifier.run(prepared)
+        times = [classifier.run(prepared).latency_ms for _ in range(runs)]
         found[source.name] = {"p50_ms": float(np.median(times)), "end_to_end_p50_ms": None,
                               "runtime": classifier.runtime.label, "xnnpack": None,
                               "threads": 1, "runs": runs}

@@ -23,9 +23,13 @@ class Score:
     verdict: str | None            # the model's verdict, whatever the guard says
     refused: str | None = None     # the guard's reason when it would refuse the image
     error: str | None = None       # the file could not be read
+    probabilities: object = None   # every class's calibrated probability (label order)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        entry = asdict(self)
+        if self.probabilities is not None:
+            entry["probabilities"] = [float(p) for p in self.probabilities]
+        return entry
 
 
 def report_header(schema: str, classifier: Classifier, selection: dict, command: str,
@@ -65,10 +69,13 @@ def score_decoded(classifier: Classifier, pixels, colourfulness=None, size=None,
     inference, the feature test."""
     refused, _ = classifier.refusal_before_inference(pixels, colourfulness, size, lung=lung,
                                                      gray=gray)
-    _, raw, features, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
+    inference = classifier.run(classifier.prepare_input(pixels))
     if refused is None and classifier.guard is not None:
-        refused, _ = classifier.guard.feature_reason(features)
-    return Score(classifier.calibrated(raw), raw, classifier.verdict(raw), refused)
+        refused, _ = classifier.guard.feature_reason(inference.features)
+    shown = classifier.calibrated(inference.probabilities)
+    return Score(float(shown[classifier.scheme.positive_index]), inference.positive,
+                 classifier.verdict(inference.probabilities), refused,
+                 probabilities=shown)
 
 
 def score_source(classifier: Classifier, source: str | Path | BinaryIO) -> Score:

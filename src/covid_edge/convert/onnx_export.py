@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edge_runtime.classifier import Classifier, Prepared
+from ..edge_runtime.classifier import Classifier, Prepared, split_outputs
 from ..edge_runtime.onnx_backends import (AGREEMENT_MIN, ONNX_RUNTIMES, OnnxInterpreter,
                                           installed, sidecar_path)
 from ..model_card import sha256_file
@@ -100,20 +100,20 @@ def measure_agreement(tflite: Classifier, onnx_path: Path, backend: str,
     """Verdicts of the export on `backend` against the TFLite model's, image by image (the
     guard is not involved: the same input tensor goes to both)."""
     session = OnnxInterpreter(str(onnx_path), backend, threads)
-    output = next(d for d in session.get_output_details() if int(np.prod(d["shape"])) == 1)
+    output, _ = split_outputs(session.get_output_details(), tflite.scheme)
     scale, zero_point = output["quantization"]
     agreeing, worst, flips, counted = 0, 0.0, [], 0
     for path in images:
         prepared = tflite.prepare_file(path)
         if not isinstance(prepared, Prepared):
             continue  # unreadable: the TFLite model has no verdict either
-        _, expected, _ = tflite.infer(prepared.input_tensor)
+        expected = tflite.run(prepared.input_tensor).probabilities
         session.set_tensor(session.get_input_details()[0]["index"], prepared.input_tensor)
         session.invoke()
-        raw = float(session.get_tensor(output["index"]).reshape(-1)[0])
-        got = (raw - zero_point) * scale if scale else raw
+        raw = session.get_tensor(output["index"]).reshape(-1).astype(np.float64)
+        got = tflite.scheme.probabilities((raw - zero_point) * scale if scale else raw)
         counted += 1
-        worst = max(worst, abs(got - expected))
+        worst = max(worst, float(np.max(np.abs(got - expected))))
         if tflite.verdict(got) == tflite.verdict(expected):
             agreeing += 1
         else:

@@ -45,11 +45,11 @@ def collect(classifier, data_dir: Path, items, progress, label: str, details: li
         pixels = load_pixels(Path(data_dir) / item.path, classifier.spec)
         if details is not None:
             details.append(fine_detail(pixels))
-        _, probability, feature, _ = classifier.infer_with_features(
-            classifier.prepare_input(pixels))
+        inference = classifier.run(classifier.prepare_input(pixels))
+        feature = inference.features
         if feature is None:
             raise ValueError(f"{classifier.model_path.name} has no features output")
-        probabilities.append(probability)
+        probabilities.append(inference.probabilities)
         features.append(feature)
     return np.array(probabilities), np.stack(features)
 
@@ -124,8 +124,7 @@ def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
         rows.append({"image": image.name, "source": image.source,
                      "caught_by_image_checks": _reason_kind(reason) if reason else None})
         if reason is None:
-            _, _, feature, _ = classifier.infer_with_features(classifier.prepare_input(pixels))
-            features.append(feature)
+            features.append(classifier.run(classifier.prepare_input(pixels)).features)
     if not features:
         raise ValueError("every tuning image was caught by the image checks: nothing to tune "
                          "the feature test on")
@@ -292,8 +291,7 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
 def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
     decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height))
     pixels = plain.pixels_from_gray(decoded.gray)[0]
-    _, _, features, _ = plain.infer_with_features(plain.prepare_input(pixels))
-    return float(stats.distance(features))
+    return float(stats.distance(plain.run(plain.prepare_input(pixels)).features))
 
 
 def _reason_kind(reason: str | None) -> str:

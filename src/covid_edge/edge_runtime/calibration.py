@@ -1,6 +1,7 @@
 """Temperature scaling: the probability shown to people, from the probability the model gives.
 
-p_shown = sigmoid(logit(p_model) / T), with T fitted on the validation split by
+p_shown = sigmoid(logit(p_model) / T) for P(positive) (the positive-vs-rest logit; for a model
+with more than two classes the other classes share 1 - p_shown in their own proportions), with T fitted on the validation split by
 `covid-edge convert` (covid_edge.convert.calibrate) and stored in the model card under
 "calibration". The map is monotone, so the verdict is unchanged: it is still decided on the
 model's probability against the card's threshold, and the threshold shown beside a calibrated
@@ -46,6 +47,23 @@ class TemperatureScaling:
             return probability
         calibrated = sigmoid(logit(probability, self.clip) / self.temperature)
         return float(calibrated) if np.ndim(calibrated) == 0 else calibrated
+
+    def apply_all(self, probabilities, positive_index: int):
+        """Per-class model probabilities (..., N) -> calibrated (..., N): P(positive) through
+        `apply`, the rest shared among the other classes in their own proportions (so their
+        ranking, and with it the verdict, is unchanged). For two classes this is `apply`."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        if self.identity:
+            return p
+        positive = p[..., positive_index]
+        shown = np.asarray(self.apply(positive), dtype=np.float64)
+        rest = 1.0 - positive
+        count = p.shape[-1] - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(rest[..., None] > 0, p / rest[..., None], 1.0 / count)
+        result = share * (1.0 - shown)[..., None]
+        result[..., positive_index] = shown
+        return result
 
     @classmethod
     def from_card(cls, card: dict) -> "TemperatureScaling":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..classes import ClassScheme, ClassSchemeError
 from ..image_io import ImageReadError, read_image
 from ..model_card import (CARD_FILENAME, ModelCardError, card_for_model, load_card,
                           preprocess_spec, released_models_dir, sha256_file, variant_entry)
@@ -53,7 +54,7 @@ class Prediction:
 
     path: str
     probability: float | None  # of the positive label ("covid"), calibrated
-    verdict: str | None
+    verdict: str | None  # positive when probability >= threshold, else the likeliest other class
     threshold: float  # on the calibrated scale: verdict is positive when probability >= it
     latency_ms: float | None  # interpreter.invoke() only
     total_ms: float | None  # decode + resize + quantize + invoke
@@ -63,6 +64,8 @@ class Prediction:
     reason: str | None = None  # why the verdict is NOT_CHEST_XRAY
     ood_distance: float | None = None  # feature distance, when the guard's feature test ran
     lungs: dict | None = None  # lung geometry (edge_runtime/lungs.py), when the lung model ran
+    probabilities: dict | None = None  # every class's calibrated probability, in label order
+    raw_probabilities: dict | None = None  # every class's probability before calibration
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,22 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Inference:
+    """One run of the model: what `Classifier.run` returns."""
+
+    raw: np.ndarray  # the probability output as the model gives it (int8 steps for int8)
+    probabilities: np.ndarray  # every class's probability (label order), before calibration
+    features: np.ndarray | None  # pooled penultimate features, dequantized
+    latency_ms: float  # interpreter.invoke() only
+    positive_index: int
+
+    @property
+    def positive(self) -> float:
+        """The model's own P(positive label)."""
+        return float(self.probabilities[self.positive_index])
 
 
 @dataclass
@@ -141,14 +160,16 @@ class Classifier:
         self.model_threshold = float(card["threshold"])
         self.calibration = TemperatureScaling.from_card(card)
         self.threshold = float(self.calibration.apply(self.model_threshold))
-        self.positive_label = card["positive_label"]
-        negatives = [label for label in card["labels"] if label != self.positive_label]
-        self.negative_label = negatives[0] if negatives else f"not {self.positive_label}"
+        self.scheme = ClassScheme.from_card(card)
+        self.labels = self.scheme.labels
+        self.positive_label = self.scheme.positive
+        others = self.scheme.others
+        # What "not the positive class" is called where one word is needed (explain's scale).
+        self.negative_label = others[0] if len(others) == 1 else f"not {self.positive_label}"
         self.input_details = interpreter.get_input_details()[0]
         outputs = interpreter.get_output_details()
         # Outputs are told apart by shape, never by order (the converter does not keep it).
-        self.output_details = next(d for d in outputs if int(np.prod(d["shape"])) == 1)
-        self.feature_details = next((d for d in outputs if int(np.prod(d["shape"])) > 1), None)
+        self.output_details, self.feature_details = split_outputs(outputs, self.scheme)
         feature_dim = (None if self.feature_details is None
                        else int(self.feature_details["shape"][-1]))
         self.guard = Guard.from_card(card, model_path.parent, feature_dim) if guard else None
@@ -199,11 +220,12 @@ class Classifier:
         try:
             card, variant = card_for_model(model_path)
             spec = preprocess_spec(card)
+            scheme = ClassScheme.from_card(card)
             float(card["threshold"])
             TemperatureScaling.from_card(card)
         except ModelCardError as exc:
             raise ModelError(str(exc)) from None
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ClassSchemeError, ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"{model_path.parent / CARD_FILENAME}: invalid model card "
                              f"({exc})") from None
 
@@ -224,7 +246,7 @@ class Classifier:
         except (RuntimeError, ValueError) as exc:
             raise ModelError(_explain_interpreter_failure(model_path, exc, card)) from None
 
-        _check_signature(interpreter, spec, model_path)
+        _check_signature(interpreter, spec, scheme, model_path)
         try:
             return cls(interpreter, chosen, card, variant, model_path, num_threads, choice,
                        guard)
@@ -257,28 +279,20 @@ class Classifier:
         scale, zero_point = self.input_details["quantization"]
         return quantize(x, scale, zero_point, dtype)
 
-    def infer(self, input_tensor: np.ndarray) -> tuple[float, float, float]:
-        """Run the model on a prepared input: (raw output value, the model's probability before
-        calibration, invoke ms)."""
-        raw, probability, _, latency_ms = self.infer_with_features(input_tensor)
-        return raw, probability, latency_ms
-
-    def infer_with_features(self, input_tensor: np.ndarray
-                            ) -> tuple[float, float, np.ndarray | None, float]:
-        """As `infer`, plus the pooled penultimate features (float, dequantized; None when the
-        model has no feature output): (raw, probability, features, invoke ms)."""
+    def run(self, input_tensor: np.ndarray) -> Inference:
+        """Run the model on a prepared input (see `Inference`)."""
         self.interpreter.set_tensor(self.input_details["index"], input_tensor)
         start = time.perf_counter()
         self.interpreter.invoke()
         latency_ms = (time.perf_counter() - start) * 1000.0
-        raw = self.interpreter.get_tensor(self.output_details["index"]).reshape(-1)[0]
-        probability = float(_dequantize(raw, self.output_details))
+        raw = self.interpreter.get_tensor(self.output_details["index"]).reshape(-1).copy()
+        probabilities = self.scheme.probabilities(_dequantize(raw, self.output_details))
         features = None
         if self.feature_details is not None:
             features = _dequantize(
                 self.interpreter.get_tensor(self.feature_details["index"]).reshape(-1),
                 self.feature_details)
-        return float(raw), probability, features, latency_ms
+        return Inference(raw, probabilities, features, latency_ms, self.scheme.positive_index)
 
     def output_limits(self) -> tuple[float, float] | None:
         """The lowest and highest probability an integer output can say (before calibration),
@@ -291,12 +305,18 @@ class Classifier:
         return (float(_dequantize(limits.min, self.output_details)),
                 float(_dequantize(limits.max, self.output_details)))
 
-    def verdict(self, probability: float) -> str:
-        """The verdict for the model's own probability (as `infer` returns it)."""
-        return self.positive_label if probability >= self.model_threshold else self.negative_label
+    def verdict(self, probabilities) -> str:
+        """The verdict for the model's own per-class probabilities (`Inference.probabilities`):
+        the positive label when its probability reaches the card's threshold, else the most
+        probable other label (classes.ClassScheme)."""
+        return self.scheme.verdict(probabilities, self.model_threshold)
 
-    def calibrated(self, probability: float) -> float:
-        """The model's probability -> the calibrated probability people are shown."""
+    def calibrated(self, probabilities) -> np.ndarray:
+        """The model's per-class probabilities -> the calibrated ones people are shown."""
+        return self.calibration.apply_all(probabilities, self.scheme.positive_index)
+
+    def calibrated_positive(self, probability: float) -> float:
+        """The model's P(positive) -> the calibrated P(positive)."""
         return float(self.calibration.apply(probability))
 
     def segment_lungs(self, gray) -> LungResult | None:
@@ -386,20 +406,24 @@ class Classifier:
             return prepared
         start = time.perf_counter()
         path = prepared.path
-        _, probability, features, latency_ms = self.infer_with_features(prepared.input_tensor)
+        inference = self.run(prepared.input_tensor)
+        latency_ms = inference.latency_ms
         distance = None
         if self.guard is not None:
-            reason, distance = self.guard.feature_reason(features)
+            reason, distance = self.guard.feature_reason(inference.features)
             if reason:
                 return Prediction(path, None, NOT_CHEST_XRAY, self.threshold, latency_ms,
                                   prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0,
                                   self.runtime_label, reason=reason, ood_distance=distance,
                                   lungs=prepared.lungs)
         total_ms = prepared.elapsed_ms + (time.perf_counter() - start) * 1000.0
-        return Prediction(path, self.calibrated(probability), self.verdict(probability),
-                          self.threshold, latency_ms, total_ms, self.runtime_label,
-                          raw_probability=probability, ood_distance=distance,
-                          lungs=prepared.lungs)
+        shown = self.calibrated(inference.probabilities)
+        return Prediction(path, float(shown[self.scheme.positive_index]),
+                          self.verdict(inference.probabilities), self.threshold, latency_ms,
+                          total_ms, self.runtime_label, raw_probability=inference.positive,
+                          ood_distance=distance, lungs=prepared.lungs,
+                          probabilities=self.scheme.as_dict(shown),
+                          raw_probabilities=self.scheme.as_dict(inference.probabilities))
 
     # -- description -----------------------------------------------------------------------
 
@@ -413,6 +437,7 @@ class Classifier:
             "input_shape": [int(n) for n in self.input_details["shape"]],
             "input_dtype": np.dtype(self.input_details["dtype"]).name,
             "device": self.device.device,
+            "classes": self.scheme.to_dict(),
             "guard": self.describe_guard(),
             "lung_model": self.lungs.describe() if self.lungs is not None else None,
             "calibration": {"method": "temperature scaling",
@@ -529,9 +554,29 @@ def _explain_interpreter_failure(model_path: Path, exc: Exception, card: dict) -
     return f"{model_path}: the TFLite interpreter cannot load this model ({message})"
 
 
-def _check_signature(interpreter, spec, model_path: Path) -> None:
+def split_outputs(outputs: list[dict], scheme: ClassScheme) -> tuple[dict, dict | None]:
+    """(the probability output, the [1, F] features output or None), told apart by shape:
+    the probability output has `scheme.output_size` values, the features output more."""
+    size = scheme.output_size
+    probability = [d for d in outputs if int(np.prod(d["shape"])) == size]
+    features = [d for d in outputs if int(np.prod(d["shape"])) > size]
+    if len(probability) != 1 or len(features) > 1 or len(probability) + len(features) != len(
+            outputs):
+        shapes = [[int(v) for v in detail["shape"]] for detail in outputs]
+        what = ("one probability" if scheme.output_kind == "sigmoid"
+                else f"{scheme.count} class probabilities ({', '.join(scheme.labels)})")
+        raise ValueError(f"the model gives {shapes}; its card expects one output holding "
+                         f"{what}, optionally with a [1, N] features output")
+    if features and not (len(features[0]["shape"]) == 2 and int(features[0]["shape"][0]) == 1):
+        raise ValueError(f"the features output has shape {list(features[0]['shape'])}, "
+                         "not [1, N]")
+    return probability[0], (features[0] if features else None)
+
+
+def _check_signature(interpreter, spec, scheme: ClassScheme, model_path: Path) -> None:
     """The model must take one [1, H, W, C] image the card's preprocessing produces and give
-    one probability; anything else means the card and the model do not belong together."""
+    the probabilities its card's classes call for; anything else means the card and the model
+    do not belong together."""
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     expected = [1, spec.height, spec.width, spec.channels]
     if len(inputs) != 1 or list(inputs[0]["shape"]) != expected:
@@ -541,15 +586,10 @@ def _check_signature(interpreter, spec, model_path: Path) -> None:
     if np.dtype(inputs[0]["dtype"]) not in [np.dtype(t) for t in SUPPORTED_INPUT_DTYPES]:
         raise ModelError(f"{model_path.name}: unsupported input type "
                          f"{np.dtype(inputs[0]['dtype']).name}")
-    sizes = sorted(int(np.prod(detail["shape"])) for detail in outputs)
-    features_ok = len(sizes) == 1 or (len(sizes) == 2 and sizes[1] > 1 and any(
-        len(detail["shape"]) == 2 and int(detail["shape"][0]) == 1 for detail in outputs
-        if int(np.prod(detail["shape"])) > 1))
-    if not sizes or sizes[0] != 1 or not features_ok:
-        shapes = [list(detail["shape"]) for detail in outputs]
-        raise ModelError(f"{model_path.name}: the model gives {shapes}; covid-edge expects one "
-                         "output holding the probability of the positive label, optionally "
-                         "with a [1, N] features output")
+    try:
+        split_outputs(outputs, scheme)
+    except ValueError as exc:
+        raise ModelError(f"{model_path.name}: {exc}") from None
 
 
 def _dequantize(values, detail: dict):

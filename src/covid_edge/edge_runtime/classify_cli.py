@@ -213,7 +213,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     summary = _summary(predictions, problems, classifier)
     if csv_handle is not None:
         with csv_handle as handle:
-            _write_csv(handle, predictions, problems)
+            _write_csv(handle, predictions, problems, classifier.labels)
     if as_json:
         document = {
             "model": classifier.describe(),
@@ -287,7 +287,8 @@ def _open_csv(csv_path: str | None):
                                  param_hint="--csv") from None
 
 
-def _write_csv(handle, predictions: list[Prediction], problems: list) -> None:
+def _write_csv(handle, predictions: list[Prediction], problems: list,
+               labels: tuple[str, ...]) -> None:
     rows = []
     for prediction in predictions:
         row = prediction.to_dict()
@@ -295,9 +296,14 @@ def _write_csv(handle, predictions: list[Prediction], problems: list) -> None:
         row.update(lung_fields=lungs.get("field_count", ""),
                    lung_fraction=lungs.get("lung_fraction", ""),
                    lung_balance=lungs.get("balance", ""))
+        # Every class's calibrated probability, one column each (p_normal, p_covid, ...).
+        shown = row.pop("probabilities", None) or {}
+        row.pop("raw_probabilities", None)
+        row.update({f"p_{label}": shown.get(label, "") for label in labels})
         rows.append(row)
     rows += [{"path": argument, "error": reason} for argument, reason in problems]
-    writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
+    fields = CSV_FIELDS + tuple(f"p_{label}" for label in labels)
+    writer = csv.DictWriter(handle, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
 

@@ -280,6 +280,7 @@ class OcclusionStart:
     kind: str
     base_score: float
     started: float
+    probabilities: np.ndarray  # every class's probability for the unhidden image
 
 
 def start_occlusion(classifier, pixels: np.ndarray, patch: int | None, stride: int | None,
@@ -295,13 +296,15 @@ def start_occlusion(classifier, pixels: np.ndarray, patch: int | None, stride: i
     base = classifier.prepare_input(pixels)
     replacement = classifier.prepare_input(hidden)
     head = final_layer(classifier)
-    _, raw_probability, features, invoke_ms = classifier.infer_with_features(base)
+    first = classifier.run(base)
+    raw_probability, features, invoke_ms = first.positive, first.features, first.latency_ms
     if head is not None and not _agrees(head, features, raw_probability, classifier):
         head = None
     kind = PROBABILITY if head is None else LOG_ODDS
     base_score = raw_probability if head is None else head.log_odds(features)
     return OcclusionStart(patch, stride, rows, columns, pixels, base, replacement, head,
-                          raw_probability, features, invoke_ms, kind, base_score, start)
+                          raw_probability, features, invoke_ms, kind, base_score, start,
+                          first.probabilities)
 
 
 def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None = None,
@@ -322,9 +325,10 @@ def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None
             window = (slice(None), slice(top, top + patch), slice(left, left + patch))
             trial = base.copy()
             trial[window] = replacement[window]
-            _, probability, features, latency_ms = classifier.infer_with_features(trial)
-            occluded[i, j] = probability if head is None else head.log_odds(features)
-            invoke_ms += latency_ms
+            inference = classifier.run(trial)
+            occluded[i, j] = (inference.positive if head is None
+                              else head.log_odds(inference.features))
+            invoke_ms += inference.latency_ms
         if progress is not None:
             progress(len(columns))
     return occlusion_explanation(classifier, o, occluded, occluder, 1 + occluded.size,
@@ -346,8 +350,8 @@ def occlusion_explanation(classifier: Classifier, o: OcclusionStart, occluded: n
     elapsed_ms = (time.perf_counter() - o.started) * 1000.0
     raw = o.raw_probability
     return Explanation(
-        probability=classifier.calibrated(raw), raw_probability=raw,
-        verdict=classifier.verdict(raw), threshold=classifier.threshold,
+        probability=classifier.calibrated_positive(raw), raw_probability=raw,
+        verdict=classifier.verdict(o.probabilities), threshold=classifier.threshold,
         positive_label=classifier.positive_label, negative_label=classifier.negative_label,
         score=o.kind, base_score=o.base_score, heatmap=(total / covered).astype(np.float32),
         occluded=occluded.astype(np.float32), patch=o.patch, stride=o.stride,

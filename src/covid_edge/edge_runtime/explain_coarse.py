@@ -70,10 +70,11 @@ def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
         window = (slice(None), slice(top, top + patch), slice(left, left + patch))
         trial = base.copy()
         trial[window] = replacement[window]
-        _, probability, trial_features, latency_ms = classifier.infer_with_features(trial)
-        occluded[i, j] = probability if head is None else head.log_odds(trial_features)
+        inference = classifier.run(trial)
+        occluded[i, j] = (inference.positive if head is None
+                          else head.log_odds(inference.features))
         spent[0] += 1
-        spent[1] += latency_ms
+        spent[1] += inference.latency_ms
         if progress is not None:
             progress(1)
 
