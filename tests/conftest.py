@@ -117,3 +117,52 @@ def float_variant(models_dir: Path, card: dict) -> str:
         if name in shipped_variants(models_dir, card):
             return name
     pytest.skip("no float TFLite variant in the models folder")
+
+
+CXR_MORE = SHARED / "data" / "cxr-more"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
+
+
+def run_covid_edge(*args, timeout: int = 900):
+    """`covid-edge ARGS` in a child Python (training imports TensorFlow: keep it out of the
+    test process); raises with its stderr when it fails."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "covid_edge.cli", *map(str, args)],
+                            capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"covid-edge {' '.join(map(str, args))} failed:\n"
+                             f"{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def three_class_run(tmp_path_factory) -> Path:
+    """A small normal / pneumonia / covid model trained here, at 96x96 on 40 images per class
+    from ../shared/data/cxr and cxr-more (tuberculosis and nodule dropped): the run folder."""
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    if not (WEIGHTS.is_file() and CXR_MORE.is_dir()):
+        pytest.skip("needs ../shared/weights and ../shared/data/cxr-more")
+    out = tmp_path_factory.mktemp("three-class-run")
+    run_covid_edge("train", CXR, CXR_MORE, "--out", out, "--map", "tuberculosis=drop",
+                   "--map", "nodule=drop", "--weights", WEIGHTS, "--image-size", 96,
+                   "--limit-per-class", 40, "--head-epochs", 1, "--fine-tune-epochs", 1,
+                   "--batch-size", 16)
+    return out
+
+
+@pytest.fixture(scope="session")
+def three_class_dir(request, tmp_path_factory) -> Path:
+    """The three-class model converted (int8 and the other variants, card, samples, guard):
+    $COVID_EDGE_TEST_THREE_CLASS (a folder convert wrote, to save minutes while developing),
+    else trained and converted here."""
+    override = os.environ.get("COVID_EDGE_TEST_THREE_CLASS")
+    if override:
+        return Path(override).resolve()
+    # Built on first use only: training and converting cost about 2.5 minutes on 2 cores.
+    run = request.getfixturevalue("three_class_run")
+    out = tmp_path_factory.mktemp("three-class-models")
+    run_covid_edge("convert", run / "model.keras", "--out", out, "--calibration-size", 20,
+                   "--non-xray", REFERENCE / "photos")
+    return out
+

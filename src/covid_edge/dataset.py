@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = ("normal", "covid")  # index 1 is the positive (screened-for) class
-POSITIVE = "covid"
+# Release 0.2.0's classes: what a two-folder data root (covid/, normal/) gives, in card order.
+LABELS = ("normal", "covid")
+POSITIVE = "covid"  # the screened-for class unless `train --positive` says otherwise
+DROP = "drop"  # a --map target: leave these images out
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 SPLITS = ("train", "val", "test")
+MANIFEST = "MANIFEST.csv"
 
 # 32x32 mean-pooled thumbnails, mean-centred; cosine similarity above 0.97 marks a near-duplicate.
 # On ../shared/data/cxr this finds 442 files in groups, 409 of them COVID, which matches the
@@ -29,43 +32,113 @@ DUPLICATE_SIMILARITY = 0.97
 
 @dataclass(frozen=True)
 class Item:
-    path: str   # relative to the data folder, with "/" separators
+    path: str   # relative to its data root, with "/" separators
     label: str
+    source: str = ""  # the hospital or collection (a manifest's `source` column, else the root)
+    root: str = ""    # which data root (its name in run.json "data_dirs"); "" = the only one
 
 
-def scan(data_dir: str | Path) -> list[Item]:
-    """Every image under DATA_DIR/<label>/, sorted, for the labels covid-edge knows."""
+def _is_image(path: Path) -> bool:
+    # Dot-files are editor and macOS metadata (._x.jpg), never images.
+    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            and not path.name.startswith("."))
+
+
+def folder_labels(data_dir: str | Path) -> list[str]:
+    """The class sub-folders of DATA_DIR that hold images, sorted."""
+    data_dir = Path(data_dir)
+    return sorted(folder.name for folder in data_dir.iterdir()
+                  if folder.is_dir() and not folder.name.startswith(".")
+                  and any(_is_image(path) for path in folder.rglob("*")))
+
+
+def scan(data_dir: str | Path, labels=None, root: str = "") -> list[Item]:
+    """Every image of DATA_DIR, sorted: from DATA_DIR/MANIFEST.csv when it has `path` and
+    `label` columns (its `source` column names each image's hospital), else from the class
+    sub-folders DATA_DIR/<label>/ (source: the folder's name). `labels` keeps only those
+    classes (None: every class found). `root` tags the items with their data root's name."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such folder")
+    default_source = data_dir.resolve().name
+    manifest = data_dir / MANIFEST
     items = []
-    for label in LABELS:
-        folder = data_dir / label
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"{data_dir} needs one sub-folder per class: {', '.join(LABELS)}; "
-                f"{folder.name}/ is missing")
-        for path in sorted(folder.rglob("*")):
-            # Dot-files are editor and macOS metadata (._x.jpg), never images.
-            if (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-                    and not path.name.startswith(".")):
-                items.append(Item(path.relative_to(data_dir).as_posix(), label))
+    if manifest.is_file():
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and {"path", "label"} <= set(rows[0]):
+            for row in rows:
+                if labels is None or row["label"] in labels:
+                    items.append(Item(row["path"], row["label"],
+                                      row.get("source") or default_source, root))
+            missing = [item.path for item in items[:50] if not (data_dir / item.path).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{manifest} names files that are not there "
+                                        f"(e.g. {missing[0]})")
     if not items:
-        raise FileNotFoundError(f"{data_dir}: no images in {', '.join(LABELS)}/")
-    return items
+        wanted = folder_labels(data_dir) if labels is None else list(labels)
+        if labels is not None:
+            absent = [label for label in wanted if not (data_dir / label).is_dir()]
+            if absent:
+                raise FileNotFoundError(
+                    f"{data_dir} needs one sub-folder per class: {', '.join(wanted)}; "
+                    f"{', '.join(name + '/' for name in absent)} missing")
+        for label in wanted:
+            for path in sorted((data_dir / label).rglob("*")):
+                if _is_image(path):
+                    items.append(Item(path.relative_to(data_dir).as_posix(), label,
+                                      default_source, root))
+    if not items:
+        raise FileNotFoundError(f"{data_dir}: no images in class sub-folders (DATA_DIR/<class>/"
+                                "*.png|jpg|...) and no MANIFEST.csv with path,label columns")
+    return sorted(items, key=lambda item: item.path)
 
 
-def label_indices(items: list[Item]) -> np.ndarray:
-    return np.array([LABELS.index(item.label) for item in items], dtype=np.int64)
+def relabel(items: list[Item], mapping: dict[str, str]) -> list[Item]:
+    """Apply --map OLD=NEW (NEW may be "drop"): merged classes keep their images' sources."""
+    kept = []
+    for item in items:
+        label = mapping.get(item.label, item.label)
+        if label != DROP:
+            kept.append(Item(item.path, label, item.source, item.root))
+    return kept
 
 
-def content_hash(data_dir: str | Path, items: list[Item]) -> str:
-    """sha256 over every (path, file sha256) pair: names the exact data a model saw."""
+def class_order(found, positive: str = POSITIVE) -> tuple[str, ...]:
+    """Labels in card order: the other classes sorted, the positive class last
+    ((normal, covid) for release 0.2.0's two folders; (normal, pneumonia, covid) for three)."""
+    found = set(found)
+    if positive not in found:
+        raise ValueError(f"no images of the positive class {positive!r} (classes found: "
+                         f"{', '.join(sorted(found)) or 'none'})")
+    return tuple(sorted(found - {positive})) + (positive,)
+
+
+def label_indices(items: list[Item], labels=LABELS) -> np.ndarray:
+    return np.array([labels.index(item.label) for item in items], dtype=np.int64)
+
+
+def source_indices(items: list[Item]) -> np.ndarray:
+    _, index = np.unique([f"{item.root}/{item.source}" for item in items], return_inverse=True)
+    return index.astype(np.int64)
+
+
+def content_hash(data_dirs, items: list[Item]) -> str:
+    """sha256 over every (path, label, file sha256): names the exact data a model saw.
+    `data_dirs`: the one data folder, or {root name: folder} for several."""
     digest = hashlib.sha256()
     for item in items:
-        file_hash = hashlib.sha256((Path(data_dir) / item.path).read_bytes()).hexdigest()
-        digest.update(f"{item.path}\t{item.label}\t{file_hash}\n".encode())
+        file_hash = hashlib.sha256(item_path(data_dirs, item).read_bytes()).hexdigest()
+        root = f"{item.root}:" if item.root else ""
+        digest.update(f"{root}{item.path}\t{item.label}\t{file_hash}\n".encode())
     return digest.hexdigest()
+
+
+def item_path(data_dirs, item: Item) -> Path:
+    """Where an item's file is: `data_dirs` is one folder or {root name: folder}."""
+    if isinstance(data_dirs, dict):
+        return Path(data_dirs[item.root]) / item.path
+    return Path(data_dirs) / item.path
 
 
 def fingerprints(pixels: np.ndarray) -> np.ndarray:
@@ -108,10 +181,11 @@ def duplicate_groups(pixels: np.ndarray, threshold: float = DUPLICATE_SIMILARITY
 
 def group_split(labels: np.ndarray, groups: np.ndarray, fractions=(0.70, 0.15, 0.15),
                 seed: int = 0) -> np.ndarray:
-    """Assign whole groups to train/val/test so that each class is split by `fractions`.
+    """Assign whole groups to train/val/test so that each stratum is split by `fractions`.
 
-    A group goes to the class of its majority; within a class, groups are shuffled with `seed`
-    and dealt out until each split holds its share of that class's images.
+    `labels` are the strata: class indices, or class x source (`strata`). A group goes to the
+    stratum of its majority; within a stratum, groups are shuffled with `seed` and dealt out
+    until each split holds its share of that stratum's images.
     """
     rng = np.random.default_rng(seed)
     split = np.empty(len(labels), dtype=object)
@@ -129,19 +203,32 @@ def group_split(labels: np.ndarray, groups: np.ndarray, fractions=(0.70, 0.15, 0
     return split
 
 
+def strata(items: list[Item], labels) -> np.ndarray:
+    """One stratum per (class, source): each hospital's share of each class is split alike."""
+    classes = label_indices(items, labels)
+    sources = source_indices(items)
+    return classes * (int(sources.max()) + 1) + sources
+
+
 def write_split(path: str | Path, items: list[Item], groups: np.ndarray, split: np.ndarray) -> None:
+    """split.csv; the source and root columns only where there are several (0.2.0's layout
+    otherwise)."""
+    several = len({(item.root, item.source) for item in items}) > 1
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "group", "split"])
+        writer.writerow(["path", "label", "group", "split"]
+                        + (["source", "root"] if several else []))
         for item, group, part in zip(items, groups, split):
-            writer.writerow([item.path, item.label, int(group), part])
+            writer.writerow([item.path, item.label, int(group), part]
+                            + ([item.source, item.root] if several else []))
 
 
 def read_split(path: str | Path) -> tuple[list[Item], np.ndarray, np.ndarray]:
     items, groups, split = [], [], []
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            items.append(Item(row["path"], row["label"]))
+            items.append(Item(row["path"], row["label"], row.get("source") or "",
+                              row.get("root") or ""))
             groups.append(int(row["group"]))
             split.append(row["split"])
     return items, np.array(groups), np.array(split, dtype=object)

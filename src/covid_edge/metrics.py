@@ -64,3 +64,38 @@ def screening_threshold(y_true: np.ndarray, prob: np.ndarray,
         raise ValueError("no COVID cases to choose a threshold on")
     allowed_misses = int(np.floor((1.0 - target_sensitivity) * len(positives)))
     return float(positives[allowed_misses])
+
+
+def class_metrics(labels: np.ndarray, probabilities: np.ndarray, scheme, threshold: float
+                  ) -> dict:
+    """Metrics for any number of classes, from per-class probabilities (n, N) and true class
+    indices in `scheme.labels` order (classes.ClassScheme).
+
+    The top level is the screening view, positive class vs the rest (`binary_metrics`: what
+    0.2.0's cards hold, so two-class reports read as before). Added: the N-class verdict's
+    accuracy and N x N confusion matrix (rows true, columns the verdict), and per class its
+    one-vs-rest ROC AUC, and the sensitivity and specificity of the verdict being that class.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    positive = scheme.positive_index
+    result = binary_metrics(labels == positive, probabilities[:, positive], threshold)
+    verdicts = scheme.verdict_indices(probabilities, threshold)
+    count = scheme.count
+    matrix = np.zeros((count, count), dtype=np.int64)
+    np.add.at(matrix, (labels, verdicts), 1)
+    per_class = {}
+    for index, label in enumerate(scheme.labels):
+        truth, called = labels == index, verdicts == index
+        per_class[label] = {
+            "n": int(truth.sum()),
+            "roc_auc": roc_auc(truth, probabilities[:, index]),
+            "sensitivity": float(called[truth].mean()) if truth.any() else float("nan"),
+            "specificity": float((~called[~truth]).mean()) if (~truth).any() else float("nan"),
+        }
+    result.update({"labels": list(scheme.labels),
+                   "class_accuracy": float(np.mean(verdicts == labels)) if len(labels) else
+                   float("nan"),
+                   "class_confusion_matrix": matrix.tolist(),
+                   "per_class": per_class})
+    return result

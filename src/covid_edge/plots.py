@@ -59,11 +59,20 @@ def confusion_matrix(matrix, labels, path: Path, title: str = "") -> None:
 
 
 def prediction_grid(pixels, labels, probabilities, threshold, path: Path, seed: int = 0,
-                    count: int = 16) -> None:
-    """A grid of test images with truth and prediction; every error is shown first (in red)."""
+                    count: int = 16, scheme=None) -> None:
+    """A grid of test images with truth and prediction; every error is shown first (in red).
+    probabilities: per-class (n, N) with `scheme` (classes.ClassScheme), or P(covid) (n,)."""
     plt = _pyplot()
-    label_names = ("normal", "covid")
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    if scheme is None:
+        from .classes import ClassScheme
+
+        scheme = ClassScheme(("normal", "covid"), "covid")
+    label_names = scheme.labels
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim == 1:
+        probabilities = scheme.probabilities(probabilities[:, None])
+    predicted = scheme.verdict_indices(probabilities, threshold)
+    probabilities = probabilities[:, scheme.positive_index]
     wrong = np.flatnonzero(predicted != labels)
     right = np.flatnonzero(predicted == labels)
     rng = np.random.default_rng(seed)
@@ -78,7 +87,7 @@ def prediction_grid(pixels, labels, probabilities, threshold, path: Path, seed: 
         axis.imshow(pixels[index], cmap="gray", vmin=0, vmax=255)
         ok = predicted[index] == labels[index]
         axis.set_title(f"true {label_names[labels[index]]}\npred {label_names[predicted[index]]} "
-                       f"p={probabilities[index]:.2f}", fontsize=8,
+                       f"P({scheme.positive})={probabilities[index]:.2f}", fontsize=8,
                        color="black" if ok else "red")
     fig.suptitle(f"test predictions (threshold {threshold:.3f}; errors in red)", fontsize=9)
     fig.tight_layout()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import DISCLAIMER, __version__, dataset, metrics, model_card
+from ..classes import ClassScheme
 from ..preprocess import PreprocessSpec, load_pixels
 from ..edgetpu.compile import EdgeTpuCompileError, compiled_name, prepare_for_edgetpu
 from ..edge_runtime.guard import OOD_STATS_FILENAME
@@ -49,22 +50,27 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
                            "--out or pass --force to overwrite")
 
 
-def pick_samples(items, split, count: int, probabilities: dict[str, float], threshold: float,
-                 exclude=frozenset()) -> list[dataset.Item]:
-    """`count` correctly classified test images, half of each class, to ship and to pin
-    reference outputs on (none of `exclude`: the test images the guard refuses).
+def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
+                 threshold: float, scheme: ClassScheme, exclude=frozenset()
+                 ) -> list[dataset.Item]:
+    """`count` correctly classified test images, shared among the classes (the positive class
+    first), to ship and to pin reference outputs on (none of `exclude`: the test images the
+    guard refuses). `probabilities`: path -> per-class probabilities (the Keras model's).
 
-    Their float probabilities spread from confident to near the threshold: reference outputs
-    that all sit at the ends of the int8 range would let a device that computes differently
-    pass `covid-edge bench check`.
+    Their P(positive) spreads from confident to near the threshold: reference outputs that
+    all sit at the ends of the int8 range would let a device that computes differently pass
+    `covid-edge bench check`.
     """
     chosen = []
-    for label in reversed(dataset.LABELS):
-        positive = label == dataset.POSITIVE
+    order = [scheme.positive] + [label for label in reversed(scheme.labels)
+                                 if label != scheme.positive]
+    shares = [count // len(order) + (index < count % len(order)) for index in range(len(order))]
+    for label, take in zip(order, shares):
+        positive = label == scheme.positive
         of_label = [item for item, part in zip(items, split)
                     if part == "test" and item.label == label and item.path not in exclude]
-        take = count // 2 if positive else count - count // 2
-        pool = [item for item in of_label if (probabilities[item.path] >= threshold) == positive]
+        pool = [item for item in of_label
+                if scheme.verdict(probabilities[item.path], threshold) == label]
         if len(pool) < take:  # a weak model (a quick trial) gets too few right
             pool = of_label
         # Not too close to the threshold: a shipped sample should not flip between variants.
@@ -72,25 +78,51 @@ def pick_samples(items, split, count: int, probabilities: dict[str, float], thre
                    else threshold * np.linspace(0.05, 0.45, take))
         for target in targets:
             best = min((item for item in pool if item not in chosen),
-                       key=lambda item: abs(probabilities[item.path] - target))
+                       key=lambda item: abs(probabilities[item.path][scheme.positive_index]
+                                            - target))
             chosen.append(best)
     return chosen
 
 
-def evaluate(classifier, data_dir: Path, items, progress) -> np.ndarray:
-    """The model's own probabilities (before calibration; `classifier` without the guard)."""
-    probabilities = np.empty(len(items))
+def evaluate(classifier, data_dirs, items, progress) -> np.ndarray:
+    """The model's own per-class probabilities (n, N), before calibration (`classifier`
+    without the guard)."""
+    probabilities = np.empty((len(items), classifier.scheme.count))
     for index, item in enumerate(progress(items, f"testing {classifier.variant}")):
-        prediction = classifier.classify_file(data_dir / item.path)
+        prediction = classifier.classify_file(dataset.item_path(data_dirs, item))
         if prediction.error:
             raise ConvertError(f"{item.path}: {prediction.error}")
-        probabilities[index] = prediction.raw_probability
+        probabilities[index] = list(prediction.raw_probabilities.values())
     return probabilities
 
 
-def keras_probabilities(run_dir: Path) -> dict[str, float]:
+def keras_probabilities(run_dir: Path, scheme: ClassScheme) -> dict[str, np.ndarray]:
+    """path -> the Keras model's per-class probabilities, from the run's predictions.csv."""
+    result = {}
     with open(run_dir / "predictions.csv", newline="") as handle:
-        return {row["path"]: float(row["probability"]) for row in csv.DictReader(handle)}
+        for row in csv.DictReader(handle):
+            if scheme.output_kind == "softmax":
+                result[row["path"]] = np.array([float(row[f"p_{label}"])
+                                                for label in scheme.labels])
+            else:
+                result[row["path"]] = scheme.probabilities(float(row["probability"]))
+    return result
+
+
+def run_data_dirs(run: dict, data_dir: str | Path | None):
+    """Where the run's images are: its one folder (--data overrides it), or {root: folder}."""
+    if run.get("data_dirs"):
+        if data_dir is not None:
+            raise ConvertError("this run read several data folders (run.json data_dirs); "
+                               "--data cannot stand in for them: restore those paths")
+        missing = [path for path in run["data_dirs"].values() if not Path(path).is_dir()]
+        if missing:
+            raise ConvertError(f"data folder {missing[0]} (from run.json) is not here")
+        return {name: Path(path) for name, path in run["data_dirs"].items()}
+    folder = Path(data_dir or run["data_dir"])
+    if not folder.is_dir():
+        raise ConvertError(f"data folder {folder} (from run.json) is not here; pass --data DIR")
+    return folder
 
 
 def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
@@ -108,9 +140,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     model_path, out_dir = Path(model_path), Path(out_dir)
     run_dir = model_path.parent
     run = load_run(model_path)
-    data_dir = Path(data_dir or run["data_dir"])
-    if not data_dir.is_dir():
-        raise ConvertError(f"data folder {data_dir} (from run.json) is not here; pass --data DIR")
+    scheme = ClassScheme.from_card(run)
+    data_dir = run_data_dirs(run, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_out_dir(out_dir, force)
 
@@ -118,7 +149,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     items, _, split = dataset.read_split(run_dir / "split.csv")
     train_items = [item for item, part in zip(items, split) if part == "train"]
     rng = np.random.default_rng(seed)
-    calibration = [data_dir / train_items[i].path
+    calibration = [dataset.item_path(data_dir, train_items[i])
                    for i in sorted(rng.permutation(len(train_items))[:calibration_size])]
     log(f"loading {model_path}")
     model = keras.models.load_model(model_path, compile=False)
@@ -151,7 +182,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "sha256": model_card.sha256_file(path),
         }
         try:
-            variants[variant].update(check_loadable(path, variant))
+            variants[variant].update(check_loadable(path, variant, scheme))
         except ValueError as exc:
             raise ConvertError(f"the {variant} file failed its check: {exc}") from None
         if variant == "int8":
@@ -179,14 +210,15 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     samples_dir = out_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
     stale = [path for path in samples_dir.iterdir()
-             if path.is_file() and path.name.split("-", 1)[0] in dataset.LABELS]
+             if path.is_file() and path.name.split("-", 1)[0] in scheme.labels]
     if stale:  # a previous conversion's samples (we are here with --force): theirs, not ours
         log(f"replacing {len(stale)} samples of the previous conversion in {samples_dir}")
         for path in stale:
             path.unlink()
-    keras_probs = keras_probabilities(run_dir)
+    keras_probs = keras_probabilities(run_dir, scheme)
     samples = [(item, _copy_sample(item, data_dir, samples_dir))
-               for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"])]
+               for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"],
+                                        scheme)]
 
     card = {
         "schema_version": model_card.SCHEMA_VERSION,
@@ -194,13 +226,22 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         "version": __version__,
         "created": date.today().isoformat(),
         "disclaimer": DISCLAIMER,
-        "task": "frontal chest X-ray: COVID-19 vs normal (screening research)",
+        "task": ("frontal chest X-ray: COVID-19 vs normal (screening research)"
+                 if scheme.count == 2 else
+                 f"frontal chest X-ray: {' / '.join(scheme.labels)} (screening research; the "
+                 f"verdict screens for {scheme.positive})"),
         "architecture": "MobileNetV2 (alpha 1.0), ImageNet-initialised, GAP -> dropout -> "
-                        "dense(1, sigmoid)",
-        "labels": run["labels"],
-        "positive_label": run["positive_label"],
-        "output": "two outputs, told apart by shape: [1, 1] the probability of the positive "
-                  "label; [1, 1280] the pooled penultimate features (out-of-distribution guard)",
+                        + ("dense(1, sigmoid)" if scheme.output_kind == "sigmoid"
+                           else f"dense({scheme.count}, softmax)"),
+        "labels": list(scheme.labels),
+        "positive_label": scheme.positive,
+        **({"output_kind": scheme.output_kind} if scheme.output_kind != "sigmoid" else {}),
+        "output": ("two outputs, told apart by shape: [1, 1] the probability of the positive "
+                   "label; [1, 1280] the pooled penultimate features (out-of-distribution guard)"
+                   if scheme.output_kind == "sigmoid" else
+                   f"two outputs, told apart by shape: [1, {scheme.count}] the probability of "
+                   "each label, in label order; [1, 1280] the pooled penultimate features "
+                   "(out-of-distribution guard)"),
         "preprocessing": spec.to_dict(),
         "threshold": run["threshold"],
         "threshold_rule": run["threshold_rule"],
@@ -227,34 +268,49 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     model_card.write_json(card, out_dir)  # with the guard's statistics, for the runtime
 
     test = [item for item, part in zip(items, split) if part == "test"]
-    labels = dataset.label_indices(test)
+    labels = dataset.label_indices(test, scheme.labels)
     keras_test = np.array([keras_probs[item.path] for item in test])
     threshold = run["threshold"]
-    keras_verdicts = keras_test >= threshold
-    probabilities = {}
+    keras_verdicts = scheme.verdict_indices(keras_test, threshold)
+    probabilities, verdicts = {}, {}
     for variant in VARIANTS:
         classifier = Classifier.load(out_dir / variants[variant]["file"], num_threads=None,
                                      guard=False)
         probabilities[variant] = probs = evaluate(classifier, data_dir, test, progress)
-        variants[variant]["metrics"] = metrics.binary_metrics(labels, probs, threshold)
+        verdicts[variant] = scheme.verdict_indices(probs, threshold)
+        variants[variant]["metrics"] = metrics.class_metrics(labels, probs, scheme, threshold)
         variants[variant]["versus_keras"] = {
-            "agreement": float(np.mean((probs >= threshold) == keras_verdicts)),
+            "agreement": float(np.mean(verdicts[variant] == keras_verdicts)),
             "mean_abs_probability_difference": float(np.mean(np.abs(probs - keras_test))),
             "max_abs_probability_difference": float(np.max(np.abs(probs - keras_test))),
         }
+        if scheme.count > 2:
+            variants[variant]["versus_keras"]["agreement_by_class"] = {
+                label: float(np.mean(verdicts[variant][labels == index]
+                                     == keras_verdicts[labels == index]))
+                for index, label in enumerate(scheme.labels) if np.any(labels == index)}
         shown = variants[variant]["metrics"]
         log(f"{variant:>8} test: accuracy {shown['accuracy']:.4f}  AUC {shown['roc_auc']:.4f}  "
             f"sensitivity {shown['sensitivity']:.4f}  agreement with Keras "
             f"{variants[variant]['versus_keras']['agreement']:.4f}")
-    int8_flips = [item.path for item, a, b in zip(test, probabilities["int8"] >= threshold,
-                                                   probabilities["float32"] >= threshold) if a != b]
+    int8_flips = [item.path for item, a, b in zip(test, verdicts["int8"], verdicts["float32"])
+                  if a != b]
     variants["int8"]["versus_float32"] = {
         "agreement": 1.0 - len(int8_flips) / len(test),
         "flipped": int8_flips,
     }
+    if scheme.count > 2:
+        variants["int8"]["versus_float32"]["agreement_by_class"] = {
+            label: float(np.mean(verdicts["int8"][labels == index]
+                                 == verdicts["float32"][labels == index]))
+            for index, label in enumerate(scheme.labels) if np.any(labels == index)}
 
+    # Temperature scaling of the positive-vs-rest logit (calibration.py): fitted on P(positive).
+    positive = scheme.positive_index
+    val_labels = dataset.label_indices(val, scheme.labels)
     card["calibration"] = calibrate(
-        val_probabilities, dataset.label_indices(val), probabilities["int8"], labels, threshold,
+        np.asarray(val_probabilities)[:, positive], val_labels == positive,
+        probabilities["int8"][:, positive], labels == positive, threshold,
         training_dir / "reliability.png", clip=variants["int8"]["output_quantization"]["scale"] / 2,
         log=log)
     measured = ood_fit.measure_guard(
@@ -274,7 +330,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             target.unlink()
         samples = [(item, _copy_sample(item, data_dir, samples_dir))
                    for item in pick_samples(items, split, sample_count, keras_probs,
-                                                run["threshold"], refused)]
+                                            run["threshold"], scheme, refused)]
     log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
         f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
         f"rejected {measured['non_xray']['rejection']:.2%} "
@@ -286,10 +342,17 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     step = variants["int8"]["output_quantization"]["scale"]
     reference = []
     for item, path in samples:
-        raw, probability, _ = int8.infer(int8.prepare_input(load_pixels(path, spec)))
-        reference.append({"file": f"samples/{path.name}", "sha256": model_card.sha256_file(path),
-                          "label": item.label, "raw_output": int(raw),
-                          "probability": probability, "verdict": int8.verdict(probability)})
+        inference = int8.run(int8.prepare_input(load_pixels(path, spec)))
+        raw = [int(value) for value in inference.raw]
+        entry = {"file": f"samples/{path.name}", "sha256": model_card.sha256_file(path),
+                 "label": item.label,
+                 # A sigmoid model's one output stays a number (0.2.0's cards); N outputs a list.
+                 "raw_output": raw[0] if len(raw) == 1 else raw,
+                 "probability": inference.positive,
+                 "verdict": int8.verdict(inference.probabilities)}
+        if scheme.count > 2:
+            entry["probabilities"] = scheme.as_dict(inference.probabilities)
+        reference.append(entry)
 
     card.update({
         "keras_metrics": run["metrics"],
@@ -300,8 +363,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "images": reference,
         },
         "data": {
-            "source": "COVID-19 Radiography Database (COVID and Normal), 224x224 grayscale "
-                      "copy in ../shared/data/cxr; see its README for origin and caveats",
+            "source": _data_description(run),
             "content_sha256": run["data_sha256"],
             "manifest_sha256": _manifest_hash(data_dir),
             "split": "stratified by class, near-duplicate groups kept within one split "
@@ -331,15 +393,29 @@ def _sample_path(item, samples_dir: Path) -> Path:
     return samples_dir / f"{item.label}-{Path(item.path).name}"
 
 
-def _copy_sample(item, data_dir: Path, samples_dir: Path) -> Path:
+def _copy_sample(item, data_dirs, samples_dir: Path) -> Path:
     target = _sample_path(item, samples_dir)
-    shutil.copyfile(data_dir / item.path, target)
+    shutil.copyfile(dataset.item_path(data_dirs, item), target)
     return target
 
 
-def _manifest_hash(data_dir: Path) -> str | None:
-    manifest = data_dir / "MANIFEST.csv"
+def _manifest_hash(data_dirs):
+    """The manifest's sha256 (one data folder), or {root: sha256} for several."""
+    if isinstance(data_dirs, dict):
+        return {name: _manifest_hash(folder) for name, folder in data_dirs.items()}
+    manifest = Path(data_dirs) / "MANIFEST.csv"
     return model_card.sha256_file(manifest) if manifest.is_file() else None
+
+
+def _data_description(run: dict) -> str:
+    if not run.get("data_dirs"):
+        return ("COVID-19 Radiography Database (COVID and Normal), 224x224 grayscale copy in "
+                "../shared/data/cxr; see its README for origin and caveats")
+    config = run["config"]
+    mapped = ", ".join(f"{old} -> {new}" for old, new in (config.get("label_map") or {}).items())
+    return ("several data folders: " + ", ".join(run["data_dirs"]) + " (see each folder's "
+            "README for origin, licences and caveats); classes " + ", ".join(run["labels"])
+            + (f"; relabelled: {mapped}" if mapped else ""))
 
 
 def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int,
@@ -350,13 +426,20 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
     run_dir = config.get("out_dir", "runs/v1")
     # The paths as the user typed them (relative ones stay relative): a command to rerun.
     data_dir = config.get("data_dir", data_dir)
-    train = (f"covid-edge train {data_dir} --out {run_dir} --weights {config['weights']} "
+    folders = " ".join(str(folder) for folder in [data_dir, *config.get("more_data", ())])
+    train = (f"covid-edge train {folders} --out {run_dir} --weights {config['weights']} "
              f"--image-size {config['image_size']} --batch-size {config['batch_size']} "
              f"--head-epochs {config['head_epochs']} --fine-tune-epochs "
              f"{config['fine_tune_epochs']} --fine-tune-from {config['fine_tune_from']} "
              f"--target-sensitivity {config['target_sensitivity']} "
              # Runs from before corner erasing existed had none.
              f"--corner-erase {config.get('corner_erase', 0.0)} --seed {config['seed']}")
+    train += "".join(f" --map {old}={new}" for old, new in
+                     (config.get("label_map") or {}).items())
+    if config.get("positive", "covid") != "covid":
+        train += f" --positive {config['positive']}"
+    if config.get("crop"):
+        train += f" --crop {config['crop']}"
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
     convert = (f"covid-edge convert {run_dir}/model.keras --out models "

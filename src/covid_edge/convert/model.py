@@ -1,4 +1,5 @@
-"""MobileNetV2 with a one-unit COVID head, and the freezing rules for each training phase."""
+"""MobileNetV2 with a classification head (one sigmoid unit for two classes, else one softmax
+unit per class), and the freezing rules for each training phase."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ OFFLINE_HINT = ("pass --weights PATH/mobilenet_v2_1.0_224_imagenet_no_top.weight
                 ".weights.h5), or --weights none to start from random weights")
 
 
-def build(spec: PreprocessSpec, weights: str | None, dropout: float = 0.2) -> keras.Model:
+def build(spec: PreprocessSpec, weights: str | None, dropout: float = 0.2,
+          classes: int = 1) -> keras.Model:
+    """classes: output units: 1 (sigmoid, P(positive)) or N (softmax, label order)."""
     resolved = resolve_weights(weights)
     try:
         base = keras.applications.MobileNetV2(
@@ -47,8 +50,12 @@ def build(spec: PreprocessSpec, weights: str | None, dropout: float = 0.2) -> ke
     features = base(inputs, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
-    covid = keras.layers.Dense(1, activation="sigmoid", name="covid_probability")(dropped)
-    model = keras.Model(inputs, covid, name="covid_edge_mobilenetv2")
+    if classes == 1:
+        head = keras.layers.Dense(1, activation="sigmoid", name="covid_probability")(dropped)
+    else:
+        head = keras.layers.Dense(classes, activation="softmax",
+                                  name="class_probabilities")(dropped)
+    model = keras.Model(inputs, head, name="covid_edge_mobilenetv2")
     freeze_backbone(model)
     return model
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..edge_runtime.guard import (DETAIL_MARGIN, NOT_CHEST_XRAY, OOD_STATS_FILENAME,
                                   FeatureDistance, ImageChecks, fine_detail)
+from ..dataset import item_path
 from ..image_io import read_image
 from ..model_card import sha256_file
 from ..preprocess import load_pixels
@@ -38,11 +39,11 @@ DEFAULT_TRAIN_IMAGES = 2000
 
 def collect(classifier, data_dir: Path, items, progress, label: str, details: list | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-    """(model probabilities (n,), features (n, d)) of labelled items, guard off; appends each
+    """(model per-class probabilities (n, N), features (n, d)) of labelled items, guard off; appends each
     picture's fine detail to `details` when given."""
     probabilities, features = [], []
     for item in progress(items, label):
-        pixels = load_pixels(Path(data_dir) / item.path, classifier.spec)
+        pixels = load_pixels(item_path(data_dir, item), classifier.spec)
         if details is not None:
             details.append(fine_detail(pixels))
         inference = classifier.run(classifier.prepare_input(pixels))
@@ -230,7 +231,7 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
     test_distances, reasons, refused, refused_by_label = [], {}, [], {}
     accepted = 0
     for item in progress(test_items, f"guard: test X-rays ({guarded.variant})"):
-        prediction = guarded.classify_file(Path(data_dir) / item.path)
+        prediction = guarded.classify_file(item_path(data_dir, item))
         if prediction.error:
             raise ValueError(f"{item.path}: {prediction.error}")
         if prediction.verdict == NOT_CHEST_XRAY:

@@ -3,8 +3,8 @@
 Batch size is fixed at 1 so every tensor shape is static: the Edge TPU compiler requires it,
 and it spares the runtime a resize on every call.
 
-Every file has two outputs: the probability [1, 1] and the pooled penultimate features
-[1, 1280] that the out-of-distribution guard measures (edge_runtime/guard.py). The runtime tells
+Every file has two outputs: the probabilities ([1, 1] for a sigmoid head, [1, N] for a
+softmax one) and the pooled penultimate features [1, 1280] that the out-of-distribution guard measures (edge_runtime/guard.py). The runtime tells
 them apart by shape: the converter does not promise to keep their order.
 """
 
@@ -24,7 +24,6 @@ VARIANT_DESCRIPTIONS = {
 }
 
 
-PROBABILITY_LAYER = "covid_probability"
 FEATURES_LAYER = "pool"  # GlobalAveragePooling2D: the features the head sees (before dropout)
 
 
@@ -36,8 +35,7 @@ def with_features(model):
     """The trained model with a second output: its pooled penultimate features."""
     import keras
 
-    return keras.Model(model.inputs, [model.get_layer(PROBABILITY_LAYER).output,
-                                      model.get_layer(FEATURES_LAYER).output],
+    return keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURES_LAYER).output],
                        name=f"{model.name}_with_features")
 
 
@@ -90,7 +88,7 @@ def representative_images(paths: list[Path], spec) -> Callable[[], Iterable]:
     return generate
 
 
-def check_loadable(path: Path, variant: str) -> dict:
+def check_loadable(path: Path, variant: str, scheme=None) -> dict:
     """Load the file back in the edge runtime and check its interface.
 
     For int8 every tensor must be integer: a single float tensor would mean a float kernel
@@ -102,13 +100,19 @@ def check_loadable(path: Path, variant: str) -> dict:
     # Without XNNPACK the op list shows the model's own ops rather than DELEGATE nodes.
     interpreter = runtime.interpreter(str(path), num_threads=1, xnnpack=False)
     interpreter.allocate_tensors()
+    from ..classes import ClassScheme
+    from ..edge_runtime.classifier import split_outputs
+
+    scheme = scheme or ClassScheme(("normal", "covid"), "covid")
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    probability = [d for d in outputs if int(np.prod(d["shape"])) == 1]
-    features = [d for d in outputs if int(np.prod(d["shape"])) > 1]
-    if len(inputs) != 1 or len(probability) != 1 or len(features) > 1:
-        raise ValueError(f"{path.name}: expected one input, one probability output and at most "
-                         f"one features output; got outputs "
-                         f"{[list(map(int, d['shape'])) for d in outputs]}")
+    if len(inputs) != 1:
+        raise ValueError(f"{path.name}: expected one input, got {len(inputs)}")
+    try:
+        probability_output, features_output = split_outputs(outputs, scheme)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
+    probability = [probability_output]
+    features = [features_output] if features_output is not None else []
     shape = [int(v) for v in inputs[0]["shape"]]
     if shape[0] != 1 or any(v < 0 for v in inputs[0].get("shape_signature", shape)):
         raise ValueError(f"{path.name}: input shape {shape} is not static with batch 1")

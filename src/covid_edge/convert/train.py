@@ -1,6 +1,7 @@
-"""`covid-edge train`: two-phase MobileNetV2 training on a folder of labelled chest X-rays.
+"""`covid-edge train`: two-phase MobileNetV2 training on folders of labelled chest X-rays.
 
-DATA_DIR/{covid,normal} -> pixels (covid_edge.preprocess, the same code the device runs) ->
+DATA_DIR/<class>/ folders or a MANIFEST.csv (path, label, source), one or several roots ->
+classes (--map merges or drops labels; two classes: one sigmoid unit, more: softmax) -> pixels (covid_edge.preprocess, the same code the device runs) ->
 duplicate-aware stratified split -> phase 1: new head on the frozen backbone -> phase 2: the
 top blocks fine-tuned with BatchNormalization frozen -> screening threshold on validation ->
 metrics, pictures and model.keras in RUN_DIR.
@@ -20,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .. import dataset, metrics
+from ..classes import SIGMOID, SOFTMAX, ClassScheme
 from ..preprocess import PreprocessSpec, load_pixels, to_model_input
 from .augment import Augmenter
 
@@ -30,6 +32,9 @@ RUN_FILES = ("model.keras", "run.json", "metrics.json", "split.csv", "history.cs
 class TrainConfig:
     data_dir: str
     out_dir: str
+    more_data: tuple[str, ...] = ()  # further data roots (e.g. ../shared/data/cxr-more)
+    label_map: dict = field(default_factory=dict)  # OLD -> NEW or "drop" (--map)
+    positive: str = dataset.POSITIVE
     weights: str | None = "imagenet"
     image_size: int = 224
     batch_size: int = 32
@@ -56,32 +61,65 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
             "or pass --force to overwrite it")
 
 
+def data_roots(config: TrainConfig) -> dict[str, Path]:
+    """{root name: folder}. One root is named "" (release 0.2.0's run layout); several are
+    named by their folder (made unique)."""
+    folders = [Path(config.data_dir), *map(Path, config.more_data)]
+    if len(folders) == 1:
+        return {"": folders[0]}
+    roots = {}
+    for folder in folders:
+        name, suffix = folder.resolve().name, 2
+        while name in roots:
+            name, suffix = f"{folder.resolve().name}-{suffix}", suffix + 1
+        roots[name] = folder
+    return roots
+
+
+def gather_items(config: TrainConfig, log) -> tuple[list[dataset.Item], tuple[str, ...]]:
+    """Every image of every root, relabelled by --map, in class order then path (for 0.2.0's
+    two folders exactly the order it was trained in); the class order for the card."""
+    items = []
+    for name, folder in data_roots(config).items():
+        items += dataset.scan(folder, root=name)
+    found = sorted({item.label for item in items})
+    items = dataset.relabel(items, config.label_map)
+    dropped = sorted({label for label in found
+                      if config.label_map.get(label, label) == dataset.DROP})
+    labels = dataset.class_order({item.label for item in items}, config.positive)
+    if dropped:
+        log(f"left out by --map: {', '.join(dropped)}")
+    order = {label: index for index, label in enumerate(labels)}
+    items.sort(key=lambda item: (order[item.label], item.root, item.path))
+    return items, labels
+
+
 def select_items(items: list[dataset.Item], limit_per_class: int | None,
-                 seed: int) -> list[dataset.Item]:
+                 seed: int, labels=dataset.LABELS) -> list[dataset.Item]:
     """All items, or a seeded random `limit_per_class` of each class (for quick trials)."""
     if not limit_per_class:
         return items
     rng = np.random.default_rng(seed)
     chosen = []
-    for label in dataset.LABELS:
+    for label in labels:
         of_class = [item for item in items if item.label == label]
         picks = rng.permutation(len(of_class))[:limit_per_class]
         chosen += [of_class[i] for i in sorted(picks)]
     return chosen
 
 
-def load_all_pixels(data_dir: Path, items: list[dataset.Item], spec: PreprocessSpec,
+def load_all_pixels(data_dirs, items: list[dataset.Item], spec: PreprocessSpec,
                     progress: Callable) -> np.ndarray:
     pixels = np.empty((len(items), spec.height, spec.width), dtype=np.uint8)
     for index, item in enumerate(progress(items, "reading images")):
-        pixels[index] = load_pixels(data_dir / item.path, spec)
+        pixels[index] = load_pixels(dataset.item_path(data_dirs, item), spec)
     return pixels
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
+def class_weights(labels: np.ndarray, count: int = 2) -> np.ndarray:
     """Weights so that each class contributes equally to the loss (COVID is the minority)."""
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
-    return len(labels) / (2.0 * np.maximum(counts, 1))
+    counts = np.bincount(labels, minlength=count).astype(np.float64)
+    return len(labels) / (count * np.maximum(counts, 1))
 
 
 def seeded_batches(count: int, batch_size: int, make_batch, *, seed: int = 0,
@@ -118,15 +156,16 @@ def seeded_batches(count: int, batch_size: int, make_batch, *, seed: int = 0,
 
 
 def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=None, seed=0,
-                 shuffle=False):
-    """Batches of model inputs and labels (and class weights when given)."""
+                 shuffle=False, sparse=False):
+    """Batches of model inputs and labels (and class weights when given). sparse: class
+    indices for a softmax head, else float targets for a sigmoid one."""
 
     def make_batch(chosen, rng):
         images = pixels[chosen]
         if augmenter is not None:
             images = augmenter(images, rng)
         x = to_model_input(images, spec)
-        y = labels[chosen].astype(np.float32)
+        y = labels[chosen].astype(np.int32 if sparse else np.float32)
         if weights is None:
             return x, y
         return x, y, weights[labels[chosen]].astype(np.float32)
@@ -134,15 +173,18 @@ def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=No
     return seeded_batches(len(labels), batch_size, make_batch, seed=seed, shuffle=shuffle)
 
 
-def fit_phase(model, name, train_data, val_data, epochs, learning_rate, history_rows, log):
+def fit_phase(model, name, train_data, val_data, epochs, learning_rate, history_rows, log,
+              softmax: bool = False):
     import keras
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc"),
-                 keras.metrics.Recall(name="sensitivity")],
-    )
+    if softmax:
+        loss, tracked = "sparse_categorical_crossentropy", [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        loss, tracked = "binary_crossentropy", [
+            keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc"),
+            keras.metrics.Recall(name="sensitivity")]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=tracked)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     log(f"{name}: {epochs} epoch(s), learning rate {learning_rate:g}, "
         f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters")
@@ -153,9 +195,11 @@ def fit_phase(model, name, train_data, val_data, epochs, learning_rate, history_
                              **{key: float(values[epoch]) for key, values in history.history.items()}})
 
 
-def predict(model, pixels, spec, batch_size=64) -> np.ndarray:
+def predict(model, pixels, spec, scheme, batch_size=64) -> np.ndarray:
+    """Per-class probabilities (n, N) in the scheme's label order."""
     data = make_batches(pixels, np.zeros(len(pixels), dtype=np.int64), spec, batch_size)
-    return model.predict(data, verbose=0).reshape(-1).astype(np.float64)
+    output = model.predict(data, verbose=0).astype(np.float64)
+    return scheme.probabilities(output.reshape(len(pixels), scheme.output_size))
 
 
 def versions() -> dict:
@@ -189,78 +233,113 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
                               crop_model_sha256=default_lung_segmenter().card.get("sha256"))
         log(f"crop mode {config.crop}: lung model {spec.crop_model_sha256[:12]}")
 
-    items = select_items(dataset.scan(data_dir), config.limit_per_class, config.seed)
-    labels = dataset.label_indices(items)
-    log(f"{len(items)} images: {int(labels.sum())} covid, {int((labels == 0).sum())} normal")
-    pixels = load_all_pixels(data_dir, items, spec, progress)
+    items, class_labels = gather_items(config, log)
+    scheme = ClassScheme(class_labels, config.positive,
+                         SIGMOID if len(class_labels) == 2 else SOFTMAX)
+    softmax = scheme.output_kind == SOFTMAX
+    roots = data_roots(config)
+    data_dirs = roots[""] if "" in roots else roots
+    items = select_items(items, config.limit_per_class, config.seed, class_labels)
+    labels = dataset.label_indices(items, class_labels)
+    counts = np.bincount(labels, minlength=scheme.count)
+    log(f"{len(items)} images: " + ", ".join(f"{int(n)} {label}"
+                                              for label, n in zip(class_labels, counts))
+        + (f"; {scheme.count} classes, softmax head" if softmax else ""))
+    pixels = load_all_pixels(data_dirs, items, spec, progress)
     groups = dataset.duplicate_groups(pixels)
     group_sizes = np.bincount(groups)
-    split = dataset.group_split(labels, groups, config.split_fractions, config.seed)
+    several_sources = len({(item.root, item.source) for item in items}) > 1
+    strata = dataset.strata(items, class_labels) if several_sources else labels
+    split = dataset.group_split(strata, groups, config.split_fractions, config.seed)
     dataset.write_split(out_dir / "split.csv", items, groups, split)
     parts = {name: np.flatnonzero(split == name) for name in dataset.SPLITS}
+    positive = scheme.positive_index
     log(f"duplicate groups: {int((group_sizes > 1).sum())} groups hold "
         f"{int(group_sizes[group_sizes > 1].sum())} images, each kept within one split; "
-        + ", ".join(f"{name} {len(index)} ({int(labels[index].sum())} covid)"
-                    for name, index in parts.items()))
+        + ", ".join(f"{name} {len(index)} ({int((labels[index] == positive).sum())} "
+                    f"{scheme.positive})" for name, index in parts.items())
+        + ("; stratified by class and source" if several_sources else ""))
 
-    weights = class_weights(labels[parts["train"]])
+    weights = class_weights(labels[parts["train"]], scheme.count)
     train_data = make_batches(pixels[parts["train"]], labels[parts["train"]], spec,
                               config.batch_size,
                               augmenter=Augmenter(corner_erase_p=config.corner_erase),
                               weights=weights,
-                              seed=config.seed, shuffle=True)
-    val_data = make_batches(pixels[parts["val"]], labels[parts["val"]], spec, config.batch_size)
+                              seed=config.seed, shuffle=True, sparse=softmax)
+    val_data = make_batches(pixels[parts["val"]], labels[parts["val"]], spec, config.batch_size,
+                            sparse=softmax)
 
-    model = model_lib.build(spec, config.weights, config.dropout)
+    model = model_lib.build(spec, config.weights, config.dropout, classes=scheme.output_size)
     history_rows: list[dict] = []
     fit_phase(model, "head", train_data, val_data, config.head_epochs,
-              config.head_learning_rate, history_rows, log)
+              config.head_learning_rate, history_rows, log, softmax)
     if config.fine_tune_epochs > 0:
         count = model_lib.unfreeze_top(model, config.fine_tune_from)
         log(f"fine-tuning {count} backbone layers from {config.fine_tune_from} "
             "(BatchNormalization frozen)")
         fit_phase(model, "fine-tune", train_data, val_data, config.fine_tune_epochs,
-                  config.fine_tune_learning_rate, history_rows, log)
+                  config.fine_tune_learning_rate, history_rows, log, softmax)
     model.save(out_dir / "model.keras")
 
-    probabilities = predict(model, pixels, spec)
+    probabilities = predict(model, pixels, spec, scheme)
     val = parts["val"]
-    threshold = metrics.screening_threshold(labels[val], probabilities[val],
+    threshold = metrics.screening_threshold(labels[val] == positive,
+                                            probabilities[val, positive],
                                             config.target_sensitivity)
+    positive_name = "COVID" if scheme.positive == "covid" else scheme.positive
     threshold_rule = (
-        f"highest threshold with validation COVID sensitivity >= {config.target_sensitivity:.0%} "
+        f"highest threshold with validation {positive_name} "
+        f"sensitivity >= {config.target_sensitivity:.0%} "
         "(screening: a missed COVID case costs more than a false alarm)")
-    split_metrics = {name: metrics.binary_metrics(labels[index], probabilities[index], threshold)
+    if softmax:
+        threshold_rule += (f"; below it, the verdict is the most probable of "
+                           f"{', '.join(scheme.others)}")
+    split_metrics = {name: metrics.class_metrics(labels[index], probabilities[index], scheme,
+                                                 threshold)
                      for name, index in parts.items()}
     for name, values in split_metrics.items():
         log(f"{name:>5}: accuracy {values['accuracy']:.4f}  ROC AUC {values['roc_auc']:.4f}  "
-            f"sensitivity {values['sensitivity']:.4f}  specificity {values['specificity']:.4f}")
+            f"sensitivity {values['sensitivity']:.4f}  specificity {values['specificity']:.4f}"
+            + (f"  {scheme.count}-class accuracy {values['class_accuracy']:.4f}"
+               if softmax else ""))
     log(f"threshold {threshold:.4f}: {threshold_rule}")
 
     write_rows(out_dir / "history.csv", history_rows)
     write_rows(out_dir / "predictions.csv", [
-        {"path": item.path, "label": item.label, "split": part, "probability": f"{prob:.6f}"}
-        for item, part, prob in zip(items, split, probabilities)])
+        {"path": item.path, "label": item.label, "split": part,
+         "probability": f"{probs[positive]:.6f}",
+         **({"root": item.root, "source": item.source} if several_sources else {}),
+         **({f"p_{label}": f"{p:.6f}" for label, p in zip(class_labels, probs)}
+            if softmax else {})}
+        for item, part, probs in zip(items, split, probabilities)])
     (out_dir / "metrics.json").write_text(json.dumps(split_metrics, indent=2) + "\n")
 
     test = parts["test"]
     plots.training_curves(history_rows, out_dir / "training_curves.png")
-    plots.confusion_matrix(split_metrics["test"]["confusion_matrix"], dataset.LABELS,
+    plots.confusion_matrix(split_metrics["test"]["class_confusion_matrix"], class_labels,
                            out_dir / "confusion_matrix.png", title="test split")
     plots.prediction_grid(pixels[test], labels[test], probabilities[test], threshold,
-                          out_dir / "test_predictions.png", seed=config.seed)
+                          out_dir / "test_predictions.png", seed=config.seed, scheme=scheme)
 
     summary = {
         "config": asdict(config),
-        "data_dir": str(data_dir.resolve()),
-        "data_sha256": dataset.content_hash(data_dir, items),
+        "data_dir": str(Path(config.data_dir).resolve()),
+        **({"data_dirs": {name: str(folder.resolve()) for name, folder in roots.items()}}
+           if len(roots) > 1 else {}),
+        "data_sha256": dataset.content_hash(data_dirs, items),
         "preprocessing": spec.to_dict(),
-        "labels": list(dataset.LABELS),
-        "positive_label": dataset.POSITIVE,
+        "labels": list(class_labels),
+        "positive_label": scheme.positive,
+        "output_kind": scheme.output_kind,
         "threshold": threshold,
         "threshold_rule": threshold_rule,
         "metrics": split_metrics,
-        "split_counts": {name: {"images": int(len(index)), "covid": int(labels[index].sum())}
+        "split_counts": {name: {"images": int(len(index)),
+                                scheme.positive: int((labels[index] == positive).sum()),
+                                **({label: int((labels[index] == i).sum())
+                                    for i, label in enumerate(class_labels)} if softmax else {}),
+                                **({"by_source": _source_counts(
+                                    [items[i] for i in index])} if several_sources else {})}
                          for name, index in parts.items()},
         "duplicate_groups": {"groups": int((group_sizes > 1).sum()),
                              "images": int(group_sizes[group_sizes > 1].sum()),
@@ -270,6 +349,14 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     }
     (out_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _source_counts(items: list[dataset.Item]) -> dict:
+    counts: dict = {}
+    for item in items:
+        key = f"{item.source}/{item.label}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:

@@ -1,4 +1,4 @@
-"""`covid-edge train DATA_DIR --out RUN_DIR`"""
+"""`covid-edge train DATA_DIR [DATA_DIR...] --out RUN_DIR`"""
 
 from __future__ import annotations
 
@@ -34,10 +34,28 @@ def progress(items, label):
         yield from bar
 
 
+def parse_map(ctx, param, values) -> dict:
+    mapping = {}
+    for value in values:
+        old, sep, new = value.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise click.BadParameter(f"{value!r}: write OLD=NEW or OLD=drop "
+                                     "(e.g. tuberculosis=drop)")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
 @click.command(epilog=DISCLAIMER)
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder for model.keras, split, metrics and plots.")
+@click.option("--map", "label_map", multiple=True, callback=parse_map, metavar="OLD=NEW",
+              help="Rename, merge or drop a label before training: nodule=drop, "
+                   "viral=pneumonia (repeatable). Images of a dropped label are left out.")
+@click.option("--positive", default="covid", show_default=True,
+              help="The screened-for class: the verdict is this class when its probability "
+                   "reaches the threshold, else the most probable other class.")
 @click.option("--weights", default="imagenet", show_default=True,
               help="'imagenet' (Keras downloads it once into ~/.keras; offline this fails with "
                    "a message saying what to pass), a local no-top .weights.h5 file (offline, "
@@ -69,20 +87,28 @@ def progress(items, label):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
-def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_tune_epochs,
-          fine_tune_from, target_sensitivity, corner_erase, crop, limit_per_class, seed, force,
-          verbose):
-    """Train MobileNetV2 to tell COVID-19 from normal chest X-rays.
+def train(data_dirs, out_dir, label_map, positive, weights, image_size, batch_size,
+          head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
+          limit_per_class, seed, force, verbose):
+    """Train MobileNetV2 to classify chest X-rays into the classes its data names.
 
-    DATA_DIR holds one folder per class: covid/ and normal/ (e.g. ../shared/data/cxr).
-    Duplicate and near-duplicate images are grouped and kept on one side of the
-    train/validation/test split (saved as split.csv). Needs the [train] extra
-    (pip install '.[train]' in a clone).
+    Each DATA_DIR holds one folder per class (covid/, normal/, pneumonia/, ...) or a
+    MANIFEST.csv with path and label columns and, optionally, a source column naming each
+    image's hospital. Two classes give one sigmoid output (release 0.2.0); three or more a
+    softmax output with one probability per class. The verdict screens for --positive
+    (covid): covid when P(covid) reaches the threshold chosen on validation for
+    --target-sensitivity, else the most probable other class.
+
+    The split keeps near-duplicate images on one side and, with several sources, splits each
+    source's share of each class alike (saved as split.csv). Classes are weighted equally in
+    the loss. Needs the [train] extra (pip install '.[train]' in a clone).
 
     \b
-    Example (offline, with the shared ImageNet weights):
+    Examples (offline, with the shared ImageNet weights):
       covid-edge train ../shared/data/cxr --out runs/v1 \\
         --weights ../shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5
+      covid-edge train ../shared/data/cxr ../shared/data/cxr-more --out runs/3class \\
+        --map tuberculosis=drop --map nodule=drop --weights ...
     """
     from .tf_quiet import quiet_tensorflow
 
@@ -96,7 +122,8 @@ def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_
     from .train import train as run_training
 
     config = TrainConfig(
-        data_dir=data_dir, out_dir=out_dir, weights=weights, image_size=image_size,
+        data_dir=data_dirs[0], more_data=tuple(data_dirs[1:]), label_map=label_map,
+        positive=positive, out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
         corner_erase=corner_erase, crop=crop,
@@ -109,5 +136,10 @@ def train(data_dir, out_dir, weights, image_size, batch_size, head_epochs, fine_
     click.echo(f"test: accuracy {test['accuracy']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
                f"sensitivity {test['sensitivity']:.4f}, specificity {test['specificity']:.4f} "
                f"at threshold {summary['threshold']:.4f}")
+    if len(summary["labels"]) > 2:
+        click.echo(f"{len(summary['labels'])}-class accuracy {test['class_accuracy']:.4f}; "
+                   "one-vs-rest ROC AUC " + ", ".join(
+                       f"{label} {values['roc_auc']:.4f}"
+                       for label, values in test["per_class"].items()))
     click.echo(f"model and report in {out_dir}; next: covid-edge convert "
                f"{out_dir}/model.keras --out DIR")

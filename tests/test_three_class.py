@@ -1,0 +1,164 @@
+"""N classes end to end on the training side: classes from folders and manifests, --map,
+a split stratified by class and source, a softmax head, per-class metrics, and an int8 file
+with one output per class whose verdicts follow the screening rule.
+
+The model is the small three-class one trained in this test session (conftest.three_class_*).
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CXR, CXR_MORE, REPO_ROOT
+from covid_edge import dataset, metrics
+from covid_edge.classes import ClassScheme, ClassSchemeError
+
+
+# -- classes and data (no TensorFlow) ---------------------------------------------------------
+
+def test_two_class_scheme_is_release_0_2_0():
+    card = json.loads((REPO_ROOT / "models" / "model_card.json").read_text())
+    scheme = ClassScheme.from_card(card)
+    assert (scheme.labels, scheme.positive, scheme.output_kind) == (
+        ("normal", "covid"), "covid", "sigmoid")
+    assert scheme.probabilities(np.array([0.3])).tolist() == pytest.approx([0.7, 0.3])
+    # The old rule: covid when P(covid) >= threshold, else normal.
+    assert scheme.verdict([0.4, 0.6], 0.56) == "covid"
+    assert scheme.verdict([0.45, 0.55], 0.56) == "normal"
+
+
+def test_screening_rule_for_three_classes():
+    scheme = ClassScheme(("normal", "pneumonia", "covid"), "covid", "softmax")
+    threshold = 0.2
+    assert scheme.verdict([0.5, 0.25, 0.25], threshold) == "covid"  # screened for first
+    assert scheme.verdict([0.5, 0.4, 0.1], threshold) == "normal"
+    assert scheme.verdict([0.2, 0.7, 0.1], threshold) == "pneumonia"
+    with pytest.raises(ClassSchemeError):
+        ClassScheme(("normal", "pneumonia", "covid"), "covid", "sigmoid")
+    with pytest.raises(ClassSchemeError):
+        ClassScheme(("normal", "covid"), "viral", "sigmoid")
+
+
+def test_calibration_keeps_the_verdict_and_sums_to_one():
+    from covid_edge.edge_runtime.calibration import TemperatureScaling
+
+    scaling = TemperatureScaling(1.7)
+    scheme = ClassScheme(("normal", "pneumonia", "covid"), "covid", "softmax")
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet([1, 1, 1], size=500)
+    shown = scaling.apply_all(p, scheme.positive_index)
+    assert np.allclose(shown.sum(axis=1), 1.0)
+    threshold = 0.3
+    shown_threshold = scaling.apply(threshold)
+    assert np.array_equal(scheme.verdict_indices(p, threshold),
+                          scheme.verdict_indices(shown, shown_threshold))
+    # Two classes: exactly the sigmoid temperature scaling of P(covid).
+    two = ClassScheme(("normal", "covid"), "covid")
+    q = rng.uniform(0, 1, 50)
+    assert np.allclose(scaling.apply_all(two.probabilities(q[:, None]), 1)[:, 1], scaling.apply(q))
+
+
+def test_class_metrics_for_three_classes():
+    scheme = ClassScheme(("normal", "pneumonia", "covid"), "covid", "softmax")
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    p = np.array([[.8, .1, .1], [.3, .6, .1], [.1, .8, .1], [.2, .7, .1], [.1, .1, .8],
+                  [.5, .2, .3]])
+    result = metrics.class_metrics(labels, p, scheme, threshold=0.25)
+    assert result["class_confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
+    assert result["sensitivity"] == 1.0 and result["n_covid"] == 2
+    assert result["per_class"]["pneumonia"]["sensitivity"] == 1.0
+    assert result["per_class"]["normal"]["sensitivity"] == 0.5
+    assert result["class_accuracy"] == pytest.approx(5 / 6)
+
+
+def test_manifest_sources_map_and_class_order():
+    items = dataset.scan(CXR_MORE)
+    assert {item.source for item in items} == {"nih", "kermany", "montgomery", "shenzhen",
+                                              "jsrt"}
+    kept = dataset.relabel(items, {"tuberculosis": "drop", "nodule": "drop"})
+    assert {item.label for item in kept} == {"normal", "pneumonia"}
+    assert len(kept) == len(items) - sum(item.label in ("tuberculosis", "nodule")
+                                         for item in items)
+    assert dataset.class_order({"covid", "pneumonia", "normal"}) == ("normal", "pneumonia",
+                                                                     "covid")
+    with pytest.raises(ValueError, match="positive class"):
+        dataset.class_order({"normal", "pneumonia"})
+
+
+def test_release_0_2_0_images_come_in_the_order_it_was_trained_on():
+    """0.2.0 stays reproducible from its card: one data folder gives the items, labels and
+    order of its split.csv (the split is then drawn as before)."""
+    from covid_edge.convert.train import TrainConfig, gather_items
+
+    items, labels = gather_items(TrainConfig(data_dir=str(CXR), out_dir="unused"),
+                                 log=lambda message: None)
+    assert labels == ("normal", "covid")
+    with open(REPO_ROOT / "models" / "training" / "split.csv", newline="") as handle:
+        released = [(row["path"], row["label"]) for row in csv.DictReader(handle)]
+    assert [(item.path, item.label) for item in items] == released
+
+
+def test_split_is_stratified_by_class_and_source():
+    items = dataset.relabel(dataset.scan(CXR_MORE, root="more"),
+                            {"tuberculosis": "drop", "nodule": "drop"})
+    labels = ("normal", "pneumonia")
+    groups = np.arange(len(items))
+    split = dataset.group_split(dataset.strata(items, labels), groups, seed=0)
+    for source in ("nih", "kermany", "shenzhen", "jsrt", "montgomery"):
+        of_source = np.array([item.source == source for item in items])
+        share = np.mean(split[of_source] == "test")
+        assert 0.10 <= share <= 0.20, (source, share)
+
+
+# -- a real three-class model (trained and converted in this session) --------------------------
+
+pytest_train = pytest.mark.slow
+
+
+@pytest_train
+def test_three_class_run(three_class_run):
+    run = json.loads((three_class_run / "run.json").read_text())
+    assert run["labels"] == ["normal", "pneumonia", "covid"]
+    assert run["output_kind"] == "softmax"
+    assert set(run["data_dirs"]) == {"cxr", "cxr-more"}
+    for split in ("train", "val", "test"):
+        measured = run["metrics"][split]
+        matrix = np.array(measured["class_confusion_matrix"])
+        assert matrix.shape == (3, 3) and matrix.sum() == measured["n"]
+        assert set(measured["per_class"]) == {"normal", "pneumonia", "covid"}
+    assert run["metrics"]["val"]["sensitivity"] >= run["config"]["target_sensitivity"]
+    with open(three_class_run / "split.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["root"] for row in rows} == {"cxr", "cxr-more"}
+    assert not {row["label"] for row in rows} & {"tuberculosis", "nodule"}
+    with open(three_class_run / "predictions.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    total = sum(float(row[f"p_{label}"]) for label in run["labels"])
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest_train
+def test_three_class_int8_model(three_class_dir):
+    from covid_edge.edge_runtime.classifier import Classifier
+
+    card = json.loads((three_class_dir / "model_card.json").read_text())
+    assert card["labels"] == ["normal", "pneumonia", "covid"]
+    assert card["output_kind"] == "softmax"
+    int8 = card["variants"]["int8"]
+    assert int8["integer_only"]
+    assert set(int8["versus_float32"]["agreement_by_class"]) <= set(card["labels"])
+    assert np.array(int8["metrics"]["class_confusion_matrix"]).shape == (3, 3)
+    references = card["reference_outputs"]["images"]
+    assert {reference["label"] for reference in references} == set(card["labels"])
+    classifier = Classifier.load(three_class_dir / int8["file"], guard=False)
+    for reference in references:
+        prediction = classifier.classify_file(three_class_dir / reference["file"])
+        assert list(prediction.probabilities) == card["labels"]
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=0.02)
+        assert len(reference["raw_output"]) == 3
+        raw = prediction.raw_probabilities
+        expected = ("covid" if raw["covid"] >= card["threshold"]
+                    else max(("normal", "pneumonia"), key=raw.get))
+        assert prediction.verdict == expected == reference["verdict"]
