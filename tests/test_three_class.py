@@ -7,6 +7,7 @@ The model is the small three-class one trained in this test session (conftest.th
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -150,6 +151,10 @@ def test_three_class_int8_model(three_class_dir):
     assert int8["integer_only"]
     assert set(int8["versus_float32"]["agreement_by_class"]) <= set(card["labels"])
     assert np.array(int8["metrics"]["class_confusion_matrix"]).shape == (3, 3)
+    # Edge TPU compatibility as for two classes: the softmax head maps too.
+    from covid_edge.edgetpu.compatibility import check_file
+
+    assert check_file(three_class_dir / int8["file"]).fully_mapped
     references = card["reference_outputs"]["images"]
     assert {reference["label"] for reference in references} == set(card["labels"])
     classifier = Classifier.load(three_class_dir / int8["file"], guard=False)
@@ -162,3 +167,20 @@ def test_three_class_int8_model(three_class_dir):
         expected = ("covid" if raw["covid"] >= card["threshold"]
                     else max(("normal", "pneumonia"), key=raw.get))
         assert prediction.verdict == expected == reference["verdict"]
+
+
+def test_one_patients_images_share_a_group():
+    items = dataset.scan(CXR_MORE)
+    groups = dataset.with_patients(items, np.arange(len(items)))
+    by_patient = {}
+    for item, group in zip(items, groups):
+        key = dataset.patient_key(item)
+        if key:
+            by_patient.setdefault(key, set()).add(int(group))
+    assert by_patient and all(len(found) == 1 for found in by_patient.values())
+    assert any(key.endswith("nih-00000061") for key in by_patient)
+    images_per_patient = Counter(filter(None, map(dataset.patient_key, items)))
+    assert max(images_per_patient.values()) > 1  # NIH follow-ups and Kermany patients with several images exist
+    # Names without a patient (the database's) keep their own groups.
+    plain = dataset.scan(CXR)[:50]
+    assert dataset.with_patients(plain, np.arange(50)).tolist() == list(range(50))

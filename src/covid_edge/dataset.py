@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,48 @@ def duplicate_groups(pixels: np.ndarray, threshold: float = DUPLICATE_SIMILARITY
     roots = np.array([root(i) for i in range(n)])
     _, group_ids = np.unique(roots, return_inverse=True)
     return group_ids
+
+
+# File names that carry a patient (../shared/data/cxr-more/README.md): NIH <patient>_<follow-up>,
+# Kermany pneumonia person<N>_..., Kermany normals IM-<patient>-<image>. Images of one patient
+# must stay on one side of the split, like duplicates.
+PATIENT_PATTERNS = (re.compile(r"^(nih-\d+)_\d+$"), re.compile(r"^(kermany-person\d+)_"),
+                    re.compile(r"^(kermany-(?:NORMAL2-)?IM-\d+)-\d+$"))
+
+
+def patient_key(item: Item) -> str | None:
+    stem = Path(item.path).stem
+    for pattern in PATIENT_PATTERNS:
+        match = pattern.match(stem)
+        if match:
+            return f"{item.root}/{match.group(1)}"
+    return None
+
+
+def with_patients(items: list[Item], groups: np.ndarray) -> np.ndarray:
+    """Duplicate groups merged with patient groups: one group id for every image of a patient
+    and for every near-duplicate (renumbered 0..k-1 in order of first appearance). Items with
+    no patient in their name keep their groups, so 0.2.0's split is drawn as before."""
+    parent: dict = {}
+
+    def root(key):
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for item, group in zip(items, groups):
+        patient = patient_key(item)
+        if patient is not None:
+            a, b = root(("group", int(group))), root(("patient", patient))
+            if a != b:
+                parent[b] = a
+    roots = [root(("group", int(group))) for group in groups]
+    if len(set(roots)) == len(np.unique(groups)):
+        return groups  # nothing merged: keep the numbering
+    _, first = np.unique(np.array([str(r) for r in roots]), return_index=True)
+    order = {str(roots[i]): rank for rank, i in enumerate(sorted(first))}
+    return np.array([order[str(r)] for r in roots], dtype=np.int64)
 
 
 def group_split(labels: np.ndarray, groups: np.ndarray, fractions=(0.70, 0.15, 0.15),

@@ -116,8 +116,10 @@ def keep_unseen(images: list[LabelledImage], split_file: Path | None) -> tuple[
     """Drop the images the model was trained or tuned on.
 
     A set that shares file names with the model's split file is the training data: only its
-    test split is kept (as `bench drift --split auto` does). Other sets are new data and kept
-    whole. Returns the images and one note per set that was reduced.
+    test split is kept (as `bench drift --split auto` does), with its images the split file
+    does not name (labels training left out, e.g. by `train --map nodule=drop`: never seen).
+    Other sets are new data and kept whole. Returns the images and one note per set that was
+    reduced.
     """
     if split_file is None or not split_file.is_file():
         return images, []
@@ -132,9 +134,11 @@ def keep_unseen(images: list[LabelledImage], split_file: Path | None) -> tuple[
             kept += members
             continue
         test = [m for m in members if parts.get(m.name) == "test"]
+        unseen = [m for m in members if m.name not in parts]
         notes.append(f"{source}: {len(known)} of its {len(members)} images are in the model's "
-                     f"split file: only its {len(test)} test-split images are used")
-        kept += test
+                     f"split file: only its {len(test)} test-split images are used"
+                     + (f", and the {len(unseen)} it does not name" if unseen else ""))
+        kept += [m for m in members if parts.get(m.name, "test") == "test"]
     return kept, notes
 
 

@@ -12,6 +12,27 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _classes(card: dict) -> list[str]:
+    """The int8 model's N-class verdicts on the test split: confusion matrix and per class."""
+    measured = card["variants"]["int8"]["metrics"]
+    labels = card["labels"]
+    if "class_confusion_matrix" not in measured or len(labels) == 2:
+        return ["Test confusion matrix of the int8 model (rows true, columns predicted; "
+                f"normal, covid): `{measured['confusion_matrix']}`."]
+    lines = [f"Test split, int8 model, every class (verdict by the screening rule; "
+             f"{card['variants']['int8']['metrics']['class_accuracy']:.2%} of verdicts are the "
+             "true class). Rows true, columns the verdict:", "",
+             "| true \\ verdict | " + " | ".join(labels) + " | images | one-vs-rest ROC AUC | "
+             "sensitivity | specificity |",
+             "|---|" + "---:|" * (len(labels) + 4)]
+    for label, row in zip(labels, measured["class_confusion_matrix"]):
+        per = measured["per_class"][label]
+        lines.append(f"| {label} | " + " | ".join(str(v) for v in row)
+                     + f" | {per['n']} | {per['roc_auc']:.4f} | {_pct(per['sensitivity'])} | "
+                     f"{_pct(per['specificity'])} |")
+    return lines
+
+
 def render(card: dict) -> str:
     lines = [
         f"# Model card: {card['name']} {card['version']}",
@@ -25,7 +46,12 @@ def render(card: dict) -> str:
         *_behaviour(card),
         "## Decision threshold",
         "",
-        f"COVID if probability >= **{card['threshold']:.4f}**: {card['threshold_rule']}.",
+        (f"COVID if probability >= **{card['threshold']:.4f}**: {card['threshold_rule']}."
+         if len(card["labels"]) == 2 else
+         f"**{card['positive_label']}** if P({card['positive_label']}) >= "
+         f"**{card['threshold']:.4f}**, otherwise the most probable of "
+         f"{', '.join(l for l in card['labels'] if l != card['positive_label'])}: "
+         f"{card['threshold_rule']}."),
         *_calibrated_threshold(card),
         "",
         *_guard(card),
@@ -34,7 +60,9 @@ def render(card: dict) -> str:
         "",
         f"Test split: {card['data']['split_counts']['test']['images']} images "
         f"({card['data']['split_counts']['test']['covid']} COVID), never seen in training or "
-        "threshold selection. Each file was run through the edge runtime "
+        "threshold selection. "
+        + ("Accuracy, sensitivity and specificity are COVID against the rest at the threshold. "
+           if len(card["labels"]) > 2 else "") + "Each file was run through the edge runtime "
         f"({card['variants']['int8']['runtime']}), the same code `covid-edge classify` uses.",
         "",
         "| variant | file | size | accuracy | ROC AUC | sensitivity | specificity | "
@@ -59,10 +87,12 @@ def render(card: dict) -> str:
     flips = card["variants"]["int8"]["versus_float32"]
     lines += [
         f"int8 vs float32 TFLite verdict agreement: {_pct(flips['agreement'])} "
-        f"({len(flips['flipped'])} test images flip).",
+        f"({len(flips['flipped'])} test images flip)"
+        + ("; by true class: " + ", ".join(f"{label} {_pct(value)}" for label, value in
+                                            flips["agreement_by_class"].items())
+           if flips.get("agreement_by_class") else "") + ".",
         "",
-        "Test confusion matrix of the int8 model (rows true, columns predicted; normal, covid): "
-        f"`{card['variants']['int8']['metrics']['confusion_matrix']}`.",
+        *_classes(card),
         "",
         "## Input specification",
         "",

@@ -436,6 +436,8 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
              f"--corner-erase {config.get('corner_erase', 0.0)} --seed {config['seed']}")
     train += "".join(f" --map {old}={new}" for old, new in
                      (config.get("label_map") or {}).items())
+    train += "".join(f" --validation-source {source}"
+                     for source in config.get("validation_sources") or ())
     if config.get("positive", "covid") != "covid":
         train += f" --positive {config['positive']}"
     if config.get("crop"):

@@ -35,6 +35,9 @@ class TrainConfig:
     more_data: tuple[str, ...] = ()  # further data roots (e.g. ../shared/data/cxr-more)
     label_map: dict = field(default_factory=dict)  # OLD -> NEW or "drop" (--map)
     positive: str = dataset.POSITIVE
+    # Sources held out of training and testing: all their images validate (threshold, early
+    # stopping, the choice between settings), so a choice is made with a hospital it never saw.
+    validation_sources: tuple[str, ...] = ()
     weights: str | None = "imagenet"
     image_size: int = 224
     batch_size: int = 32
@@ -246,16 +249,26 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
                                               for label, n in zip(class_labels, counts))
         + (f"; {scheme.count} classes, softmax head" if softmax else ""))
     pixels = load_all_pixels(data_dirs, items, spec, progress)
-    groups = dataset.duplicate_groups(pixels)
+    groups = dataset.with_patients(items, dataset.duplicate_groups(pixels))
     group_sizes = np.bincount(groups)
     several_sources = len({(item.root, item.source) for item in items}) > 1
     strata = dataset.strata(items, class_labels) if several_sources else labels
     split = dataset.group_split(strata, groups, config.split_fractions, config.seed)
+    if config.validation_sources:
+        unknown = set(config.validation_sources) - {item.source for item in items}
+        if unknown:
+            raise ValueError(f"--validation-source {', '.join(sorted(unknown))}: no such source "
+                             f"(sources: {', '.join(sorted({i.source for i in items}))})")
+        held = np.array([item.source in config.validation_sources for item in items])
+        split[held] = "val"
+        log(f"validation sources {', '.join(config.validation_sources)}: all {int(held.sum())} "
+            "of their images validate, none trains or tests")
     dataset.write_split(out_dir / "split.csv", items, groups, split)
     parts = {name: np.flatnonzero(split == name) for name in dataset.SPLITS}
     positive = scheme.positive_index
     log(f"duplicate groups: {int((group_sizes > 1).sum())} groups hold "
-        f"{int(group_sizes[group_sizes > 1].sum())} images, each kept within one split; "
+        f"{int(group_sizes[group_sizes > 1].sum())} images (near-duplicates and images of one "
+        "patient), each kept within one split; "
         + ", ".join(f"{name} {len(index)} ({int((labels[index] == positive).sum())} "
                     f"{scheme.positive})" for name, index in parts.items())
         + ("; stratified by class and source" if several_sources else ""))
@@ -343,7 +356,8 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
                          for name, index in parts.items()},
         "duplicate_groups": {"groups": int((group_sizes > 1).sum()),
                              "images": int(group_sizes[group_sizes > 1].sum()),
-                             "method": "32x32 thumbnails, cosine similarity > 0.97"},
+                             "method": "32x32 thumbnails, cosine similarity > 0.97; and one "
+                                       "patient's images (NIH and Kermany file names)"},
         "versions": versions(),
         "seconds": round(time.time() - started, 1),
     }

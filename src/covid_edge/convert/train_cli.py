@@ -53,6 +53,10 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--map", "label_map", multiple=True, callback=parse_map, metavar="OLD=NEW",
               help="Rename, merge or drop a label before training: nodule=drop, "
                    "viral=pneumonia (repeatable). Images of a dropped label are left out.")
+@click.option("--validation-source", "validation_sources", multiple=True, metavar="SOURCE",
+              help="Hold a source (a manifest's source column, e.g. jsrt) out of training and "
+                   "testing: all its images join the validation split, so the threshold and "
+                   "early stopping see a hospital the model never trained on (repeatable).")
 @click.option("--positive", default="covid", show_default=True,
               help="The screened-for class: the verdict is this class when its probability "
                    "reaches the threshold, else the most probable other class.")
@@ -87,7 +91,7 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
-def train(data_dirs, out_dir, label_map, positive, weights, image_size, batch_size,
+def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
           limit_per_class, seed, force, verbose):
     """Train MobileNetV2 to classify chest X-rays into the classes its data names.
@@ -123,7 +127,7 @@ def train(data_dirs, out_dir, label_map, positive, weights, image_size, batch_si
 
     config = TrainConfig(
         data_dir=data_dirs[0], more_data=tuple(data_dirs[1:]), label_map=label_map,
-        positive=positive, out_dir=out_dir, weights=weights, image_size=image_size,
+        positive=positive, validation_sources=tuple(validation_sources), out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
         corner_erase=corner_erase, crop=crop,
