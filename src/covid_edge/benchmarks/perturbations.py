@@ -208,7 +208,7 @@ def black_frame(img, rng, fraction: float = 0.08):
 
 # -- overlays -------------------------------------------------------------------------------
 
-def _font(size: int):
+def font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: one bitmap size
@@ -220,7 +220,7 @@ def draw_marker(draw: ImageDraw.ImageDraw, corner: tuple[float, float], size: in
     """A radiographer's side marker: a letter in a square box, its top-left at `corner`."""
     box = [corner[0], corner[1], corner[0] + 1.6 * size, corner[1] + 1.6 * size]
     draw.rectangle(box, outline=fill, width=max(1, size // 10))
-    draw.text((box[0] + 0.35 * size, box[1] + 0.2 * size), marker, fill=fill, font=_font(size))
+    draw.text((box[0] + 0.35 * size, box[1] + 0.2 * size), marker, fill=fill, font=font(size))
 
 
 def burned_in_text(img, rng):
@@ -239,7 +239,7 @@ def burned_in_text(img, rng):
     text = ("PORTABLE AP", "SUPINE", "ERECT PA")[int(rng.integers(3))] + \
         f" {int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d}/2020"
     draw.text((tx * img.width * 0.5, ty * img.height), text, fill=255,
-              font=_font(max(6, side // 28)))
+              font=font(max(6, side // 28)))
     return png(out)
 
 
@@ -265,9 +265,9 @@ def camera_capture(img, rng, frame=(800, 600)):
 
 
 def photograph(img: Image.Image, rng: np.random.Generator, frame=(800, 600),
-               defocus=(0.8, 1.8)) -> Image.Image:
+               defocus=(0.8, 1.8), glare=(30, 70)) -> Image.Image:
     """camera_capture's RGB picture before the camera's JPEG (`defocus`: the blur radius
-    range, in pixels of `frame`)."""
+    range, in pixels of `frame`; `glare`: the glare spot's peak range, in grey levels)."""
     width, height = frame
     # The film fills about 80% of the frame's height, keeping its aspect ratio.
     film_h = 0.8 * height * rng.uniform(0.9, 1.0)
@@ -290,7 +290,7 @@ def photograph(img: Image.Image, rng: np.random.Generator, frame=(800, 600),
     x *= 1.0 - rng.uniform(0.15, 0.35) * r2 / 2  # vignetting
     gx, gy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
     glare_sigma = rng.uniform(0.05, 0.12) * width
-    x += rng.uniform(30, 70) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * glare_sigma ** 2))
+    x += rng.uniform(*glare) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * glare_sigma ** 2))
     cast = np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.08, 0.08, 3)  # white balance off
     rgb = x[..., None] * cast[None, None, :]
     rgb += rng.normal(0, rng.uniform(2.0, 5.0), rgb.shape)  # sensor noise
