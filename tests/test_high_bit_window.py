@@ -127,3 +127,13 @@ def test_the_spec_decides_how_training_and_the_device_read_a_file(xray, tmp_path
     minmax = load_pixels(path, PreprocessSpec(high_bit_window="minmax"))
     robust = load_pixels(path, PreprocessSpec(high_bit_window="percentile"))
     assert np.std(robust) > 3 * np.std(minmax)
+
+
+def test_float_pictures_get_the_same_window_from_bins(xray):
+    marked = with_marker(np.asarray(xray).astype(np.uint16) * 16, 65535)
+    exact = stretch_to_8bit(marked, "percentile")
+    binned = stretch_to_8bit(marked.astype(np.float32), "percentile")
+    assert np.abs(exact.astype(int) - binned).max() <= 1
+    # ... and read from a 32-bit float TIFF, strip by strip.
+    data = perturbations.encode(Image.fromarray(marked.astype(np.float32)), "TIFF")
+    assert np.abs(read(data, "percentile").astype(int) - exact).max() <= 1

@@ -293,7 +293,7 @@ def _grayscale_pipeline(stored: np.ndarray, ds, high_bit_depth: str = "minmax"):
 
         # The window is found on the stored integers (a histogram, exact) and taken through
         # the Modality LUT, which is monotonic for radiographs (Rescale Slope/Intercept).
-        lo, hi, *_ = window_of([stored[top:top + STRIP_ROWS]
+        lo, hi, *_ = window_of([stored[top:top + STRIP_ROWS]  # views, not copies
                                 for top in range(0, stored.shape[0], STRIP_ROWS)],
                                high_bit_depth)
         ends = as_float(np.array([lo, hi]).astype(stored.dtype))

@@ -306,7 +306,7 @@ def _to_8bit_gray(img: Image.Image, high_bit_depth: str = "minmax") -> Image.Ima
             return Image.new("L", img.size, 0)
         span = (lo, hi)
         if high_bit_depth != "minmax":
-            lo, hi, *_ = window_of(_strips(img), high_bit_depth)
+            lo, hi, *_ = window_of(_strips(img), high_bit_depth, span)
         # Integer modes go through a lookup table made once (stretch.py: the same bytes).
         convert = stretcher(lo, hi, integer=img.mode != "F", span=span)
 

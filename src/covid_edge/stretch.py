@@ -16,7 +16,8 @@ The stretch is round((v - lo) * 255 / (hi - lo)) in float64 for each pixel, clip
 0..255. For integer images it is done once per grey level present, into a lookup table that
 is then indexed by the pixels: the same float64 arithmetic on the same values, so the same
 bytes, several times faster on a 2500x3000 image (millions of pixels, at most 65536 levels).
-The percentile window of an integer picture comes from its histogram, so it is exact.
+The percentile window of an integer picture comes from its histogram, so it is exact (float
+pictures: a 65536-bin histogram over their range).
 image_io applies it strip by strip (its memory budget); the table is made once for the whole
 picture.
 """
@@ -34,6 +35,8 @@ WINDOWS = ("minmax", "percentile")
 PERCENTILES = (0.5, 99.5)
 # An empty gap wider than this fraction of the percentile window ends the widening.
 MAX_GAP = 1 / 8
+# Float data (and integers over a wide range) are counted in this many bins for the window.
+FLOAT_BINS = 1 << 16
 
 
 def stretcher(lo: float, hi: float, integer: bool,
@@ -68,23 +71,33 @@ def check_window(mode: str) -> str:
     return mode
 
 
-def level_counts(strips: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct values, how many pixels hold each) of a picture given in strips.
-    Integer data with a small range is counted with bincount (no copy of the picture)."""
-    strips = [np.asarray(s) for s in strips]
-    if all(s.dtype.kind in "ui" for s in strips):
-        vmin = min(int(s.min()) for s in strips)
-        vmax = max(int(s.max()) for s in strips)
-        if vmax - vmin < MAX_TABLE_LEVELS:
-            counts = np.zeros(vmax - vmin + 1, dtype=np.int64)
-            for s in strips:
-                counts += np.bincount((s.astype(np.int64) - vmin).ravel(),
-                                      minlength=len(counts))
-            occupied = np.flatnonzero(counts)
-            return (occupied + vmin).astype(np.float64), counts[occupied]
-    values = np.concatenate([s.ravel() for s in strips]).astype(np.float64)
-    levels, counts = np.unique(values[np.isfinite(values)], return_counts=True)
-    return levels, counts
+def level_counts(strips: Iterable[np.ndarray], span: tuple[float, float]
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(sorted occupied levels, how many pixels hold each, the width of a level) of a
+    picture given in strips, one pass, whose (min, max) is `span`. Integer data with a range
+    under MAX_TABLE_LEVELS is counted exactly (width 0); anything else in FLOAT_BINS bins over
+    the span, each represented by its centre (width: the bin's). Only one strip is held."""
+    lo, hi = float(span[0]), float(span[1])
+    counts, exact, bins = None, False, FLOAT_BINS
+    for strip in strips:
+        strip = np.asarray(strip)
+        if counts is None:
+            exact = (strip.dtype.kind in "ui" and lo.is_integer() and hi.is_integer()
+                     and hi - lo < MAX_TABLE_LEVELS)
+            bins = int(hi - lo) + 1 if exact else FLOAT_BINS
+            counts = np.zeros(bins, dtype=np.int64)
+        if exact:
+            counts += np.bincount((strip.astype(np.int64) - int(lo)).ravel(), minlength=bins)
+        else:
+            finite = strip[np.isfinite(strip)]
+            counts += np.histogram(finite, bins, (lo, hi))[0]
+    if counts is None:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), 0.0
+    occupied = np.flatnonzero(counts)
+    if exact:
+        return (occupied + lo).astype(np.float64), counts[occupied], 0.0
+    width = (hi - lo) / bins
+    return lo + (occupied + 0.5) * width, counts[occupied], width
 
 
 def robust_window(levels: np.ndarray, counts: np.ndarray,
@@ -108,18 +121,23 @@ def robust_window(levels: np.ndarray, counts: np.ndarray,
     return float(lo), float(hi)
 
 
-def window_of(strips: Iterable[np.ndarray], mode: str) -> tuple[float, float, float, float]:
-    """(lo, hi, min, max) of a picture given in strips, for window `mode`."""
-    strips = list(strips)
-    if check_window(mode) == "minmax":
-        lo = min(float(np.min(s)) for s in strips)
-        hi = max(float(np.max(s)) for s in strips)
-        return lo, hi, lo, hi
-    levels, counts = level_counts(strips)
+def window_of(strips: Iterable[np.ndarray], mode: str,
+              span: tuple[float, float] | None = None) -> tuple[float, float, float, float]:
+    """(lo, hi, min, max) of a picture given in strips, for window `mode`. With its (min, max)
+    known (`span`), the strips are read once, one at a time (image_io's memory budget)."""
+    check_window(mode)
+    if span is None:
+        strips = list(strips)
+        span = (min(float(np.min(s)) for s in strips), max(float(np.max(s)) for s in strips))
+    vmin, vmax = float(span[0]), float(span[1])
+    if mode == "minmax" or not vmax > vmin:
+        return vmin, vmax, vmin, vmax
+    levels, counts, width = level_counts(strips, (vmin, vmax))
     if len(levels) == 0:
-        return 0.0, 0.0, 0.0, 0.0
+        return vmin, vmax, vmin, vmax
     lo, hi = robust_window(levels, counts)
-    return lo, hi, float(levels[0]), float(levels[-1])
+    # Binned (float) data: the window takes in the whole of its end bins.
+    return max(vmin, lo - width / 2), min(vmax, hi + width / 2), vmin, vmax
 
 
 def stretch_to_8bit(values: np.ndarray, mode: str = "minmax") -> np.ndarray:
