@@ -73,3 +73,22 @@ def test_bad_settings_are_refused():
         InvarianceAugmenter(transforms=("jpeg", "fax"))
     with pytest.raises(ValueError):
         InvarianceAugmenter(high_bit_window="gamma")
+
+
+@pytest.mark.parametrize("window", ["minmax", "percentile"])
+def test_high_bit_round_trip_is_the_devices_stretch(window, pixels):
+    """The shortcut on 256 levels gives what the device's stretch gives on the deep picture."""
+    from covid_edge.convert.invariance import read_back_deep
+    from covid_edge.stretch import stretch_to_8bit
+
+    rng = np.random.default_rng(0)
+    for image in pixels[:3]:
+        for top in (4095, 65535):
+            low, high = rng.uniform(0, 0.2) * top, top - rng.uniform(0, 0.3) * top
+            table = np.rint(low + np.arange(256) * ((high - low) / 255.0)).astype(np.int64)
+            for marker in (None, (slice(5, 12), slice(100, 107))):
+                deep = table[image].astype(np.uint16)
+                if marker is not None:
+                    deep[marker] = top
+                assert np.array_equal(read_back_deep(image, table, top, marker, window),
+                                      stretch_to_8bit(deep, window))

@@ -86,7 +86,10 @@ def level_counts(strips: Iterable[np.ndarray], span: tuple[float, float]
                      and hi - lo < MAX_TABLE_LEVELS)
             bins = int(hi - lo) + 1 if exact else FLOAT_BINS
             counts = np.zeros(bins, dtype=np.int64)
-        if exact:
+        if exact and strip.dtype.kind == "u" and hi < MAX_TABLE_LEVELS:
+            # Small unsigned values index the counts directly: no widened copy of the strip.
+            counts += np.bincount(strip.ravel(), minlength=int(hi) + 1)[int(lo):]
+        elif exact:
             counts += np.bincount((strip.astype(np.int64) - int(lo)).ravel(), minlength=bins)
         else:
             finite = strip[np.isfinite(strip)]

@@ -12,11 +12,11 @@ covid_edge.convert.augment) goes through a random chain of 1 to `max_chain` dist
 transforms, in random order:
 
     jpeg      re-encoded as JPEG at a quality drawn from 10..95 (Pillow, in memory)
-    resample  down to 0.4-0.9 of its size and back, each way with a random filter
-    high_bit  exported as 12- or 16-bit data (a random part of the range, sometimes upscaled
-              1.5-2x with a random filter, sometimes with a burned-in marker at the top value) and read
-              back through the device's own window (covid_edge.stretch, the spec's
-              high_bit_window), then resized as the device resizes
+    resample  down to 0.4-0.9 of its size (or, one time in four, up to 1.3-2x, as an upscaled
+              export) and back, each way with a random filter
+    high_bit  exported as 12- or 16-bit data (a random part of the range, half the time
+              with a burned-in marker at the top value) and read back through the device's
+              own window (covid_edge.stretch, the spec's high_bit_window)
     noise     Gaussian noise, sigma drawn from 1..8 grey levels
     blur      Gaussian blur, radius drawn from 0.3..2 px
     gamma     gamma drawn from 0.7..1.4 (log-uniform)
@@ -54,7 +54,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..benchmarks import perturbations as shift
-from ..stretch import check_window, stretch_to_8bit
+from ..stretch import check_window, robust_window, stretcher
 from .augment import Augmenter
 
 TRANSFORMS = ("jpeg", "resample", "high_bit", "noise", "blur", "gamma", "borders", "text",
@@ -86,37 +86,54 @@ def _jpeg(x: np.ndarray, rng: np.random.Generator, aug: "InvarianceAugmenter") -
 
 def _resample(x, rng, aug):
     height, width = x.shape
-    scale = rng.uniform(0.4, 0.9)
+    # Mostly down and back; sometimes up and back, as an upscaled export read at model size.
+    scale = rng.uniform(0.4, 0.9) if rng.uniform() < 0.75 else rng.uniform(1.3, 2.0)
     down = _DOWN_FILTERS[int(rng.integers(len(_DOWN_FILTERS)))]
     up = _UP_FILTERS[int(rng.integers(len(_UP_FILTERS)))]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(shift.resampled(Image.fromarray(x), size, down, up))
+    there, back = (down, up) if scale < 1 else (up, down)
+    return np.asarray(shift.resampled(Image.fromarray(x), size, there, back))
 
 
 def _high_bit(x, rng, aug):
-    height, width = x.shape
-    top = float((1 << int(rng.choice([12, 16]))) - 1)
+    top = (1 << int(rng.choice([12, 16]))) - 1
     # Where the data sits in the container: rarely the whole range.
     low = rng.uniform(0.0, 0.2) * top
     high = top - rng.uniform(0.0, 0.3) * top
-    upscaled = rng.uniform() < 0.5
-    if upscaled:  # an export at a higher resolution, upscaled in 8 bit as the suite's is
-        scale = rng.uniform(1.5, 2.0)
-        up = _UP_FILTERS[1 + int(rng.integers(len(_UP_FILTERS) - 1))]
-        x = np.asarray(Image.fromarray(x).resize((round(scale * width), round(scale * height)),
-                                                 up))
-    # 8-bit level -> deep value, as a table (the per-pixel float work is the slow part).
-    table = np.rint(low + np.arange(256) * ((high - low) / 255.0)).astype(np.uint16)
-    data = table[x]
+    # 8-bit level -> deep value: strictly increasing (at least 1.9 deep levels per 8-bit one).
+    table = np.rint(low + np.arange(256) * ((high - low) / 255.0)).astype(np.int64)
+    marker = None
     if rng.uniform() < 0.5:  # a marker burned in at the top value (hot pixels)
-        rows, cols = data.shape
+        rows, cols = x.shape
         side = max(2, int(rng.uniform(0.02, 0.06) * rows))
         r, c = int(rng.integers(0, rows - side)), int(rng.integers(0, cols - side))
-        data[r:r + side, c:c + side] = int(top)
-    gray = Image.fromarray(stretch_to_8bit(data, aug.high_bit_window))
-    if upscaled:
-        gray = gray.resize((width, height), _DEVICE_RESIZE, reducing_gap=3.0)
-    return np.asarray(gray)
+        marker = (slice(r, r + side), slice(c, c + side))
+    return read_back_deep(x, table, top, marker, aug.high_bit_window)
+
+
+def read_back_deep(x: np.ndarray, table: np.ndarray, top: int, marker, window: str
+                   ) -> np.ndarray:
+    """What the device reads from the deep picture table[x] with `marker` (a box) at `top`:
+    stretch.stretch_to_8bit(deep, window), computed on the 256 levels rather than on every
+    pixel (the device's window from the same level counts, then its stretch as a table)."""
+    counts = np.bincount(x.ravel(), minlength=256)
+    if marker is not None:
+        counts -= np.bincount(x[marker].ravel(), minlength=256)
+    occupied = np.flatnonzero(counts)
+    levels, level_counts = table[occupied].astype(np.float64), counts[occupied]
+    if marker is not None:
+        levels = np.append(levels, float(top))
+        level_counts = np.append(level_counts, x[marker].size)
+    vmin, vmax = float(levels[0]), float(levels[-1])
+    if not vmax > vmin:
+        return np.zeros_like(x)
+    lo, hi = (vmin, vmax) if window == "minmax" else robust_window(levels, level_counts)
+    to_8bit = stretcher(lo, hi, integer=True, span=(vmin, vmax))
+    # Levels outside the picture's span are never indexed; clip them into it for the table.
+    out = to_8bit(np.clip(table, int(vmin), int(vmax)))[x]
+    if marker is not None:
+        out[marker] = to_8bit(np.array([top]))[0]
+    return out
 
 
 def _noise(x, rng, aug):
