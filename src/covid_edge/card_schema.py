@@ -93,6 +93,9 @@ def _preprocessing(entry: dict) -> None:
             _number(entry, key, "preprocessing", low=-1e6, high=1e6)
     if entry.get("scale") == 0:
         raise CardSchemaError("preprocessing.scale", "must not be 0")
+    if "high_bit_window" in entry and entry["high_bit_window"] not in ("minmax", "percentile"):
+        raise CardSchemaError("preprocessing.high_bit_window",
+                              f"must be minmax or percentile, got {entry['high_bit_window']!r}")
 
 
 def _variant(entry, path: str) -> None:

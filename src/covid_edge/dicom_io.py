@@ -54,7 +54,7 @@ _DECOMPRESS_HINT = ("or decompress the file first, e.g. `gdcmconv --raw IN.dcm O
 
 
 def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
-               max_bytes: int | None = None) -> Image.Image:
+               max_bytes: int | None = None, *, high_bit_depth: str = "minmax") -> Image.Image:
     """Read a single-frame DICOM image as an 8-bit PIL image: grayscale ("L") for monochrome
     data, "RGB" for colour (RGB, YBR, palette), so that the caller can still tell that a
     colour ultrasound or photo is no X-ray.
@@ -63,6 +63,8 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
     and the bytes of Rows x Columns x BitsAllocated x SamplesPerPixel (covid_edge.limits).
     Raises ImageReadError (never a pydicom exception) with a message a user can act on.
     OSErrors (missing file, permission) propagate so that image_io words them like any image's.
+    `high_bit_depth`: the window for deep data without a VOI ("minmax" or "percentile",
+    covid_edge.stretch).
     """
     pydicom = _import_pydicom()
     from pydicom.errors import InvalidDicomError
@@ -87,7 +89,7 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
             _ensure_transfer_syntax(ds)
             _check_budget(ds, budget)
             stored = _decode(ds)
-            return _to_display_image(stored, ds)
+            return _to_display_image(stored, ds, high_bit_depth)
     except ImageReadError:
         raise
     except OSError:
@@ -235,7 +237,7 @@ def _install_hint(syntax) -> str:
     return "`pip install python-gdcm`"
 
 
-def _to_display_image(stored: np.ndarray, ds) -> Image.Image:
+def _to_display_image(stored: np.ndarray, ds, high_bit_depth: str = "minmax") -> Image.Image:
     from pydicom.pixels import apply_color_lut
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -246,7 +248,7 @@ def _to_display_image(stored: np.ndarray, ds) -> Image.Image:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageReadError(f"unsupported Photometric Interpretation {photometric!r}")
 
-    transform, low, high = _grayscale_pipeline(stored, ds)
+    transform, low, high = _grayscale_pipeline(stored, ds, high_bit_depth)
     out = np.zeros(stored.shape, dtype=np.uint8)
     if high <= low:
         return Image.fromarray(out)
@@ -263,7 +265,7 @@ def _to_display_image(stored: np.ndarray, ds) -> Image.Image:
     return Image.fromarray(out)
 
 
-def _grayscale_pipeline(stored: np.ndarray, ds):
+def _grayscale_pipeline(stored: np.ndarray, ds, high_bit_depth: str = "minmax"):
     """Modality LUT then VOI LUT/window: (a function from a strip of stored values to display
     values, the low and high ends of the display range)."""
     from pydicom.pixels import apply_modality_lut
@@ -286,6 +288,16 @@ def _grayscale_pipeline(stored: np.ndarray, ds):
     if bits <= 8 and int(ds.get("PixelRepresentation", 0)) == 0 and not has_modality_transform:
         # Already display levels (a secondary capture of a JPEG gives the JPEG back).
         return as_float, 0.0, float(2 ** bits - 1)
+    if high_bit_depth != "minmax":
+        from .stretch import window_of
+
+        # The window is found on the stored integers (a histogram, exact) and taken through
+        # the Modality LUT, which is monotonic for radiographs (Rescale Slope/Intercept).
+        lo, hi, *_ = window_of([stored[top:top + STRIP_ROWS]  # views, not copies
+                                for top in range(0, stored.shape[0], STRIP_ROWS)],
+                               high_bit_depth)
+        ends = as_float(np.array([lo, hi]).astype(stored.dtype))
+        return as_float, float(ends.min()), float(ends.max())
     low, high = np.inf, -np.inf
     for top in range(0, stored.shape[0], STRIP_ROWS):
         values = as_float(stored[top:top + STRIP_ROWS])

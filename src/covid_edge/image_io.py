@@ -77,14 +77,15 @@ def looks_like_dicom(source: str | Path | BinaryIO) -> bool:
 
 
 def read_grayscale(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
-                   max_pixels: int = MAX_PIXELS) -> Image.Image:
+                   max_pixels: int = MAX_PIXELS, *, high_bit_depth: str = "minmax") -> Image.Image:
     """Open `path` (or a binary file object, e.g. an upload held in a BytesIO) and return an
     upright 8-bit grayscale ("L") image. See `read_image`."""
-    return read_image(path, target_size, max_pixels).gray
+    return read_image(path, target_size, max_pixels, high_bit_depth=high_bit_depth).gray
 
 
 def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
-               max_pixels: int = MAX_PIXELS, max_bytes: int | None = None) -> DecodedImage:
+               max_pixels: int = MAX_PIXELS, max_bytes: int | None = None, *,
+               high_bit_depth: str = "minmax") -> DecodedImage:
     """Open `path` (or a binary file object, e.g. an upload held in a BytesIO): an upright
     8-bit grayscale ("L") image, with the file's colourfulness and size.
 
@@ -99,6 +100,10 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
 
     `target_size` (width, height) lets a large JPEG be decoded at a reduced scale in the DCT
     domain (Pillow's draft mode), which makes a 4000-pixel X-ray decode several times faster.
+
+    `high_bit_depth`: how 12/16-bit data without a DICOM VOI becomes 8 bit, "minmax" or
+    "percentile" (covid_edge.stretch); the model card's preprocessing names it
+    (PreprocessSpec.high_bit_depth), so callers that classify pass the spec's.
     """
     if not hasattr(path, "read"):
         path = Path(path)
@@ -107,7 +112,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         if looks_like_dicom(path):
             # Imported here: pydicom is an optional extra that PNG/JPEG users never load.
             from .dicom_io import read_dicom
-            picture = read_dicom(path, max_pixels, max_bytes)
+            picture = read_dicom(path, max_pixels, max_bytes, high_bit_depth=high_bit_depth)
             if picture.mode == "RGB":
                 return DecodedImage(picture.convert("L"), colourfulness(picture), picture.size)
             return DecodedImage(picture, None, picture.size)
@@ -139,7 +144,8 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
                 rotation = _EXIF_TRANSPOSE.get(img.getexif().get(_EXIF_ORIENTATION))
                 img.load()
                 colour = None if colour_lost else colourfulness(img)
-                gray = img.getchannel(0) if img.mode == "YCbCr" else _to_8bit_gray(img)
+                gray = (img.getchannel(0) if img.mode == "YCbCr"
+                        else _to_8bit_gray(img, high_bit_depth))
                 if rotation is not None:
                     gray = gray.transpose(rotation)
                 rotated = rotation in _QUARTER_TURNS
@@ -281,19 +287,28 @@ def _by_strips(img: Image.Image, convert) -> Image.Image:
     return out
 
 
-def _to_8bit_gray(img: Image.Image) -> Image.Image:
+def _strips(img: Image.Image):
+    for top in range(0, img.height, STRIP_ROWS):
+        yield np.asarray(img.crop((0, top, img.width, min(img.height, top + STRIP_ROWS))))
+
+
+def _to_8bit_gray(img: Image.Image, high_bit_depth: str = "minmax") -> Image.Image:
     if img.mode == "L":
         return img
     if img.mode in HIGH_BIT_DEPTH_MODES:
         # 12- and 16-bit radiographs rarely use the full range: stretch what is there.
+        from .stretch import check_window, stretcher, window_of
+        check_window(high_bit_depth)
         lo, hi = (float(v) for v in img.getextrema())
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ImageReadError("floating-point image with infinite or NaN values")
         if hi <= lo:
             return Image.new("L", img.size, 0)
+        span = (lo, hi)
+        if high_bit_depth != "minmax":
+            lo, hi, *_ = window_of(_strips(img), high_bit_depth, span)
         # Integer modes go through a lookup table made once (stretch.py: the same bytes).
-        from .stretch import stretcher
-        convert = stretcher(lo, hi, integer=img.mode != "F")
+        convert = stretcher(lo, hi, integer=img.mode != "F", span=span)
 
         def stretch(strip: Image.Image) -> Image.Image:
             return Image.fromarray(convert(np.asarray(strip)), mode="L")

@@ -51,12 +51,27 @@ class PreprocessSpec:
     crop_margin: float = 0.1
     # The lung model the crop was trained with (its sha256): another one moves the crop.
     crop_model_sha256: str | None = None
+    # How 12/16-bit data (PNG/TIFF, DICOM without a VOI) becomes 8 bit: "minmax" (release
+    # 0.2.0, and any card that does not say) or "percentile" (a robust window that hot pixels
+    # and burned-in markers cannot squeeze; covid_edge.stretch). The card's "high_bit_depth"
+    # key is the sentence saying so, for people.
+    high_bit_window: str = "minmax"
 
     def to_dict(self) -> dict:
         described = asdict(self)
         described["color"] = "8-bit grayscale, replicated to every channel"
         described["aspect_ratio"] = "not kept: the whole image is resized to height x width"
-        described["high_bit_depth"] = "12/16-bit images are min-max stretched to 8 bit"
+        if self.high_bit_window == "percentile":
+            from .stretch import MAX_GAP, PERCENTILES
+
+            described["high_bit_window_percentiles"] = list(PERCENTILES)
+            described["high_bit_window_max_gap"] = MAX_GAP
+            described["high_bit_depth"] = (
+                "12/16-bit images are windowed from the 0.5th to the 99.5th percentile, "
+                "widened over occupied levels while no empty gap is wider than 1/8 of that "
+                "window, then stretched to 8 bit (a DICOM VOI is used when the file has one)")
+        else:
+            described["high_bit_depth"] = "12/16-bit images are min-max stretched to 8 bit"
         described["normalization"] = "float32(pixel) * scale + offset"
         described["library"] = "Pillow (covid_edge.preprocess)"
         return described
@@ -67,6 +82,9 @@ class PreprocessSpec:
         spec = cls(**known)
         if spec.resize_filter not in _FILTERS:
             raise ValueError(f"unknown resize filter {spec.resize_filter!r}")
+        from .stretch import check_window
+
+        check_window(spec.high_bit_window)
         if spec.crop not in CROP_MODES:
             raise ValueError(f"unknown crop mode {spec.crop!r}; covid-edge knows "
                              f"{', '.join(str(m) for m in CROP_MODES)}")
@@ -81,7 +99,8 @@ def load_pixels(path: str | Path | BinaryIO, spec: PreprocessSpec, lungs=None) -
     """Read a file (a path or a binary file object) into a uint8 (height, width) array at the
     model's size. A crop-mode spec runs the lung model (`lungs`, a LungSegmenter; default the
     released one) on the decoded picture, as the device does."""
-    gray = read_grayscale(path, target_size=(spec.width, spec.height))
+    gray = read_grayscale(path, target_size=(spec.width, spec.height),
+                          high_bit_depth=spec.high_bit_window)
     lung = None
     if spec.crop == "lungs":
         lung = (lungs or default_lung_segmenter()).segment(gray)

@@ -264,7 +264,8 @@ def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: Prep
         chunk, pixels = [], []
         for item in items[start:start + CHUNK]:
             try:
-                decoded = read_image(data_dir / item.path, target_size=(spec.width, spec.height))
+                decoded = read_image(data_dir / item.path, target_size=(spec.width, spec.height),
+                                     high_bit_depth=spec.high_bit_window)
                 pixels.append(resize_gray(decoded.gray, spec))  # = load_pixels
                 chunk.append(item)
             except ImageReadError as exc:

@@ -4,6 +4,10 @@ Each perturbation takes the upright 8-bit grayscale picture and a numpy Generato
 a FILE (bytes and a suffix), not pixels: the shift suite hands that file to the device's own
 reader, so a 16-bit PNG export, a 12-bit DICOM or an EXIF-rotated JPEG meets exactly the code
 a user's file would. Only Pillow and numpy (pydicom for the DICOM one, the [dicom] extra).
+
+The picture-level cores (`resampled`, `gamma_table`, `add_noise`, `padded_to_aspect`,
+`framed`, `draw_marker`, `photograph`) are shared with training's invariance augmentation
+(covid_edge.convert.invariance), which draws its own random settings around them.
 """
 
 from __future__ import annotations
@@ -55,10 +59,15 @@ def jpeg(quality: int):
     return apply
 
 
+def resampled(img: Image.Image, size: tuple[int, int], down, up) -> Image.Image:
+    """Resized to `size` with filter `down` and back to its own size with `up`."""
+    return img.resize(size, down).resize(img.size, up)
+
+
 def resample_chain(img, rng):
     """Downscaled to half by one program (bicubic), upscaled back by another (bilinear)."""
     half = (max(1, img.width // 2), max(1, img.height // 2))
-    return png(img.resize(half, BICUBIC).resize(img.size, BILINEAR))
+    return png(resampled(img, half, BICUBIC, BILINEAR))
 
 
 # -- exports --------------------------------------------------------------------------------
@@ -112,8 +121,13 @@ def exif_rotated(img, rng):
 
 # -- intensity, noise, blur ------------------------------------------------------------------
 
+def gamma_table(value: float) -> list[int]:
+    """Pillow `point` table of a gamma curve on 0..255."""
+    return [int(round(255 * (i / 255) ** value)) for i in range(256)]
+
+
 def gamma(value: float):
-    lut = [int(round(255 * (i / 255) ** value)) for i in range(256)]
+    lut = gamma_table(value)
 
     def apply(img, rng):
         return png(img.point(lut))
@@ -132,10 +146,15 @@ def brightness(factor: float):
     return apply
 
 
+def add_noise(pixels: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (h, w) plus Gaussian noise of `sigma` grey levels, rounded and clipped."""
+    noisy = np.asarray(pixels, dtype=np.float32) + rng.normal(0, sigma, pixels.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
 def gaussian_noise(sigma: float):
     def apply(img, rng):
-        noisy = np.asarray(img, dtype=np.float32) + rng.normal(0, sigma, (img.height, img.width))
-        return png(Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8)))
+        return png(Image.fromarray(add_noise(np.asarray(img), sigma, rng)))
     return apply
 
 
@@ -160,30 +179,48 @@ def shift(img, rng, fraction: float = 0.05):
                              fillcolor=0))
 
 
+def padded_to_aspect(img: Image.Image, aspect: float, fill: int = 0) -> Image.Image:
+    """Bars of grey `fill` left and right to a width/height of `aspect` (never narrower)."""
+    width = max(img.width, round(img.height * aspect))
+    framed = Image.new("L", (width, img.height), fill)
+    framed.paste(img, ((width - img.width) // 2, 0))
+    return framed
+
+
 def pad_to_aspect(img, rng, aspect: float = 4 / 3):
     """Black bars to a landscape 4:3 frame, as a screen capture or a letterboxed export."""
-    width = max(img.width, round(img.height * aspect))
-    framed = Image.new("L", (width, img.height), 0)
-    framed.paste(img, ((width - img.width) // 2, 0))
-    return png(framed)
+    return png(padded_to_aspect(img, aspect))
+
+
+def framed(img: Image.Image, fraction: float, fill: int = 0, resample=LANCZOS) -> Image.Image:
+    """A border of `fraction` of the long side on every side, the picture shrunk inside."""
+    border = round(fraction * max(img.size))
+    inner = img.resize((img.width - 2 * border, img.height - 2 * border), resample)
+    out = Image.new("L", img.size, fill)
+    out.paste(inner, (border, border))
+    return out
 
 
 def black_frame(img, rng, fraction: float = 0.08):
     """A black border of 8% on every side, the picture shrunk inside it (a scanned film)."""
-    border = round(fraction * max(img.size))
-    inner = img.resize((img.width - 2 * border, img.height - 2 * border), LANCZOS)
-    framed = Image.new("L", img.size, 0)
-    framed.paste(inner, (border, border))
-    return png(framed)
+    return png(framed(img, fraction))
 
 
 # -- overlays -------------------------------------------------------------------------------
 
-def _font(size: int):
+def font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: one bitmap size
         return ImageFont.load_default()
+
+
+def draw_marker(draw: ImageDraw.ImageDraw, corner: tuple[float, float], size: int,
+                marker: str, fill: int = 255) -> None:
+    """A radiographer's side marker: a letter in a square box, its top-left at `corner`."""
+    box = [corner[0], corner[1], corner[0] + 1.6 * size, corner[1] + 1.6 * size]
+    draw.rectangle(box, outline=fill, width=max(1, size // 10))
+    draw.text((box[0] + 0.35 * size, box[1] + 0.2 * size), marker, fill=fill, font=font(size))
 
 
 def burned_in_text(img, rng):
@@ -197,15 +234,12 @@ def burned_in_text(img, rng):
     order = rng.permutation(len(corners))
     mx, my = corners[order[0]]
     marker = ("L", "R")[int(rng.integers(2))]
-    box = [mx * img.width, my * img.height, mx * img.width + 1.6 * size,
-           my * img.height + 1.6 * size]
-    draw.rectangle(box, outline=255, width=max(1, size // 10))
-    draw.text((box[0] + 0.35 * size, box[1] + 0.2 * size), marker, fill=255, font=_font(size))
+    draw_marker(draw, (mx * img.width, my * img.height), size, marker)
     tx, ty = corners[order[1]]
     text = ("PORTABLE AP", "SUPINE", "ERECT PA")[int(rng.integers(3))] + \
         f" {int(rng.integers(1, 29)):02d}/{int(rng.integers(1, 13)):02d}/2020"
     draw.text((tx * img.width * 0.5, ty * img.height), text, fill=255,
-              font=_font(max(6, side // 28)))
+              font=font(max(6, side // 28)))
     return png(out)
 
 
@@ -226,6 +260,14 @@ def camera_capture(img, rng, frame=(800, 600)):
     a tilted quadrilateral on a dark surround (perspective), slightly out of focus, darker
     at the edges (vignetting), with a glare spot, a colour cast, sensor noise, and the
     camera's JPEG."""
+    photo = photograph(img, rng, frame)
+    return Perturbed(encode(photo, "JPEG", quality=int(rng.integers(80, 93))), ".jpg")
+
+
+def photograph(img: Image.Image, rng: np.random.Generator, frame=(800, 600),
+               defocus=(0.8, 1.8), glare=(30, 70)) -> Image.Image:
+    """camera_capture's RGB picture before the camera's JPEG (`defocus`: the blur radius
+    range, in pixels of `frame`; `glare`: the glare spot's peak range, in grey levels)."""
     width, height = frame
     # The film fills about 80% of the frame's height, keeping its aspect ratio.
     film_h = 0.8 * height * rng.uniform(0.9, 1.0)
@@ -241,19 +283,18 @@ def camera_capture(img, rng, frame=(800, 600)):
     coefficients = _perspective_coefficients(source, target)
     film = img.convert("L").transform(frame, Image.Transform.PERSPECTIVE, tuple(coefficients),
                                       BICUBIC, fillcolor=int(rng.integers(15, 40)))
-    film = film.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 1.8)))  # defocus
+    film = film.filter(ImageFilter.GaussianBlur(rng.uniform(*defocus)))  # defocus
     x = np.asarray(film, dtype=np.float32)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     r2 = ((xx - width / 2) / (width / 2)) ** 2 + ((yy - height / 2) / (height / 2)) ** 2
     x *= 1.0 - rng.uniform(0.15, 0.35) * r2 / 2  # vignetting
     gx, gy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
     glare_sigma = rng.uniform(0.05, 0.12) * width
-    x += rng.uniform(30, 70) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * glare_sigma ** 2))
+    x += rng.uniform(*glare) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * glare_sigma ** 2))
     cast = np.array([1.0, 1.0, 1.0]) + rng.uniform(-0.08, 0.08, 3)  # white balance off
     rgb = x[..., None] * cast[None, None, :]
     rgb += rng.normal(0, rng.uniform(2.0, 5.0), rgb.shape)  # sensor noise
-    photo = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
-    return Perturbed(encode(photo, "JPEG", quality=int(rng.integers(80, 93))), ".jpg")
+    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
 
 
 CATALOGUE: tuple[Perturbation, ...] = (

@@ -58,7 +58,8 @@ def decode(classifier: Classifier, source: str | Path | BinaryIO):
     """File -> (model-size pixels, colourfulness, stored size, lung result), as
     `classify_file` reads it (crop mode and the lung model included)."""
     spec = classifier.spec
-    decoded = read_image(source, target_size=(spec.width, spec.height))
+    decoded = read_image(source, target_size=(spec.width, spec.height),
+                         high_bit_depth=spec.high_bit_window)
     pixels, lung = classifier.pixels_from_gray(decoded.gray)
     return pixels, decoded.colourfulness, decoded.size, lung
 

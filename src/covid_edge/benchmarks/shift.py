@@ -63,7 +63,8 @@ def _perturb_one(classifier: Classifier, image: LabelledImage, index: int,
     decoded = {}
     try:
         decoded[ORIGINAL] = decode(classifier, image.path)
-        upright = read_image(image.path).gray
+        upright = read_image(image.path,
+                             high_bit_depth=classifier.spec.high_bit_window).gray
     except ImageReadError as exc:
         return {"error": str(exc)}
     for perturbation in perturbations:

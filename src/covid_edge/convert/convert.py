@@ -444,6 +444,9 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
         train += f" --crop {config['crop']}"
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
+    # Runs from before these options existed had no invariance chain and the min-max stretch.
+    train += (f" --invariance {config.get('invariance', 0.0)}"
+              f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")
     convert = (f"covid-edge convert {run_dir}/model.keras --out models "
                f"--calibration-size {calibration_size} --seed {seed}"
                + (" --edgetpu" if edgetpu else "")

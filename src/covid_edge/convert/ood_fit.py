@@ -119,7 +119,8 @@ def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
     rows, features = [], []
     for image in non_xray.build_tuning(folder, seed=seed):
         decoded = read_image(image.path, target_size=(classifier.spec.width,
-                                                      classifier.spec.height))
+                                                      classifier.spec.height),
+                             high_bit_depth=classifier.spec.high_bit_window)
         pixels = classifier.pixels_from_gray(decoded.gray)[0]
         reason = checks.reason(pixels, decoded.colourfulness, decoded.size)
         rows.append({"image": image.name, "source": image.source,
@@ -290,7 +291,8 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
 
 
 def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
-    decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height))
+    decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height),
+                         high_bit_depth=plain.spec.high_bit_window)
     pixels = plain.pixels_from_gray(decoded.gray)[0]
     return float(stats.distance(plain.run(plain.prepare_input(pixels)).features))
 

@@ -14,7 +14,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +23,7 @@ import numpy as np
 from .. import dataset, metrics
 from ..classes import SIGMOID, SOFTMAX, ClassScheme
 from ..preprocess import PreprocessSpec, load_pixels, to_model_input
+from . import invariance as invariance_lib
 from .augment import Augmenter
 
 RUN_FILES = ("model.keras", "run.json", "metrics.json", "split.csv", "history.csv", "predictions.csv")
@@ -50,6 +51,11 @@ class TrainConfig:
     target_sensitivity: float = 0.98
     corner_erase: float = 0.5
     crop: str | None = None  # "lungs": crop to the lung fields before the resize (preprocess)
+    # Share of training images re-encoded by a random chain (convert/invariance.py); 0 keeps
+    # release 0.2.0's training draw for draw.
+    invariance: float = 0.0
+    # 12/16-bit window recorded in the card (stretch.py); 0.2.0 was "minmax".
+    high_bit_window: str = "percentile"
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     limit_per_class: int | None = None
     seed: int = 0
@@ -235,6 +241,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
         spec = PreprocessSpec(height=config.image_size, width=config.image_size, crop=config.crop,
                               crop_model_sha256=default_lung_segmenter().card.get("sha256"))
         log(f"crop mode {config.crop}: lung model {spec.crop_model_sha256[:12]}")
+    spec = replace(spec, high_bit_window=config.high_bit_window)
 
     items, class_labels = gather_items(config, log)
     scheme = ClassScheme(class_labels, config.positive,
@@ -276,7 +283,9 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     weights = class_weights(labels[parts["train"]], scheme.count)
     train_data = make_batches(pixels[parts["train"]], labels[parts["train"]], spec,
                               config.batch_size,
-                              augmenter=Augmenter(corner_erase_p=config.corner_erase),
+                              augmenter=invariance_lib.augmenter(
+                                  Augmenter(corner_erase_p=config.corner_erase),
+                                  config.invariance, spec.high_bit_window),
                               weights=weights,
                               seed=config.seed, shuffle=True, sparse=softmax)
     val_data = make_batches(pixels[parts["val"]], labels[parts["val"]], spec, config.batch_size,

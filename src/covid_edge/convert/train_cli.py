@@ -86,6 +86,19 @@ def parse_map(ctx, param, values) -> dict:
               help="Crop every X-ray to the lung fields (the lung model's bounding box plus a "
                    "margin) before the resize; recorded in the model card, so the device "
                    "crops the same way.")
+@click.option("--invariance", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              metavar="P",
+              help="Share of training images (every class alike) re-encoded by a random chain "
+                   "of 1-3 of: JPEG at quality 10-95, a resample chain, a 12/16-bit export read "
+                   "back through the device's window, noise, blur, gamma, borders, burned-in "
+                   "text, a camera capture; so that how an image was encoded tells the model "
+                   "nothing. 0 (the default) trains as release 0.2.0 did; 0.5 is a good start.")
+@click.option("--high-bit-depth", "high_bit_window", default="percentile", show_default=True,
+              type=click.Choice(["percentile", "minmax"]),
+              help="How 12/16-bit files (and DICOM without a VOI window) become 8 bit, in "
+                   "training and, through the model card, on the device: 'percentile' is a "
+                   "robust window that a burned-in marker or hot pixels cannot squeeze; "
+                   "'minmax' is release 0.2.0's stretch.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None,
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -93,7 +106,7 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
-          limit_per_class, seed, force, verbose):
+          invariance, high_bit_window, limit_per_class, seed, force, verbose):
     """Train MobileNetV2 to classify chest X-rays into the classes its data names.
 
     Each DATA_DIR holds one folder per class (covid/, normal/, pneumonia/, ...) or a
@@ -130,7 +143,8 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         positive=positive, validation_sources=tuple(validation_sources), out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
-        corner_erase=corner_erase, crop=crop,
+        corner_erase=corner_erase, crop=crop, invariance=invariance,
+        high_bit_window=high_bit_window,
         limit_per_class=limit_per_class, seed=seed)
     try:
         summary = run_training(config, Log(), progress, force=force)

@@ -361,7 +361,8 @@ class Classifier:
         Prediction when the file is unreadable or refused before inference."""
         start = time.perf_counter()
         try:
-            decoded = read_image(path, target_size=(self.spec.width, self.spec.height))
+            decoded = read_image(path, target_size=(self.spec.width, self.spec.height),
+                                 high_bit_depth=self.spec.high_bit_window)
         except ImageReadError as exc:
             return Prediction(str(path), None, None, self.threshold, None, None,
                               self.runtime_label, error=str(exc))

@@ -399,7 +399,7 @@ def explain_file(classifier: Classifier, path: str | Path, display: int = DEFAUL
                  **options) -> tuple[Explanation, Image.Image]:
     """Read an image file (raises ImageReadError), explain it and render the overlay; no
     out-of-distribution check (the command line runs the guard first)."""
-    gray = read_grayscale(path)
+    gray = read_grayscale(path, high_bit_depth=classifier.spec.high_bit_window)
     explanation = explain_gray(classifier, gray, **options)
     return explanation, render(explanation, gray, Path(path).name, display)
 

@@ -115,7 +115,8 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         _fail(str(exc), EXIT_USAGE, as_json)
 
     try:
-        decoded = read_image(image, target_size=(classifier.spec.width, classifier.spec.height))
+        decoded = read_image(image, target_size=(classifier.spec.width, classifier.spec.height),
+                             high_bit_depth=classifier.spec.high_bit_window)
     except ImageReadError as exc:
         _fail(f"{image}: {exc}", EXIT_UNREADABLE, as_json)
     pixels, lung = classifier.pixels_from_gray(decoded.gray)

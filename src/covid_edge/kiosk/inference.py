@@ -196,7 +196,8 @@ class SharedClassifier:
         image_format, size = identify(data)
         spec = self.classifier.spec
         try:
-            decoded = read_image(_stream(data), target_size=(spec.width, spec.height))
+            decoded = read_image(_stream(data), target_size=(spec.width, spec.height),
+                                 high_bit_depth=spec.high_bit_window)
         except ImageReadError as exc:
             raise CorruptImage(str(exc)) from None
         except MemoryError:
