@@ -4,7 +4,7 @@ TFLite model on a Raspberry Pi or Coral kiosk.
 Research and education software, not a medical device.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # One line of at most 100 columns: it ends every command's output.
 DISCLAIMER = ("Research and education software, not a medical device: not for diagnosis, "
