@@ -90,8 +90,9 @@ def scan(data_dir: str | Path, labels=None, root: str = "") -> list[Item]:
                     items.append(Item(path.relative_to(data_dir).as_posix(), label,
                                       default_source, root))
     if not items:
-        raise FileNotFoundError(f"{data_dir}: no images in class sub-folders (DATA_DIR/<class>/"
-                                "*.png|jpg|...) and no MANIFEST.csv with path,label columns")
+        raise FileNotFoundError(f"{data_dir}: no images; it needs one sub-folder per class "
+                                "(DATA_DIR/<class>/*.png|jpg|...) or a MANIFEST.csv with path "
+                                "and label columns")
     return sorted(items, key=lambda item: item.path)
 
 
