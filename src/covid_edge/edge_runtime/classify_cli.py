@@ -32,8 +32,9 @@ EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
 HELP_EPILOG = f"""\b
 Exit codes:
-  0  every image was read and answered: covid, normal, or "not a chest X-ray" (the guard's
-     answer is a result, not a failure; scripts find it in the verdict and reason)
+  0  every image was read and answered: one of the model's classes, or "not a chest X-ray"
+     (the guard's answer is a result, not a failure; scripts find it in the verdict and
+     reason)
   1  some inputs could not be read (the others were classified): missing, damaged,
      not PNG/JPEG/TIFF/BMP/DICOM, a pipe or device, or over the memory budget per image
   2  usage error, or no image found in the given paths
@@ -137,13 +138,17 @@ def _images_in(folder: Path) -> list[Path]:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="Also write one CSV row per image to FILE ('-' for stdout).")
 def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json, csv_path):
-    """Classify chest X-ray images as covid or normal with the int8 TFLite model.
+    """Classify chest X-ray images into the model's classes (covid or normal for the released
+    int8 TFLite model; e.g. normal, pneumonia or covid for a three-class one).
 
     PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
     .dcm with the [dicom] extra, displayed with its window/VOI LUT), a folder
     (its images are found recursively, in sorted order) or a quoted glob such as
-    "scans/**/*.png". Each image gets the probability of COVID-19 and a verdict: covid when the
-    probability reaches the model card's threshold. No TensorFlow is needed.
+    "scans/**/*.png". Each image gets every class's probability and a verdict by the
+    screening rule: covid when P(covid) reaches the model card's threshold (chosen for high
+    sensitivity), else the most probable other class. The table shows P(covid) and, for a
+    model of more than two classes, each other class's probability; --json and --csv carry
+    all of them. No TensorFlow is needed.
 
     The probability shown is calibrated (temperature scaling fitted on the validation split;
     the threshold shown is on the same scale, so the verdict is unchanged). An int8 model's
@@ -235,38 +240,75 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
 
 
 def _table_header(classifier: Classifier) -> str:
-    return (f"{'verdict':<9} {'P(' + classifier.positive_label + ')':>8} {'threshold':>9} "
-            f"{'latency':>10}  image")
+    width = _verdict_width(classifier)
+    others = "".join(f" {_column(label):>{_width(label)}}" for label in _other_columns(classifier))
+    return (f"{'verdict':<{width}} {'P(' + classifier.positive_label + ')':>8} {'threshold':>9}"
+            f"{others} {'latency':>10}  image")
+
+
+def _other_columns(classifier: Classifier) -> tuple[str, ...]:
+    """The classes whose probability gets a column beside P(positive): none for two classes
+    (the other probability is 1 - P(positive): the table stays as it always was)."""
+    return classifier.scheme.others if classifier.scheme.count > 2 else ()
+
+
+def _column(label: str) -> str:
+    # A long class name is cut so that the table of a many-class model stays narrow.
+    return f"P({label[:7]})"
+
+
+def _width(label: str) -> int:
+    return max(len(_column(label)), 5)
+
+
+def _verdict_width(classifier: Classifier) -> int:
+    return max([9, *(len(label) + 1 for label in classifier.labels)])
 
 
 def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Classifier) -> None:
+    width = _verdict_width(classifier)
+    others = _other_columns(classifier)
     if not prediction.ok:
         _error(f"{prediction.path}: {prediction.error}")
     elif not table_on_stdout:
         return
     elif prediction.verdict == NOT_CHEST_XRAY:
         # The row keeps its columns; the reason goes on its own line under it.
-        click.echo(f"{'refused':<9} {'-':>8} {'-':>9} {'-':>10}  {prediction.path}")
+        dashes = "".join(f" {'-':>{_width(label)}}" for label in others)
+        click.echo(f"{'refused':<{width}} {'-':>8} {'-':>9}{dashes} {'-':>10}  {prediction.path}")
         click.echo(textwrap.fill(refusal_text(prediction.reason), 100, initial_indent=" " * 10,
                                  subsequent_indent=" " * 10, break_on_hyphens=False))
     else:
-        probability = probability_text(prediction.raw_probability, prediction.probability,
-                                       classifier.output_limits())
-        click.echo(f"{prediction.verdict:<9} {probability:>8} {prediction.threshold:>9.3f} "
-                   f"{prediction.latency_ms:>7.1f} ms  {prediction.path}")
+        limits = classifier.output_limits()
+        probability = probability_text(prediction.raw_probability, prediction.probability, limits)
+        shown, raw = prediction.probabilities or {}, prediction.raw_probabilities or {}
+        columns = "".join(
+            f" {probability_text(raw.get(label), shown.get(label), limits):>{_width(label)}}"
+            for label in others)
+        click.echo(f"{prediction.verdict:<{width}} {probability:>8} {prediction.threshold:>9.3f}"
+                   f"{columns} {prediction.latency_ms:>7.1f} ms  {prediction.path}")
 
 
 def _summary(predictions: list[Prediction], problems: list, classifier: Classifier) -> dict:
+    """Counts of inputs and outcomes, and one count per class (the key is its label, as it
+    always was for two classes; "verdicts" holds the same counts together)."""
     read = [p for p in predictions if p.ok]
     classified = [p for p in read if p.verdict != NOT_CHEST_XRAY]
+    verdicts = {label: sum(p.verdict == label for p in classified)
+                for label in _verdict_order(classifier)}
     return {
         "inputs": len(predictions) + len(problems),
         "classified": len(classified),
         "not_chest_xray": len(read) - len(classified),
         "unreadable": len(predictions) - len(read) + len(problems),
-        classifier.positive_label: sum(p.verdict == classifier.positive_label for p in classified),
-        classifier.negative_label: sum(p.verdict == classifier.negative_label for p in classified),
+        **verdicts,
+        "verdicts": verdicts,
     }
+
+
+def _verdict_order(classifier: Classifier) -> tuple[str, ...]:
+    """The positive class first, then the others in the card's order."""
+    return (classifier.positive_label, *classifier.scheme.others)
 
 
 def _problem_result(argument: str, reason: str, classifier: Classifier) -> dict:
@@ -312,14 +354,17 @@ def _print_footer(classifier: Classifier, summary: dict, err: bool) -> None:
     """Three lines whatever the number of images: counts and the rule, the model, the
     disclaimer; each folded to 100 columns."""
     model = classifier.describe()
-    positive, negative = classifier.positive_label, classifier.negative_label
+    positive = classifier.positive_label
     guard = ("guard off" if classifier.guard is None else
              "guard on" if classifier.guard.features is not None else "guard: image checks")
+    counts = ", ".join(f"{summary['verdicts'][label]} {label}"
+                       for label in _verdict_order(classifier))
+    rule = f"{positive} when P({positive}) >= {classifier.threshold:.3f}"
+    if classifier.scheme.count > 2:
+        rule += ", else the most probable other class"
     for line in (
-            f"{summary['classified']} classified: {summary[positive]} {positive}, "
-            f"{summary[negative]} {negative}; {summary['not_chest_xray']} refused; "
-            f"{summary['unreadable']} unreadable. {positive} when P({positive}) >= "
-            f"{classifier.threshold:.3f}.",
+            f"{summary['classified']} classified: {counts}; {summary['not_chest_xray']} refused; "
+            f"{summary['unreadable']} unreadable. {rule}.",
             f"Model {model['name']} {model['version']} {model['variant']}, "
             f"{classifier.runtime_label}, {classifier.num_threads} "
             f"thread{'s' if classifier.num_threads != 1 else ''}, {guard}; latency: invoke."):

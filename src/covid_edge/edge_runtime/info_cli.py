@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER, __version__
+from ..classes import ClassScheme, ClassSchemeError
+from .calibration import TemperatureScaling
 from ..model_card import CARD_FILENAME, ModelCardError, card_for_model, load_card, \
     released_models_dir
 from .interpreter import RUNTIME_NAMES
@@ -91,6 +93,10 @@ def model_report(model_path: Path | None) -> dict:
             "input_dtype": entry.get("input_dtype"),
             "metrics": entry.get("metrics", {}),
         }
+    try:
+        scheme = ClassScheme.from_card(card)
+    except ClassSchemeError as exc:
+        raise ModelCardError(f"{directory / CARD_FILENAME}: {exc}") from None
     samples = sorted(str(path) for path in (directory / "samples").glob("*")
                      if path.suffix.lower() in SAMPLE_SUFFIXES)
     return {
@@ -100,6 +106,8 @@ def model_report(model_path: Path | None) -> dict:
         "selected_variant": variant,
         "labels": card["labels"],
         "positive_label": card["positive_label"],
+        "output_kind": scheme.output_kind,
+        "decision_rule": decision_rule(scheme),
         "threshold": card["threshold"],
         "threshold_rule": card.get("threshold_rule"),
         "preprocessing": card["preprocessing"],
@@ -110,6 +118,15 @@ def model_report(model_path: Path | None) -> dict:
         "calibration": _calibration_summary(card.get("calibration")),
         "lung_model": lung_model_report(directory),
     }
+
+
+def decision_rule(scheme: ClassScheme) -> str:
+    """The screening rule in words (the threshold is printed beside it)."""
+    positive = scheme.positive
+    if scheme.count == 2:
+        return f"{positive} when P({positive}) >= the threshold, else {scheme.others[0]}"
+    return (f"{positive} when P({positive}) >= the threshold, else the most probable of "
+            f"{', '.join(scheme.others)}")
 
 
 def lung_model_report(directory: Path) -> dict | None:
@@ -191,26 +208,38 @@ def info(model_path, as_json):
 def _print_model(model: dict) -> None:
     spec = model["preprocessing"]
     _echo(f"\nModel: {model['name']} {model['version']}  ({model['card']})")
-    _echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}")
+    output = ("one sigmoid unit, P(" + model["positive_label"] + ")"
+              if model["output_kind"] == "sigmoid"
+              else f"softmax over {len(model['labels'])} classes")
+    _echo(f"  labels: {', '.join(model['labels'])}; positive: {model['positive_label']}; "
+          f"output: {output}")
+    _echo(f"  verdict: {model['decision_rule']}")
     calibration = model.get("calibration")
     positive = model["positive_label"]
     # The scale people read everywhere else (classify, serve, kiosk) leads; the model's raw
     # output, which the card's threshold is stored on, follows in brackets.
-    shown = calibration["threshold"] if calibration else model["threshold"]
+    shown = model["threshold"]
+    if calibration:
+        shown = calibration.get("threshold") or TemperatureScaling(
+            float(calibration["temperature"])).apply(model["threshold"])
     _echo(f"  threshold: {shown:.3f}: {positive} when P({positive}) >= it "
                f"(the calibrated P that classify shows; {model['threshold']:.4f} on the model's "
                "raw output)")
     if model["threshold_rule"]:
         _echo(f"    rule: {model['threshold_rule']}")
     if calibration:
-        _echo(f"  calibration: temperature {calibration['temperature']:.3f}; test ECE "
-                   f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+        ece = (f"; test ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
+               if calibration.get("ece_before") is not None else "")
+        _echo(f"  calibration: temperature {calibration['temperature']:.3f}{ece}")
     guard = model.get("ood_guard")
     if guard:
+        measured = ""
+        if guard["test_acceptance"] is not None and guard["non_xray_rejection"] is not None:
+            measured = (f"; test X-rays accepted {guard['test_acceptance']:.1%}, non-X-ray "
+                        f"images refused {guard['non_xray_rejection']:.1%} of "
+                        f"{guard['non_xray_images']}")
         _echo(f"  out-of-distribution guard: feature distance <= {guard['threshold']:.2f} "
-                   f"({guard['components']} components); test X-rays accepted "
-                   f"{guard['test_acceptance']:.1%}, non-X-ray images refused "
-                   f"{guard['non_xray_rejection']:.1%} of {guard['non_xray_images']}")
+              f"({guard['components']} components){measured}")
     else:
         _echo("  out-of-distribution guard: image checks only (no statistics in the card)")
     _echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"
