@@ -114,6 +114,15 @@ class Explanation:
     # bool (height, width): the lung fields on `pixels` (explain_lungs.attach_lungs), or None
     lung_mask: np.ndarray | None = field(default=None, repr=False)
     cropped: bool = False  # the model saw a crop to the lungs (preprocess crop mode)
+    # The class the map shows evidence for (red: toward it) and what blue is toward; for a
+    # two-class model by default the positive label and the other one.
+    target: str | None = None
+    against: str | None = None
+    probabilities: dict | None = None  # every class's calibrated probability (unhidden image)
+
+    def __post_init__(self):
+        if self.target is None:
+            self.target, self.against = self.positive_label, self.negative_label
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -142,7 +151,9 @@ class Explanation:
             "elapsed_ms": round(self.elapsed_ms, 2),
             "ms_per_inference": round(self.elapsed_ms / self.inferences, 3),
             "invoke_ms": round(self.invoke_ms, 2),
-            "max_drop": max(float(self.heatmap.max()), 0.0),  # strongest evidence for covid
+            "target": self.target,
+            "probabilities": self.probabilities,
+            "max_drop": max(float(self.heatmap.max()), 0.0),  # strongest evidence for target
             "max_rise": max(float(-self.heatmap.min()), 0.0),  # strongest evidence against
             "peak_xy": [int(peak[1]), int(peak[0])],  # in model-input pixels
             "colour_scale": self.colour_scale,
@@ -152,15 +163,30 @@ class Explanation:
 
 @dataclass(frozen=True)
 class FinalLayer:
-    """The model's last dense layer, features -> log-odds of the positive label."""
-    weights: np.ndarray  # float64 (features,)
-    bias: float
+    """The model's last dense layer, features -> logits: one row for a sigmoid head (the
+    log-odds of the positive label), one per class for a softmax head."""
+    weights: np.ndarray  # float64 (features,) for one unit, (units, features) for several
+    bias: float | np.ndarray  # a float for one unit, (units,) for several
     # The step of the model's own (integer) logit; 0 for a float model. Our float logit skips
     # that rounding, so it may differ from the model's by half a step.
     logit_step: float = 0.0
 
     def log_odds(self, features: np.ndarray) -> float:
+        """The one-unit head's logit: the log-odds of the positive label."""
         return float(np.dot(features, self.weights) + self.bias)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Every unit's logit, (units,)."""
+        weights = np.atleast_2d(self.weights)
+        return weights @ np.asarray(features, dtype=np.float64) + np.atleast_1d(self.bias)
+
+    def class_log_odds(self, features: np.ndarray, index: int) -> float:
+        """log(p_k / (1 - p_k)) of class k under the softmax of the logits: z_k - logsumexp of
+        the others (for a softmax head; a sigmoid head's is `log_odds`)."""
+        z = self.logits(features)
+        rest = np.delete(z, index)
+        top = rest.max()
+        return float(z[index] - (top + np.log(np.exp(rest - top).sum())))
 
 
 def final_layer(classifier: Classifier) -> FinalLayer | None:
@@ -189,14 +215,19 @@ def final_layer(classifier: Classifier) -> FinalLayer | None:
             inputs = [int(i) for i in op["inputs"]]
             if op["op_name"] != "FULLY_CONNECTED" or not inputs or inputs[0] != features["index"]:
                 continue
+            units = classifier.scheme.output_size
             weights = constant(inputs[1])
-            bias = constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else np.zeros(1)
-            if weights.size != int(np.prod(features["shape"])) or bias.size != 1:
+            bias = (constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0
+                    else np.zeros(units))
+            if weights.size != units * int(np.prod(features["shape"])) or bias.size != units:
                 return None
             logit = tensors[int(op["outputs"][0])]
             step = (float(logit["quantization"][0])
                     if np.issubdtype(np.dtype(logit["dtype"]), np.integer) else 0.0)
-            return FinalLayer(weights.reshape(-1), float(bias.reshape(-1)[0]), step)
+            if units == 1:
+                return FinalLayer(weights.reshape(-1), float(bias.reshape(-1)[0]), step)
+            # TFLite stores a dense layer's weights as (outputs, inputs).
+            return FinalLayer(weights.reshape(units, -1), bias.reshape(-1), step)
     except (AttributeError, KeyError, IndexError, RuntimeError, ValueError, TypeError):
         return None
     return None
@@ -281,10 +312,43 @@ class OcclusionStart:
     base_score: float
     started: float
     probabilities: np.ndarray  # every class's probability for the unhidden image
+    target: str = ""  # the class whose evidence the map shows
+    score: Callable = None  # Inference -> the target's score (kind: log-odds or probability)
+
+
+# What `target` may name besides a label: the verdict's class.
+VERDICT = "verdict"
+
+
+def resolve_target(classifier, target: str | None, probabilities) -> str:
+    """The class a map shows evidence for. target: a label, "verdict" (the verdict's class),
+    or None: the verdict's class for a model of more than two classes, the positive class for
+    a two-class one (as always: there evidence for one class is evidence against the other,
+    the same map with the colours swapped)."""
+    if target is None:
+        target = VERDICT if classifier.scheme.count > 2 else classifier.positive_label
+    if target == VERDICT:
+        return classifier.verdict(probabilities)
+    if target not in classifier.labels:
+        raise ValueError(f"no class {target!r}: choose {VERDICT} or one of "
+                         f"{', '.join(classifier.labels)}")
+    return target
+
+
+def target_scorer(classifier, head: FinalLayer | None, target: str) -> Callable:
+    """Inference -> the evidence for `target`: its log-odds from the last layer when there is
+    one, else the model's probability of it."""
+    index = classifier.labels.index(target)
+    if head is None:
+        return lambda inference: float(inference.probabilities[index])
+    if classifier.scheme.output_size == 1:  # sigmoid: the logit is the positive class's
+        sign = 1.0 if target == classifier.positive_label else -1.0
+        return lambda inference: sign * head.log_odds(inference.features)
+    return lambda inference: head.class_log_odds(inference.features, index)
 
 
 def start_occlusion(classifier, pixels: np.ndarray, patch: int | None, stride: int | None,
-                    occluder: str) -> OcclusionStart:
+                    occluder: str, target: str | None = None) -> OcclusionStart:
     height, width = classifier.spec.height, classifier.spec.width
     patch = patch or default_patch(min(height, width))
     stride = stride or default_stride(patch)
@@ -298,26 +362,29 @@ def start_occlusion(classifier, pixels: np.ndarray, patch: int | None, stride: i
     head = final_layer(classifier)
     first = classifier.run(base)
     raw_probability, features, invoke_ms = first.positive, first.features, first.latency_ms
-    if head is not None and not _agrees(head, features, raw_probability, classifier):
+    label = resolve_target(classifier, target, first.probabilities)
+    if head is not None and not _agrees(head, first, classifier):
         head = None
     kind = PROBABILITY if head is None else LOG_ODDS
-    base_score = raw_probability if head is None else head.log_odds(features)
+    score = target_scorer(classifier, head, label)
     return OcclusionStart(patch, stride, rows, columns, pixels, base, replacement, head,
-                          raw_probability, features, invoke_ms, kind, base_score, start,
-                          first.probabilities)
+                          raw_probability, features, invoke_ms, kind, score(first), start,
+                          first.probabilities, label, score)
 
 
 def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None = None,
                    stride: int | None = None, occluder: str = "blur",
-                   progress: Callable[[int], None] | None = None) -> Explanation:
-    """Occlusion sensitivity of `pixels`, uint8 (height, width) at the model's input size.
+                   progress: Callable[[int], None] | None = None,
+                   target: str | None = None) -> Explanation:
+    """Occlusion sensitivity of `pixels`, uint8 (height, width) at the model's input size,
+    for the class `target` names (resolve_target; ValueError for an unknown label).
 
     No out-of-distribution check happens here: callers decide first whether the picture is a
     chest X-ray at all (`Classifier.classify_pixels`). `progress(n)` is called after every n
     inferences (for a progress bar)."""
-    o = start_occlusion(classifier, pixels, patch, stride, occluder)
+    o = start_occlusion(classifier, pixels, patch, stride, occluder, target)
     patch, rows, columns = o.patch, o.rows, o.columns
-    base, replacement, head, invoke_ms = o.base, o.replacement, o.head, o.invoke_ms
+    base, replacement, invoke_ms = o.base, o.replacement, o.invoke_ms
 
     occluded = np.empty((len(rows), len(columns)), dtype=np.float64)
     for i, top in enumerate(rows):
@@ -326,8 +393,7 @@ def explain_pixels(classifier: Classifier, pixels: np.ndarray, patch: int | None
             trial = base.copy()
             trial[window] = replacement[window]
             inference = classifier.run(trial)
-            occluded[i, j] = (inference.positive if head is None
-                              else head.log_odds(inference.features))
+            occluded[i, j] = o.score(inference)
             invoke_ms += inference.latency_ms
         if progress is not None:
             progress(len(columns))
@@ -349,6 +415,7 @@ def occlusion_explanation(classifier: Classifier, o: OcclusionStart, occluded: n
             covered[top:top + o.patch, left:left + o.patch] += 1.0
     elapsed_ms = (time.perf_counter() - o.started) * 1000.0
     raw = o.raw_probability
+    shown = classifier.scheme.as_dict(classifier.calibrated(o.probabilities))
     return Explanation(
         probability=classifier.calibrated_positive(raw), raw_probability=raw,
         verdict=classifier.verdict(o.probabilities), threshold=classifier.threshold,
@@ -356,16 +423,33 @@ def occlusion_explanation(classifier: Classifier, o: OcclusionStart, occluded: n
         score=o.kind, base_score=o.base_score, heatmap=(total / covered).astype(np.float32),
         occluded=occluded.astype(np.float32), patch=o.patch, stride=o.stride,
         occluder=occluder, inferences=inferences, elapsed_ms=elapsed_ms, invoke_ms=invoke_ms,
-        pixels=o.pixels)
+        pixels=o.pixels, target=o.target, against=against(classifier, o.target),
+        probabilities=shown)
 
 
-def _agrees(head: FinalLayer, features: np.ndarray, probability: float,
-            classifier: Classifier) -> bool:
-    """Does sigmoid(our logit) give the model's own probability output? Up to the model's
-    rounding: two output steps, and one step of its integer logit (sigmoid's slope is at most
-    1/4). A wrong layer would be far off."""
-    return abs(sigmoid(head.log_odds(features)) - probability) <= agreement_tolerance(
-        head, classifier)
+def against(classifier, target: str) -> str:
+    """What evidence against `target` is evidence for, in one or two words: the other class of
+    a two-class model, else "not <target>"."""
+    others = [label for label in classifier.labels if label != target]
+    return others[0] if len(others) == 1 else f"not {target}"
+
+
+def _agrees(head: FinalLayer, inference, classifier: Classifier) -> bool:
+    """Does the sigmoid (softmax) of our logit(s) give the model's own probability output? Up
+    to the model's rounding: two output steps, and one step of its integer logit (the
+    sigmoid's slope is at most 1/4; a softmax probability moves at most 1/2 when its logits
+    each move by one step). A wrong layer would be far off."""
+    if classifier.scheme.output_size == 1:
+        found = np.array([sigmoid(head.log_odds(inference.features))])
+        expected = np.array([inference.positive])
+        slope = 0.25
+    else:
+        z = head.logits(inference.features)
+        found = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        expected = np.asarray(inference.probabilities, dtype=np.float64)
+        slope = 0.5
+    tolerance = agreement_tolerance(head, classifier) + (slope - 0.25) * head.logit_step
+    return bool(np.max(np.abs(found - expected)) <= tolerance)
 
 
 def agreement_tolerance(head: FinalLayer, classifier: Classifier) -> float:
@@ -380,6 +464,7 @@ def sigmoid(log_odds: float) -> float:
 
 
 def explain_gray(classifier: Classifier, gray: Image.Image, **options) -> Explanation:
+    # options: those of explain_pixels (patch, stride, occluder, progress, target).
     """An 8-bit grayscale picture of any size (as read_grayscale returns), resized exactly as
     `classify` resizes it. Like explain_pixels, no out-of-distribution check."""
     explanation = explain_pixels(classifier, classifier.pixels_from_gray(gray)[0], **options)
@@ -469,6 +554,15 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
+def _label_font(draw: ImageDraw.ImageDraw, text: str, font, width: int):
+    """`font`, or a smaller one when a class name is too long beside the colour bar."""
+    for size in (11, 9):
+        if draw.textlength(text, font=font) <= width:
+            break
+        font = _font(size)
+    return font
+
+
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
     for columns in range(len(text), 10, -2):
         lines = textwrap.wrap(text, columns)
@@ -489,11 +583,18 @@ def render(explanation: Explanation, gray: Image.Image, name: str = "",
     text_width = layout.size[0] - 2 * m
     scale = explanation.colour_scale
 
+    target = explanation.target
     if title is None:
         title = (f"{explanation.verdict.upper()}: P({explanation.positive_label}) = "
                  f"{explanation.probability:.3f}   (threshold {explanation.threshold:.3f})")
+        if target != explanation.positive_label and explanation.probabilities:
+            title = (f"{explanation.verdict.upper()}: P({target}) "
+                     f"{explanation.probabilities[target]:.2f} · P({explanation.positive_label}) "
+                     f"{explanation.probability:.2f}, threshold {explanation.threshold:.2f}")
     draw.text((m, m), _fit(draw, title, big, text_width), fill="black", font=big)
-    subtitle = (f"Occlusion sensitivity ({explanation.score}), {explanation.inferences} "
+    subtitle = (f"Occlusion sensitivity ({explanation.score}"
+                + ("" if target == explanation.positive_label else f" of {target}")
+                + f"), {explanation.inferences} "
                 f"inferences, {explanation.patch}px patches every {explanation.stride}px, "
                 f"{explanation.occluder} occluder")
     draw.text((m, m + 26), _fit(draw, subtitle, small, text_width), fill="#333333", font=small)
@@ -523,19 +624,28 @@ def render(explanation: Explanation, gray: Image.Image, name: str = "",
             f"{value:+.1f}" if explanation.score == LOG_ODDS else f"{value:+.2f}")
         draw.text((label_left, min(max(y - 7, top), top + display - 14)), label,
                   fill="black", font=small)
-    draw.text((label_left, top + 18), explanation.positive_label, fill="#b2182b", font=small)
-    draw.text((label_left, top + display - 32), explanation.negative_label, fill="#2166ac",
-              font=small)
+    room = layout.label_width - 5
+    draw.text((label_left, top + 18), target, fill="#b2182b",
+              font=_label_font(draw, target, small, room))
+    # "not pneumonia" does not fit beside the bar on one line: "not" goes above.
+    words = explanation.against.split(" ", 1)
+    lines = ([explanation.against] if len(words) == 1 or draw.textlength(
+        explanation.against, font=small) <= room else words)
+    for k, line in enumerate(reversed(lines)):
+        draw.text((label_left, top + display - 32 - 14 * k), line, fill="#2166ac",
+                  font=_label_font(draw, line, small, room))
 
-    positive = explanation.positive_label
+    positive = target
     measure = (f"the log-odds of {positive} (+1: odds divided by 2.7)"
                if explanation.score == LOG_ODDS else f"P({positive})")
     lungs = explain_lungs.figures(explanation).get("positive_evidence_in_lungs")
     lung_note = ("" if explanation.lung_mask is None else
                  " Gold: lung fields" + ("." if lungs is None else
                                          f" ({lungs:.0%} of the red inside)."))
+    blue = (f"away from {positive}" if explanation.against.startswith("not ")
+            else f"toward {explanation.against}")
     legend = (f"Colour = drop in {measure} when a region is hidden. Red: the region pushed "
-              f"the model toward {positive}; blue: toward {explanation.negative_label}."
+              f"the model toward {positive}; blue: {blue}."
               f"{lung_note} It shows what the model used, not that it is medically "
               "meaningful.")
     disclaimer = _wrap(draw, DISCLAIMER, small, text_width)

@@ -11,8 +11,8 @@ import click
 from .. import DISCLAIMER
 from ..image_io import ImageReadError, read_image
 from .classifier import ModelError, load_with_messages
-from .explain import (DEFAULT_DISPLAY, LOG_ODDS, OCCLUDERS, count_inferences, default_patch,
-                      default_stride, explain_pixels, patch_starts, render)
+from .explain import (DEFAULT_DISPLAY, LOG_ODDS, OCCLUDERS, VERDICT, count_inferences,
+                      default_patch, default_stride, explain_pixels, patch_starts, render)
 from .explain_coarse import DEFAULT_BUDGET, expected_inferences, explain_pixels_coarse
 from .explain_lungs import attach_lungs
 from .guard import NOT_CHEST_XRAY
@@ -21,9 +21,12 @@ from .cli_options import no_guard_option, runtime_option, threads_option
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
 HELP_EPILOG = f"""\b
-How to read it (the colour is the drop in the model's log-odds of covid):
-  red   hiding this region lowers the odds: it pushed the model toward covid
-  blue  hiding this region raises the odds: it pushed the model toward normal
+How to read it (the colour is the drop in the model's log-odds of the class shown:
+covid for a two-class model, the verdict's class for a model of more classes, or the
+class --for names):
+  red   hiding this region lowers the odds: it pushed the model toward that class
+  blue  hiding this region raises the odds: it pushed the model away from it (toward
+        normal, for the released covid / normal model)
   A model can score well while looking at the wrong things (text, markers, the
   edge of the film); the map shows what it used, not that this is medically right.
 
@@ -46,6 +49,8 @@ Exit codes:
 Examples:
   covid-edge explain chest.png -o chest-heatmap.png
   covid-edge explain scan.dcm -o scan-heatmap.png --patch 16 --stride 8 --json
+  covid-edge explain chest.png --model models-3class/ --for covid   (evidence for covid
+      even when the verdict is pneumonia)
 
 {DISCLAIMER}"""
 
@@ -74,19 +79,26 @@ Examples:
 @click.option("--size", "display", type=click.IntRange(min=128, max=2048),
               default=DEFAULT_DISPLAY, show_default=True,
               help="Side of the X-ray in the figure, in pixels.")
+@click.option("--for", "target", metavar="CLASS",
+              help="Whose evidence to map: 'verdict' (the verdict's class) or a class name "
+                   "such as covid. Default: the verdict's class for a model of more than two "
+                   "classes, the positive class (covid) for a two-class model, whose map for "
+                   "the other class is the same with the colours swapped.")
 @no_guard_option
 @threads_option
 @runtime_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures (probability, inferences, time, strongest regions) as "
                    "one JSON document on stdout.")
-def explain(image, output, force, model_path, patch, stride, full, occluder, display, no_guard,
-            threads, runtime_name, as_json):
+def explain(image, output, force, model_path, patch, stride, full, occluder, display, target,
+            no_guard, threads, runtime_name, as_json):
     """Show where the model looks in IMAGE: an occlusion-sensitivity heatmap over the X-ray.
 
     Each square patch of the image the model sees is hidden in turn and the model is run
     again with the deployed TFLite model itself (the int8 one by default); the colour is how
-    much the model's evidence for COVID-19 (its log-odds) dropped. The figure (PNG) has the
+    much the model's evidence (its log-odds) for a class dropped: covid for the released
+    model, the verdict's class for a model of more classes, or the class --for names
+    (e.g. --for covid on a normal / pneumonia / covid model). The figure (PNG) has the
     verdict, the colour bar and the disclaimer. The image first passes the same
     out-of-distribution guard as `classify`.
     """
@@ -113,6 +125,9 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         patch_starts(side, patch, stride)
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE, as_json)
+    if target is not None and target != VERDICT and target not in classifier.labels:
+        _fail(f"--for {target}: this model's classes are {', '.join(classifier.labels)} "
+              f"(or {VERDICT})", EXIT_USAGE, as_json)
 
     try:
         decoded = read_image(image, target_size=(classifier.spec.width, classifier.spec.height),
@@ -138,9 +153,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         with click.progressbar(length=total - 1, label=f"explaining ({total} inferences)",
                                file=sys.stderr) as bar:
             explanation = method(classifier, pixels, patch=patch, stride=stride,
-                                 occluder=occluder, progress=bar.update)
+                                 occluder=occluder, progress=bar.update, target=target)
     else:
-        explanation = method(classifier, pixels, patch=patch, stride=stride, occluder=occluder)
+        explanation = method(classifier, pixels, patch=patch, stride=stride, occluder=occluder,
+                             target=target)
 
     attach_lungs(classifier, explanation)
     figure = render(explanation, decoded.gray, image.name, display)
@@ -158,8 +174,12 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
                     "disclaimer": DISCLAIMER}
         click.echo(json.dumps(document, indent=2))
     else:
+        others = "".join(f", P({label}) = {p:.3f}"
+                         for label, p in (explanation.probabilities or {}).items()
+                         if label != classifier.positive_label and classifier.scheme.count > 2)
         click.echo(f"{explanation.verdict}: P({classifier.positive_label}) = "
-                   f"{explanation.probability:.3f} (threshold {explanation.threshold:.3f})")
+                   f"{explanation.probability:.3f} (threshold {explanation.threshold:.3f})"
+                   f"{others}")
         click.echo(f"heatmap: {output}")
         grid = f"{figures['grid'][0]}x{figures['grid'][1]}"
         scored = (f"{grid} patches" if full or figures['inferences'] > figures['grid'][0]
@@ -169,14 +189,18 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
                    f"{occluder} occluder) in {figures['elapsed_ms']:.0f} ms, "
                    f"{figures['ms_per_inference']:.1f} ms each; runtime "
                    f"{classifier.runtime.label}, {classifier.num_threads} thread(s)")
-        unit = "log-odds" if explanation.score == LOG_ODDS else f"P({classifier.positive_label})"
+        shown = explanation.target
+        unit = "log-odds" if explanation.score == LOG_ODDS else f"P({shown})"
+        several = classifier.scheme.count > 2
+        if explanation.score == LOG_ODDS and (several or shown != classifier.positive_label):
+            unit = f"log-odds of {shown}"
+        blue = f"against {shown}" if several else f"for {explanation.against}"
         click.echo(f"hiding one region lowers the {unit} by up to {figures['max_drop']:.2f} "
-                   f"(red, evidence for {classifier.positive_label}) and raises it by up to "
-                   f"{figures['max_rise']:.2f} (blue, evidence for "
-                   f"{classifier.negative_label})")
+                   f"(red, evidence for {shown}) and raises it by up to "
+                   f"{figures['max_rise']:.2f} (blue, evidence {blue})")
         if figures.get("positive_evidence_in_lungs") is not None:
             click.echo(f"{figures['positive_evidence_in_lungs']:.0%} of the evidence for "
-                       f"{classifier.positive_label} lies inside the lung fields (gold "
+                       f"{shown} lies inside the lung fields (gold "
                        f"contour; they cover {figures['lung_area_share']:.0%} of the picture)")
         click.echo(DISCLAIMER)
     click.get_current_context().exit(EXIT_OK)

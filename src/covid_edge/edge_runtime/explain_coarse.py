@@ -55,12 +55,13 @@ def interpolate_axis(values: np.ndarray, known: np.ndarray, axis: int) -> np.nda
 def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
                           budget: int = DEFAULT_BUDGET, patch: int | None = None,
                           stride: int | None = None, occluder: str = "blur",
-                          progress: Callable[[int], None] | None = None) -> Explanation:
-    """As explain.explain_pixels, in at most `budget` inferences (at least the unhidden image
-    and the coarse grid: 50 at 224 px)."""
-    o = start_occlusion(classifier, pixels, patch, stride, occluder)
+                          progress: Callable[[int], None] | None = None,
+                          target: str | None = None) -> Explanation:
+    """As explain.explain_pixels (evidence for `target`: explain.resolve_target), in at most
+    `budget` inferences (at least the unhidden image and the coarse grid: 50 at 224 px)."""
+    o = start_occlusion(classifier, pixels, patch, stride, occluder, target)
     patch, rows, columns = o.patch, o.rows, o.columns
-    base, replacement, head = o.base, o.replacement, o.head
+    base, replacement = o.base, o.replacement
 
     occluded = np.full((len(rows), len(columns)), np.nan)
     spent = [1, o.invoke_ms]
@@ -71,8 +72,7 @@ def explain_pixels_coarse(classifier: Classifier, pixels: np.ndarray,
         trial = base.copy()
         trial[window] = replacement[window]
         inference = classifier.run(trial)
-        occluded[i, j] = (inference.positive if head is None
-                          else head.log_odds(inference.features))
+        occluded[i, j] = o.score(inference)
         spent[0] += 1
         spent[1] += inference.latency_ms
         if progress is not None:
