@@ -29,3 +29,12 @@ def probability_text(raw: float | None, calibrated: float | None, limits) -> str
 
 def refusal_text(reason: str | None) -> str:
     return f"{REFUSED}: {reason}" if reason else REFUSED
+
+
+def decision_rule(scheme) -> str:
+    """The screening rule of a classes.ClassScheme in words (the threshold goes beside it)."""
+    positive = scheme.positive
+    if scheme.count == 2:
+        return f"{positive} when P({positive}) >= the threshold, else {scheme.others[0]}"
+    return (f"{positive} when P({positive}) >= the threshold, else the most probable of "
+            f"{', '.join(scheme.others)}")

@@ -15,6 +15,7 @@ import click
 from .. import DISCLAIMER, __version__
 from ..classes import ClassScheme, ClassSchemeError
 from .calibration import TemperatureScaling
+from .display import decision_rule
 from ..model_card import CARD_FILENAME, ModelCardError, card_for_model, load_card, \
     released_models_dir
 from .interpreter import RUNTIME_NAMES
@@ -118,15 +119,6 @@ def model_report(model_path: Path | None) -> dict:
         "calibration": _calibration_summary(card.get("calibration")),
         "lung_model": lung_model_report(directory),
     }
-
-
-def decision_rule(scheme: ClassScheme) -> str:
-    """The screening rule in words (the threshold is printed beside it)."""
-    positive = scheme.positive
-    if scheme.count == 2:
-        return f"{positive} when P({positive}) >= the threshold, else {scheme.others[0]}"
-    return (f"{positive} when P({positive}) >= the threshold, else the most probable of "
-            f"{', '.join(scheme.others)}")
 
 
 def lung_model_report(directory: Path) -> dict | None:

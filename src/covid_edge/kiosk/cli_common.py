@@ -46,4 +46,5 @@ def model_line(shared: SharedClassifier) -> str:
     model = shared.model_info()
     return (f"model {model['name']} {model['version']} ({model['variant']}, {model['file']}), "
             f"runtime {model['runtime']}, threshold {model['threshold']:.4g}: "
-            f"{model['positive_label']} when P >= it")
+            f"{model['positive_label']} when P >= it"
+            + (", else the most probable other class" if len(model["labels"]) > 2 else ""))

@@ -21,8 +21,9 @@ from PIL import Image, UnidentifiedImageError
 import numpy as np
 
 from ..edge_runtime.classifier import Classifier, Prediction
-from ..edge_runtime.explain import (DEFAULT_DISPLAY, Explanation, explain_pixels, overlay,
-                                    png_bytes, render)
+from ..edge_runtime.explain import (DEFAULT_DISPLAY, VERDICT, Explanation, explain_pixels,
+                                    overlay, png_bytes, render)
+from ..edge_runtime.display import decision_rule
 from ..edge_runtime.explain_lungs import attach_lungs
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, PILLOW_FORMATS,
@@ -162,15 +163,21 @@ class SharedClassifier:
                            pixels)
 
     def explain_bytes(self, data: bytes, name: str = "upload", view: str = "figure",
-                      display: int = DEFAULT_DISPLAY) -> ExplainResult:
+                      display: int = DEFAULT_DISPLAY, target: str | None = None
+                      ) -> ExplainResult:
         """Occlusion map of an uploaded file, as `covid-edge explain` draws it (`view` figure)
-        or the heatmap over the X-ray alone (`overlay`). Pictures the out-of-distribution guard
-        refuses get no map. Raises UnsupportedImage / CorruptImage, ValueError for a bad view.
+        or the heatmap over the X-ray alone (`overlay`), of the evidence for `target`
+        (explain.resolve_target: a label, "verdict", or None for the default). Pictures the
+        out-of-distribution guard refuses get no map. Raises UnsupportedImage / CorruptImage,
+        ValueError for a bad view or target.
 
         The guard and the ~170 inferences of the map hold the lock (the interpreter is not
         thread-safe); decoding before and drawing after do not."""
         if view not in EXPLAIN_VIEWS:
             raise ValueError(f"view must be one of {', '.join(EXPLAIN_VIEWS)}, got {view!r}")
+        if target not in (None, VERDICT, *self.classifier.labels):
+            raise ValueError(f"no class {target!r}: choose {VERDICT} or one of "
+                             f"{', '.join(self.classifier.labels)}")
         start = time.perf_counter()
         image_format, (width, height), decoded, pixels = self._decode(data)
         explanation = None
@@ -180,7 +187,8 @@ class SharedClassifier:
                 gray=decoded.gray)
             if check.verdict != NOT_CHEST_XRAY:
                 explanation = attach_lungs(self.classifier,
-                                           explain_pixels(self.classifier, pixels))
+                                           explain_pixels(self.classifier, pixels,
+                                                          target=target))
         png = None
         if explanation is not None:
             shown = Image.fromarray(explanation.pixels) if explanation.cropped else decoded.gray
@@ -231,8 +239,10 @@ class SharedClassifier:
             "file": classifier.model_path.name,
             "input_shape": described["input_shape"],
             "input_dtype": described["input_dtype"],
-            "labels": list(card["labels"]),
+            "labels": list(classifier.labels),
             "positive_label": classifier.positive_label,
+            "output_kind": classifier.scheme.output_kind,
+            "decision_rule": decision_rule(classifier.scheme),
             "threshold": classifier.threshold,
             "threshold_rule": card.get("threshold_rule"),
             # runtime_label names the Edge TPU too when the model runs on one.

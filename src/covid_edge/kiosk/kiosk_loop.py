@@ -46,9 +46,11 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "verdict": None,
         "probability": None,
+        "probabilities": None,
         "reason": None,
         "threshold": shared.threshold,
         "positive_label": model["positive_label"],
+        "labels": model["labels"],
         "latency_ms": None,
         "total_ms": None,
         "runtime": model["runtime"],
@@ -59,6 +61,7 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
     if result is not None:
         prediction = result.prediction
         record.update(verdict=prediction.verdict, probability=prediction.probability,
+                      probabilities=getattr(prediction, "probabilities", None),
                       reason=getattr(prediction, "reason", None),
                       latency_ms=prediction.latency_ms, total_ms=prediction.total_ms)
     return record

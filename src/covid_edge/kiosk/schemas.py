@@ -18,8 +18,13 @@ class ModelInfo(BaseModel):
     file: str
     input_shape: list[int]
     input_dtype: str
-    labels: list[str]
+    labels: list[str] = Field(description="The classes the model answers, in its output order.")
     positive_label: str
+    output_kind: str = Field(description="sigmoid (two classes, one output: P(positive)) or "
+                                         "softmax (one output per class).")
+    decision_rule: str = Field(description="The screening rule: the positive label when its "
+                                           "probability >= threshold, else the most probable "
+                                           "other class.")
     threshold: float = Field(description="On the calibrated probability scale the API reports: "
                              "the verdict is the positive label when probability >= it.")
     threshold_rule: str | None = Field(description="How the threshold was chosen.")
@@ -40,12 +45,18 @@ class ImageInfo(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    verdict: str = Field(description="The positive label (covid), the other label (normal), or "
-                                     "'not a chest X-ray' (then `reason` says why).",
+    verdict: str = Field(description="The positive label (covid) when its probability reaches "
+                                     "the threshold, else the most probable other class "
+                                     "(normal, pneumonia...), or 'not a chest X-ray' (then "
+                                     "`reason` says why).",
                          examples=["covid"])
     probability: float | None = Field(
         description="Calibrated probability of the positive label, 0..1; null when the picture "
                     "is not a chest X-ray.")
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="Every class's calibrated probability (label -> 0..1, in the "
+                                  "model's label order); null when the picture is not a chest "
+                                  "X-ray.", examples=[{"normal": 0.17, "covid": 0.83}])
     raw_probability: float | None = Field(default=None,
                                           description="The model's own output, uncalibrated.")
     threshold: float = Field(description="On the same scale as probability.")
@@ -77,8 +88,13 @@ class ExplainResponse(BaseModel):
     raw_probability: float
     threshold: float
     positive_label: str
+    target: str = Field(description="The class the map shows evidence for: the positive label "
+                                    "for a two-class model, the verdict's class for a model of "
+                                    "more classes, or the one `for` names.")
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="Every class's calibrated probability of the unhidden image.")
     method: str = Field(examples=["occlusion sensitivity"])
-    score: str = Field(description="What the colours measure: 'log-odds' of the positive label "
+    score: str = Field(description="What the colours measure: 'log-odds' of the target class "
                                    "(or 'probability' for models without a readable last "
                                    "layer). Red: hiding the region lowered it.")
     base_score: float
@@ -90,7 +106,7 @@ class ExplainResponse(BaseModel):
     elapsed_ms: float = Field(description="All the map's inferences and input assembly.")
     ms_per_inference: float
     invoke_ms: float
-    max_drop: float = Field(description="Strongest evidence for the positive label.")
+    max_drop: float = Field(description="Strongest evidence for the target class.")
     max_rise: float = Field(description="Strongest evidence against it.")
     peak_xy: list[int] = Field(description="Where the strongest evidence for it lies, in "
                                            "model-input pixels (x, y).")
@@ -121,8 +137,11 @@ class KioskRecord(BaseModel):
     captured_at: str
     verdict: str | None = None
     probability: float | None = None
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="Every class's calibrated probability.")
     threshold: float
     positive_label: str = "covid"
+    labels: list[str] | None = Field(default=None, description="The model's classes.")
     reason: str | None = None
     latency_ms: float | None = None
     total_ms: float | None = None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -39,7 +39,8 @@ from .http_limits import (BODY_IDLE_TIMEOUT_S, BODY_TOTAL_TIMEOUT_S, DEFAULT_MAX
 from .http_security import SecurityHeaders, TokenGate
 from .upload_store import StoreSettings, UploadStore
 from ..edge_runtime.guard import NOT_CHEST_XRAY
-from ..edge_runtime.explain import count_inferences, default_patch, default_stride
+from ..edge_runtime.explain import (DEFAULT_DISPLAY, VERDICT, count_inferences, default_patch,
+                                    default_stride)
 from .inference import (ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, CorruptImage, ExplainResult,
                         ImageResult, SharedClassifier, UnsupportedImage, lossless_png)
 from .schemas import (ClassifyResponse, ErrorResponse, ExplainRefused, ExplainResponse,
@@ -208,11 +209,14 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         if outcome != "rejected" and result.model_pixels is not None:
             explain_input = "data:image/png;base64," + base64.b64encode(
                 lossless_png(result.model_pixels)).decode("ascii")
+        # The heatmap the page asks for shows the evidence for explain's default class.
+        target = (prediction.verdict if len(model["labels"]) > 2 and outcome != "rejected"
+                  else model["positive_label"])
         return templates.TemplateResponse(request, "prediction.html", page_context(
             prediction=prediction, filename=filename, image=result.image_info(),
             preview_url=f"data:image/jpeg;base64,{preview}", saved_as=saved_as,
             outcome=outcome, explain_input=explain_input, explain_cost=explain_cost,
-            negative_label=_negative_label(model)),
+            explain_target=target, explain_against=against_label(model["labels"], target)),
             headers=NO_STORE)
 
     @app.get("/kiosk", response_class=HTMLResponse, include_in_schema=False)
@@ -255,6 +259,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         prediction = result.prediction
         return JSONResponse(ClassifyResponse(
             verdict=prediction.verdict, probability=prediction.probability,
+            probabilities=getattr(prediction, "probabilities", None),
             raw_probability=getattr(prediction, "raw_probability", None),
             threshold=prediction.threshold, positive_label=shared.classifier.positive_label,
             reason=getattr(prediction, "reason", None),
@@ -265,7 +270,9 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     explain_description = (
         "Where the model looked: an occlusion-sensitivity heatmap of one chest X-ray, as "
         "`covid-edge explain` draws it (docs/explain.md). Red: the region pushed the model "
-        "toward the positive label; blue: away from it. It costs "
+        "toward the target class; blue: away from it. The target is the positive label for a "
+        "two-class model and the verdict's class for a model of more classes; `for=covid` "
+        "(any label) or `for=verdict` chooses it. It costs "
         f"{explain_cost} inferences, so it takes far longer than /classify (about 0.5 s on a "
         "desktop CPU, seconds on a Raspberry Pi). `view=overlay` returns the heatmap over the "
         "X-ray alone, without title, colour bar and disclaimer (for a page with its own "
@@ -292,12 +299,19 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                     f"A chest X-ray: {ACCEPTED_TEXT}, at most "
                     f"{settings.max_upload_mb:g} MB.")}}}}}}})
     async def explain_api(request: Request, format: Literal["png", "json"] = "png",
-                          view: Literal["figure", "overlay"] = "figure"):
+                          view: Literal["figure", "overlay"] = "figure",
+                          target: str | None = Query(
+                              None, alias="for", description=(
+                                  "Whose evidence: 'verdict' or a label "
+                                  f"({', '.join(model['labels'])})."))):
+        if target is not None and target != VERDICT and target not in model["labels"]:
+            raise ApiError(422, f"for={target}: choose {VERDICT} or one of "
+                                f"{', '.join(model['labels'])}")
         upload = await read_upload(request, settings.max_upload_bytes)
         filename = upload.filename
         try:
             result: ExplainResult = await anyio.to_thread.run_sync(
-                shared.explain_bytes, upload.file, filename, view,
+                shared.explain_bytes, upload.file, filename, view, DEFAULT_DISPLAY, target,
                 limiter=_limiter(request.app, "explain_limiter", EXPLAIN_WORKERS))
         except UnsupportedImage as exc:
             raise ApiError(415, str(exc), filename) from None
@@ -324,6 +338,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
         return Response(result.png, media_type="image/png", headers={
             **NO_STORE,
             "X-Explanation-Verdict": explanation.verdict,
+            "X-Explanation-Target": explanation.target,
             "X-Explanation-Probability": f"{explanation.probability:.6g}",
             "X-Explanation-Score": explanation.score,
             "X-Explanation-Inferences": str(explanation.inferences),
@@ -513,9 +528,11 @@ def _png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def _negative_label(model: dict) -> str:
-    others = [label for label in model["labels"] if label != model["positive_label"]]
-    return others[0] if others else "not " + model["positive_label"]
+def against_label(labels: list[str], target: str) -> str:
+    """What evidence against `target` points to: the other class of a two-class model, else
+    "not <target>" (as explain.against says it)."""
+    others = [label for label in labels if label != target]
+    return others[0] if len(others) == 1 else f"not {target}"
 
 
 def _is_loopback(request: Request) -> bool:

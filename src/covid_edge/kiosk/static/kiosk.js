@@ -29,6 +29,7 @@
     el("prob").hidden = rejected || Boolean(frame.error);
     el("prob-value").textContent = percent(frame.probability);
     el("prob-fill").style.width = ((frame.probability || 0) * 100).toFixed(2) + "%";
+    showClasses(frame, rejected || Boolean(frame.error));
     const t = frame.threshold * 100;
     el("prob-marker").style.left = t.toFixed(2) + "%";
     const label = el("prob-threshold");
@@ -51,6 +52,20 @@
     return [positive ? "positive" : "negative"];
   }
 
+  // The other classes' bars (only on the page of a model of more than two classes).
+  function showClasses(frame, hide) {
+    const list = el("classes");
+    if (!list) { return; }
+    list.hidden = hide;
+    const probabilities = frame.probabilities || {};
+    list.querySelectorAll(".class-row").forEach(function (row) {
+      const p = probabilities[row.dataset.label];
+      row.querySelector(".class-value").textContent = percent(p);
+      row.querySelector(".class-fill").style.width = ((p || 0) * 100).toFixed(2) + "%";
+      row.classList.toggle("chosen", frame.verdict === row.dataset.label);
+    });
+  }
+
   function describeAge(frame, serverTime) {
     const age = Math.max(0, serverTime - frame.received_at);
     const staleAfter = Math.max(10, 3 * (frame.interval_s || 2));
@@ -66,9 +81,11 @@
       return { text: "Frame " + frame.frame + ", " + ago + ": " + frame.reason +
                ". No verdict: the model only knows chest X-rays.", stale: false };
     }
+    const other = frame.verdict !== frame.positive_label && (frame.labels || []).length > 2 ?
+      "; " + frame.verdict + " is the most probable other class" : "";
     return { text: "Frame " + frame.frame + ", " + ago + ". P(" + frame.positive_label + ") " +
              (frame.verdict === frame.positive_label ? "at or above" : "below") +
-             " the screening threshold.", stale: false };
+             " the screening threshold" + other + ".", stale: false };
   }
 
   async function poll() {
