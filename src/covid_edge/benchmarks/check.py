@@ -90,6 +90,18 @@ def check_image(classifier, card_dir: Path, expected: dict, tolerance: dict,
         reasons.append(f"probability {probability:.6f}, reference "
                        f"{row['expected_probability']:.6f} (tolerance "
                        f"{float(tolerance['probability']):.6f})")
+    # A softmax model's reference holds every class's probability: each is held to it.
+    expected_all = expected.get("probabilities") or {}
+    differences = {label: abs(row["probabilities"][label] - float(p))
+                   for label, p in expected_all.items() if label in row["probabilities"]}
+    if differences:
+        label = max(differences, key=differences.get)
+        row["probability_difference"] = max(row["probability_difference"], differences[label])
+        if (differences[label] > float(tolerance["probability"]) + EPSILON
+                and label != classifier.positive_label):
+            reasons.append(f"P({label}) {row['probabilities'][label]:.6f}, reference "
+                           f"{float(expected_all[label]):.6f} (tolerance "
+                           f"{float(tolerance['probability']):.6f})")
     row["passed"] = not reasons
     row["reason"] = "; ".join(reasons) or None
     return row
@@ -132,7 +144,10 @@ def run(models_dir: Path, runtime: str | None = None, threads: int | None = None
     notes = []
     if integer_output:
         limits = np.iinfo(np.dtype(classifier.output_details["dtype"]))
-        if all(row["expected_raw"] in (limits.min, limits.max) for row in rows):
+        ends = (limits.min, limits.max)
+        # A softmax reference is a list, one value per class: saturated when every one is.
+        if all(row["expected_raw"] is not None and all(
+                int(v) in ends for v in np.atleast_1d(row["expected_raw"])) for row in rows):
             # A saturated output hides any difference short of a different verdict.
             notes.append(f"every reference output is at an end of the int8 range ({limits.min} "
                          f"or {limits.max}): this check can show only gross differences; "
@@ -169,6 +184,8 @@ def run(models_dir: Path, runtime: str | None = None, threads: int | None = None
 def _number(value, digits: int = 4) -> str:
     if value is None:
         return "-"
+    if isinstance(value, (list, tuple)):  # a softmax output: one value per class
+        return "/".join(_number(v, digits) for v in value)
     return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
 
@@ -178,6 +195,10 @@ def terminal_table(result: dict) -> str:
     model = result["model"]
     where = device.get("board_model") or device.get("cpu_model") or device.get("machine")
     steps = tolerance.get("raw_output_steps")
+    # One value per output unit: wider columns for a softmax model's lists.
+    expected_width = max([12] + [len(_number(row["expected_raw"])) for row in result["images"]])
+    raw_width = max([5] + [len(_number(row["raw"])) for row in result["images"]])
+    verdict_width = max([8] + [len(row.get("verdict") or "-") for row in result["images"]])
     lines = [
         wrap(f"covid-edge bench check: {model['name']} {model['version']} {model['variant']} "
              f"({Path(model['file']).name}) on {result['runtime']}, {where}"),
@@ -186,15 +207,16 @@ def terminal_table(result: dict) -> str:
         "",
         # What is compared is the raw output (the tool's business); P is shown on the
         # calibrated scale `classify` uses, so the two commands show the same number.
-        f"{'result':<6}  {'expected raw':>12}  {'raw':>5}  {'steps':>5}  {'P (classify)':>12}  "
-        f"{'verdict':<8}  image",
+        f"{'result':<6}  {'expected raw':>{expected_width}}  {'raw':>{raw_width}}  "
+        f"{'steps':>5}  {'P (classify)':>12}  {'verdict':<{verdict_width}}  image",
     ]
     for row in result["images"]:
         lines.append(
-            f"{'PASS' if row['passed'] else 'FAIL':<6}  {_number(row['expected_raw']):>12}  "
-            f"{_number(row['raw']):>5}  {_number(row['steps']):>5}  "
-            f"{row.get('shown_probability') or '-':>12}  {row.get('verdict') or '-':<8}"
-            f"  {row['file']}")
+            f"{'PASS' if row['passed'] else 'FAIL':<6}  "
+            f"{_number(row['expected_raw']):>{expected_width}}  "
+            f"{_number(row['raw']):>{raw_width}}  {_number(row['steps']):>5}  "
+            f"{row.get('shown_probability') or '-':>12}  "
+            f"{row.get('verdict') or '-':<{verdict_width}}  {row['file']}")
         if row["reason"]:
             lines.append(f"        {row['reason']}")
     lungs = result.get("lungs")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import DISCLAIMER, dataset, metrics
+from ..classes import ClassScheme
 from ..image_io import ImageReadError, read_image
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, preprocess_spec, sha256_file
 from ..preprocess import PreprocessSpec, load_pixels, resize_gray, to_model_input
@@ -122,18 +123,25 @@ def read_split_file(path: Path) -> dict[str, str]:
 
 
 def select_images(data_dir: Path, split: str = "auto", split_file: Path | None = None,
-                  limit: int | None = None, seed: int = 0) -> tuple[list[dataset.Item], dict]:
+                  limit: int | None = None, seed: int = 0, labels=dataset.LABELS
+                  ) -> tuple[list[dataset.Item], dict]:
     """The labelled images to evaluate, and a record of how they were chosen.
 
     split "auto": when DATA_DIR shares files with the split the model was trained on, only its
     test split (training and validation images would flatter the model, and the model card's
     figures are on the test split); otherwise every image (new data). "all": every image.
     "test"/"val"/"train": that part of the split file. `limit`: at most that many per class.
+    `labels`: the model's classes; images of other classes (folders or manifest labels) are
+    left out.
     """
+    labels = tuple(labels)
     try:
-        items = dataset.scan(data_dir)
+        items = [item for item in dataset.scan(data_dir) if item.label in labels]
     except FileNotFoundError as exc:
         raise DriftError(str(exc)) from None
+    if not items:
+        raise DriftError(f"{data_dir}: no images of the model's classes "
+                         f"({', '.join(labels)}): one sub-folder per class, or a MANIFEST.csv")
     selection = {"data_dir": str(data_dir), "images_in_folder": len(items), "requested": split,
                  "split": "all", "split_file": str(split_file) if split_file else None,
                  "limit_per_class": limit}
@@ -172,20 +180,21 @@ def select_images(data_dir: Path, split: str = "auto", split_file: Path | None =
                                  f"{split_file} is in this folder; pass --split all to use "
                                  "every image")
     if limit is not None:
-        chosen = limit_per_class(chosen, limit, seed)
+        chosen = limit_per_class(chosen, limit, seed, labels)
         selection["reason"] += f"; at most {limit} per class (--limit)"
     selection["images"] = len(chosen)
     selection["per_class"] = {label: sum(item.label == label for item in chosen)
-                              for label in dataset.LABELS}
+                              for label in labels}
     return chosen, selection
 
 
-def limit_per_class(items: list[dataset.Item], limit: int, seed: int = 0) -> list[dataset.Item]:
+def limit_per_class(items: list[dataset.Item], limit: int, seed: int = 0,
+                    labels=dataset.LABELS) -> list[dataset.Item]:
     """A seeded random `limit` per class (not the first in name order: names can carry a
     source hospital or date), kept in name order."""
     rng = np.random.default_rng(seed)
     kept = []
-    for label in dataset.LABELS:
+    for label in labels:
         pool = [item for item in items if item.label == label]
         kept += [pool[i] for i in sorted(rng.permutation(len(pool))[:limit])]
     return sorted(kept, key=lambda item: item.path)
@@ -209,8 +218,10 @@ class TFLiteRunner:
         self.runtime = self.classifier.runtime.label
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """Every class's probability (n, N), the model's own (before calibration)."""
         classifier = self.classifier
-        return np.array([classifier.run(classifier.prepare_input(p)).positive for p in pixels])
+        return np.array([classifier.run(classifier.prepare_input(p)).probabilities
+                         for p in pixels])
 
     def refusal(self, pixels: np.ndarray, colourfulness, size, gray=None) -> str | None:
         """The guard's reason to refuse this image, as `classify` would give it."""
@@ -220,7 +231,7 @@ class TFLiteRunner:
 
 
 class KerasRunner:
-    def __init__(self, source: Source, spec: PreprocessSpec):
+    def __init__(self, source: Source, spec: PreprocessSpec, scheme: ClassScheme):
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -236,18 +247,20 @@ class KerasRunner:
                              f"makes {spec.input_shape}: this Keras model is not the one the "
                              "TFLite files were converted from")
         self.spec = spec
+        self.scheme = scheme
         self.warnings: list[str] = []
         self.runtime = f"keras {keras.__version__}"
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         x = to_model_input(np.asarray(pixels), self.spec)
         # A direct call, not predict(): no per-call dataset set-up for a batch this small.
-        return np.asarray(self.model(x, training=False), dtype=np.float64).reshape(-1)
+        output = np.asarray(self.model(x, training=False), dtype=np.float64)
+        return self.scheme.probabilities(output.reshape(len(x), self.scheme.output_size))
 
 
 def make_runners(sources: list[Source], spec: PreprocessSpec, runtime: str | None,
-                 threads: int | None) -> dict:
-    return {s.name: (KerasRunner(s, spec) if s.kind == "keras" else
+                 threads: int | None, scheme: ClassScheme) -> dict:
+    return {s.name: (KerasRunner(s, spec, scheme) if s.kind == "keras" else
                      TFLiteRunner(s, runtime, threads)) for s in sources}
 
 
@@ -281,7 +294,7 @@ def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: Prep
             kept += chunk
         if progress is not None:
             progress(len(items[start:start + CHUNK]))
-    probabilities = {name: (np.concatenate(parts) if parts else np.empty(0))
+    probabilities = {name: (np.concatenate(parts) if parts else np.empty((0, 0)))
                      for name, parts in outputs.items()}
     return kept, probabilities, unreadable, refusals
 
@@ -289,31 +302,47 @@ def predict(data_dir: Path, items: list[dataset.Item], runners: dict, spec: Prep
 # -- the figures ---------------------------------------------------------------------------
 
 def versus_reference(items: list[dataset.Item], probs: np.ndarray, reference: np.ndarray,
-                     threshold: float) -> dict:
-    """Verdict agreement and probability shift of one variant against the reference, with
-    every image whose verdict flips."""
-    verdicts, reference_verdicts = probs >= threshold, reference >= threshold
-    shift = np.abs(probs - reference)
+                     threshold: float, scheme: ClassScheme) -> dict:
+    """Verdict agreement and shift of P(positive) of one variant against the reference, with
+    every image whose verdict flips (probs, reference: every class's probability, (n, N))."""
+    verdicts = scheme.verdict_indices(probs, threshold)
+    reference_verdicts = scheme.verdict_indices(reference, threshold)
+    positive, reference_positive = probs[:, scheme.positive_index], reference[:, scheme.positive_index]
+    shift = np.abs(positive - reference_positive)
     flipped = np.flatnonzero(verdicts != reference_verdicts)
+    several = scheme.count > 2  # then a flip can be between two other classes: name both
     return {
         "agreement": float(np.mean(verdicts == reference_verdicts)) if len(probs) else None,
         "mean_abs_probability_difference": float(shift.mean()) if len(probs) else None,
         "max_abs_probability_difference": float(shift.max()) if len(probs) else None,
         "flips": [{"path": items[i].path, "label": items[i].label,
-                   "reference_probability": float(reference[i]),
-                   "probability": float(probs[i])} for i in flipped],
+                   "reference_probability": float(reference_positive[i]),
+                   "probability": float(positive[i]),
+                   **({"reference_verdict": scheme.labels[reference_verdicts[i]],
+                       "verdict": scheme.labels[verdicts[i]]} if several else {})}
+                  for i in flipped],
     }
 
 
+def model_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float,
+                  scheme: ClassScheme) -> dict:
+    """Positive-vs-rest figures (all a two-class report shows); with more classes also the
+    N-class verdict's accuracy, N x N confusion matrix and per-class figures."""
+    if scheme.count == 2:
+        return metrics.binary_metrics(labels == scheme.positive_index,
+                                      probs[:, scheme.positive_index], threshold)
+    return metrics.class_metrics(labels, probs, scheme, threshold)
+
+
 def evaluate(items: list[dataset.Item], probabilities: dict[str, np.ndarray],
-             reference: str | None, threshold: float) -> dict[str, dict]:
-    labels = dataset.label_indices(items)
+             reference: str | None, threshold: float, scheme: ClassScheme) -> dict[str, dict]:
+    labels = dataset.label_indices(items, scheme.labels)
     results = {}
     for name, probs in probabilities.items():
-        entry = {"metrics": metrics.binary_metrics(labels, probs, threshold)}
+        entry = {"metrics": model_metrics(labels, probs, threshold, scheme)}
         if reference is not None:
             entry["versus_reference"] = versus_reference(items, probs, probabilities[reference],
-                                                         threshold)
+                                                         threshold, scheme)
         results[name] = entry
     return results
 
@@ -323,14 +352,15 @@ def guard_figures(items: list[dataset.Item], probabilities: np.ndarray, refusals
     """The guarded variant's figures as `classify` gives them: refused images have no verdict
     and are counted apart; probabilities on the calibrated scale people see."""
     accepted = np.array([reason is None for reason in refusals], dtype=bool)
-    labels = dataset.label_indices(items)
+    scheme = classifier.scheme
+    labels = dataset.label_indices(items, scheme.labels)
     kept_items = [item for item, ok in zip(items, accepted) if ok]
     return {
         "variant": classifier.variant,
         "answered": int(accepted.sum()),
         "refused": [{"path": item.path, "label": item.label, "reason": reason}
                     for item, reason in zip(items, refusals) if reason is not None],
-        "metrics": metrics.binary_metrics(labels[accepted], probabilities[accepted], threshold)
+        "metrics": model_metrics(labels[accepted], probabilities[accepted], threshold, scheme)
         if len(kept_items) else None,
         "calibrated_threshold": classifier.calibrated_positive(threshold),
     }
@@ -452,15 +482,16 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
     sources = order_sources(sources)
     if split_file is None and (models_dir / SPLIT_FILE).is_file():
         split_file = models_dir / SPLIT_FILE
-    items, selection = select_images(data_dir, split, split_file, limit)
     try:
         spec = preprocess_spec(card)
         threshold = float(card["threshold"])
+        scheme = ClassScheme.from_card(card)
     except (KeyError, TypeError, ValueError) as exc:
         raise DriftError(f"{models_dir / CARD_FILENAME}: invalid model card ({exc})") from None
+    items, selection = select_images(data_dir, split, split_file, limit, labels=scheme.labels)
     reference, reference_why = choose_reference(sources)
 
-    runners = make_runners(sources, spec, runtime, threads)
+    runners = make_runners(sources, spec, runtime, threads, scheme)
     default = card.get("default_variant", "int8")
     guarded = default if default in runners and hasattr(runners[default], "refusal") else None
     if on_start is not None:
@@ -473,7 +504,7 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         raise DriftError(f"{data_dir}: none of the {len(items)} selected images could be read "
                          f"(first: {unreadable[0]['path']}: {unreadable[0]['error']})")
 
-    results = evaluate(kept, probabilities, reference, threshold)
+    results = evaluate(kept, probabilities, reference, threshold, scheme)
     guard = guard_figures(kept, probabilities[guarded], refusals, threshold,
                           runners[guarded].classifier) if guarded else None
     latency = latency_for(sources, latency_report) if latency_report else {}
@@ -520,6 +551,7 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
                   "card": str(models_dir / CARD_FILENAME), "threshold": threshold,
                   "threshold_rule": card.get("threshold_rule"),
                   "positive_label": card.get("positive_label"),
+                  "labels": list(scheme.labels), "output_kind": scheme.output_kind,
                   "input_size": [spec.height, spec.width]},
         "selection": selection,
         "reference": {"variant": reference, "why": reference_why},
@@ -535,8 +567,13 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         "latency": (measured_here if measured_here else
                     latency_summary(latency_report) if latency_report else None),
         "notes": notes,
+        # P(positive) per variant (the plots read it); with more classes every class's too.
         "predictions": [
             {"path": item.path, "label": item.label,
-             "probabilities": {name: float(probabilities[name][i]) for name in probabilities}}
+             "probabilities": {name: float(probabilities[name][i, scheme.positive_index])
+                               for name in probabilities},
+             **({"class_probabilities": {name: [float(p) for p in probabilities[name][i]]
+                                         for name in probabilities}}
+                if scheme.count > 2 else {})}
             for i, item in enumerate(kept)],
     }

@@ -85,6 +85,34 @@ def variant_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def confusion_lines(report: dict, variant: dict) -> list[str]:
+    """The N-class verdict's confusion matrix of one variant as a text table (rows: the true
+    class, columns: the verdict), for a model of more than two classes; [] otherwise."""
+    m = variant["metrics"]
+    matrix = m.get("class_confusion_matrix")
+    if not matrix:
+        return []
+    labels = m["labels"]
+    corner = "true / verdict"
+    width = max(len(label) for label in labels + [corner])
+    cell = max(6, *(len(label) for label in labels))
+    lines = [f"{corner:<{width}}  " + "  ".join(f"{label:>{cell}}" for label in labels)]
+    for label, row in zip(labels, matrix):
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{n:>{cell}}" for n in row))
+    per_class = m.get("per_class") or {}
+    lines.append(f"class accuracy {_fraction(m.get('class_accuracy'))}; "
+                 + "; ".join(f"{label} sensitivity {_fraction(per_class[label]['sensitivity'])}"
+                             f", AUC {_fraction(per_class[label]['roc_auc'])}"
+                             for label in labels if label in per_class))
+    return lines
+
+
+def _confusion_variant(report: dict) -> dict | None:
+    """The variant whose confusion matrix the terminal shows: int8, else the first."""
+    variants = [v for v in report["variants"] if v["metrics"].get("class_confusion_matrix")]
+    return next((v for v in variants if v["name"] == "int8"), variants[0] if variants else None)
+
+
 def _selection_line(report: dict) -> str:
     s = report["selection"]
     counts = ", ".join(f"{n} {label}" for label, n in s["per_class"].items())
@@ -127,6 +155,11 @@ def terminal_table(report: dict) -> str:
              "calibration: what the variants compute) from the reference's; flips: images "
              "whose verdict differs."),
     ]
+    shown = _confusion_variant(report)
+    if shown is not None:
+        parts += ["", f"{shown['name']}: the {len(shown['metrics']['labels'])}-class verdict "
+                      "against the true class (the model alone, every image):"]
+        parts += [wrap(line) for line in confusion_lines(report, shown)]
     if report.get("latency"):
         latency = report["latency"]
         where = (latency["path"] if latency["path"].startswith("measured")
@@ -203,6 +236,14 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
     # A "|" in a header would end the cell: escape it as the rows' cells are.
     columns = [c.replace("|", "\\|") for c in variant_columns(report)]
     lines += ["", _markdown_table(columns, variant_rows(report)), ""]
+    confusions = [v for v in report["variants"] if v["metrics"].get("class_confusion_matrix")]
+    if confusions:
+        lines += ["## The verdict of every class", "",
+                  "Rows: the true class; columns: the verdict (the positive class when its "
+                  "probability reaches the threshold, else the most probable other class). "
+                  "The model alone, every image.", ""]
+        for v in confusions:
+            lines += [f"**{v['name']}**", "", "```text", *confusion_lines(report, v), "```", ""]
     if report.get("guard"):
         lines += ["## With the guard on", "", guard_line(report), ""]
         refused = report["guard"]["refused"]

@@ -117,6 +117,14 @@ def _metrics(truth: np.ndarray, called: np.ndarray, raw: np.ndarray) -> dict:
             "roc_auc": delong_auc(truth, raw)}
 
 
+def _transitions(before, after) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for b, a in zip(before, after):
+        key = f"{b} -> {a}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def _delta(after: dict, before: dict) -> float | None:
     a = after.get("rate", after.get("auc"))
     b = before.get("rate", before.get("auc"))
@@ -160,6 +168,9 @@ def summarise(images: list[LabelledImage], results: list[dict],
             "flips": rate(int(flipped.sum()), len(scored)),
             "flips_to_positive": int((flipped & (after_v == positive)).sum()),
             "flips_from_positive": int((flipped & (before_v == positive)).sum()),
+            # Every change of the verdict, "before -> after": with more than two classes also
+            # the changes between the other classes (pneumonia -> normal).
+            "flip_transitions": _transitions(before_v[flipped], after_v[flipped]),
             "mean_abs_delta_p": float(np.abs(delta).mean()) if len(delta) else None,
             "max_abs_delta_p": float(np.abs(delta).max()) if len(delta) else None,
             "delta_p_percentiles": ({str(q): float(np.percentile(delta, q))
@@ -171,7 +182,9 @@ def summarise(images: list[LabelledImage], results: list[dict],
             "flipped_images": [
                 {"path": images[i].name, "label": images[i].label,
                  "probability": results[i][ORIGINAL].probability,
-                 "perturbed_probability": results[i][name].probability}
+                 "perturbed_probability": results[i][name].probability,
+                 "verdict": results[i][ORIGINAL].verdict,
+                 "perturbed_verdict": results[i][name].verdict}
                 for i, f in zip(scored, flipped) if f],
         })
     return {"baseline": {"n": len(ok), "n_labelled": len(known), **baseline,

@@ -21,13 +21,29 @@ def _signed(value, scale: float = 100.0, digits: int = 1, suffix: str = "") -> s
     return "-" if value is None else f"{scale * value:+.{digits}f}{suffix}"
 
 
+def _several(report: dict) -> bool:
+    return len(report["model"]["labels"]) > 2
+
+
+def columns(report: dict) -> tuple[str, ...]:
+    """With more than two classes, a column for the flips between the other classes
+    (neither to nor from the positive one)."""
+    if not _several(report):
+        return COLUMNS
+    return COLUMNS[:4] + ("between others",) + COLUMNS[4:]
+
+
 def rows(report: dict) -> list[list[str]]:
     out = []
     for row in report["perturbations"]:
         change = row["metric_change"]
+        between = []
+        if _several(report):
+            between = [str(row["flips"]["k"] - row["flips_to_positive"]
+                           - row["flips_from_positive"])]
         out.append([
             row["name"], str(row["n"]), pct(row["flips"]),
-            f"{row['flips_to_positive']}/{row['flips_from_positive']}",
+            f"{row['flips_to_positive']}/{row['flips_from_positive']}", *between,
             "-" if row["mean_abs_delta_p"] is None else f"{row['mean_abs_delta_p']:.3f}",
             "-" if row["max_abs_delta_p"] is None else f"{row['max_abs_delta_p']:.2f}",
             _signed(change.get("accuracy"), suffix=" pt"),
@@ -58,9 +74,17 @@ LEGEND = ("verdict flips: copies whose verdict differs from the unperturbed imag
           "same images; refused: copies the guard refuses that it accepted unperturbed.")
 
 
+def _legend(report: dict) -> str:
+    if not _several(report):
+        return LEGEND
+    return LEGEND.replace("flips to and from the positive class;",
+                          "flips to and from the positive class; between others: flips from "
+                          "one other class to another (e.g. pneumonia -> normal);")
+
+
 def terminal_table(report: dict) -> str:
-    parts = _header(report) + ["", text_table(COLUMNS, rows(report), right=(1,)), "",
-                               wrap(LEGEND)]
+    parts = _header(report) + ["", text_table(columns(report), rows(report), right=(1,)), "",
+                               wrap(_legend(report))]
     parts += [wrap(f"note: {note}") for note in report["selection"]["notes"] + report["notes"]]
     if report["unreadable"]:
         parts.append(f"error: {len(report['unreadable'])} image(s) could not be read")
@@ -74,7 +98,7 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
              f"Host: {device.get('board_model') or device.get('cpu_model')}, "
              f"{device.get('usable_cores')} cores, {device.get('os')}.  ",
              f"Command: `{report['command']}`", "",
-             markdown_table(COLUMNS, rows(report)), "", LEGEND, "",
+             markdown_table(columns(report), rows(report)), "", _legend(report), "",
              "## The perturbations", "",
              markdown_table(("perturbation", "group", "what it does"),
                             [[r["name"], r["group"], r["description"]]
@@ -90,7 +114,10 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
     if worst and worst["flipped_images"]:
         lines += [f"## Flipped by {worst['name']} (the most flips), first 20", ""]
         lines += [f"- `{f['path']}` ({f['label']}): {f['probability']:.3f} -> "
-                  f"{f['perturbed_probability']:.3f}" for f in worst["flipped_images"][:20]]
+                  f"{f['perturbed_probability']:.3f}"
+                  + (f", {f['verdict']} -> {f['perturbed_verdict']}"
+                     if _several(report) and f.get("verdict") else "")
+                  for f in worst["flipped_images"][:20]]
         lines += [""]
     lines += [f"*{report['disclaimer']}*", ""]
     return "\n".join(lines)

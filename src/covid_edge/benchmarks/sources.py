@@ -91,11 +91,17 @@ def _against_negatives(images, scores, source, label, negative) -> dict | None:
     return result if result["auc"] is not None else None
 
 
+def reference_negative(classes: list[str], positive: str) -> str:
+    """The class a finding is compared with inside one source: the other class of a two-class
+    model; with more classes the one named "normal", else the first other class."""
+    negatives = [c for c in classes if c != positive]
+    return "normal" if len(negatives) > 1 and "normal" in negatives else negatives[0]
+
+
 def summarise(images: list[LabelledImage], scores: list[Score], classes: list[str],
               positive: str) -> dict:
     """Per (source, label) rows and per source / pooled figures, guard on and off."""
-    negatives = [c for c in classes if c != positive]
-    negative = negatives[0] if len(negatives) == 1 else None
+    negative = reference_negative(classes, positive)
     sources = list(dict.fromkeys(image.source for image in images))
     groups, per_source = [], []
     for mode in MODES:

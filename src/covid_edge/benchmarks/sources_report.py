@@ -12,7 +12,7 @@ import numpy as np
 
 from .report import PLOTS_DIR, ReportFiles
 from .report_format import auc, markdown_table, pct, text_table, wrap
-from .sources import POOLED
+from .sources import POOLED, reference_negative
 
 JSON_NAME = "sources.json"
 MARKDOWN_NAME = "sources.md"
@@ -45,7 +45,17 @@ def _refused_by_source(report: dict) -> dict[str, int]:
     return refused
 
 
-def _group_rows(report: dict, guard_off: bool = True) -> list[list[str]]:
+def _others(report: dict) -> list[str]:
+    """The classes besides the positive one that get a "called" column: none for a two-class
+    model (called the other = 100% - called positive - refused), each one with more."""
+    positive = report["model"]["positive_label"]
+    labels = report["model"]["labels"]
+    return [c for c in labels if c != positive] if len(labels) > 2 else []
+
+
+def _group_rows(report: dict, guard_off: bool = True, digits: int | None = 1
+                ) -> list[list[str]]:
+    """digits None: the other classes' rates without intervals (the terminal table)."""
     positive = report["model"]["positive_label"]
     rows = []
     for g in report["groups"]:
@@ -53,6 +63,10 @@ def _group_rows(report: dict, guard_off: bool = True) -> list[list[str]]:
                pct(g["guard_on"]["called"][positive])]
         if guard_off:
             row.append(pct(g["guard_off"]["called"][positive]))
+        for other in _others(report):
+            entry = g["guard_on"]["called"][other]
+            row.append(pct(entry) if digits is not None else
+                       "-" if entry.get("rate") is None else f"{100 * entry['rate']:.1f}%")
         rows.append(row + [auc(g.get("roc_auc_against_source_negatives"))])
     return rows
 
@@ -61,10 +75,11 @@ def _columns(report: dict) -> tuple[tuple, tuple]:
     positive = report["model"]["positive_label"]
     source_columns = ("source", "n", "refused", "accuracy", "sensitivity", "specificity",
                       "ROC AUC")
-    negatives = [c for c in report["model"]["labels"] if c != positive]
+    negative = reference_negative(report["model"]["labels"], positive)
     group_columns = ("source", "label", "n", "refused by guard", f"called {positive}",
                      f"called {positive}, guard off",
-                     f"AUC vs {negatives[0] if len(negatives) == 1 else 'negatives'}")
+                     *(f"called {other}" for other in _others(report)),
+                     f"AUC vs {negative}")
     return source_columns, group_columns
 
 
@@ -86,11 +101,19 @@ def _auc_note(report: dict) -> str:
 
 def _group_auc_note(report: dict) -> str:
     positive = report["model"]["positive_label"]
-    negatives = [c for c in report["model"]["labels"] if c != positive]
-    negative = negatives[0] if len(negatives) == 1 else "negatives"
+    negative = reference_negative(report["model"]["labels"], positive)
     return (f"AUC vs {negative}: within the same source, ROC AUC of P({positive}) for this "
             f"label against the source's {negative} images (guard off): the hospital is the "
             "same on both sides, so only the finding can separate them.")
+
+
+def _called_what(report: dict) -> str:
+    """"covid" for a two-class model; "covid, normal or pneumonia" (guard on) with more."""
+    positive = report["model"]["positive_label"]
+    others = _others(report)
+    if not others:
+        return positive
+    return f"{', '.join([positive] + others[:-1])} or {others[-1]} (guard on)"
 
 
 def terminal_table(report: dict) -> str:
@@ -102,9 +125,9 @@ def terminal_table(report: dict) -> str:
         text_table(source_columns[:3] + source_columns[4:],
                    _source_rows(report, "guard_on", accuracy=False), right=(1, 2)),
         wrap(_auc_note(report)), "",
-        "Every label, how often it is called " + report["model"]["positive_label"] + ":", "",
-        text_table(group_columns[:5] + group_columns[6:], _group_rows(report, guard_off=False),
-                   right=(2,)),
+        "Every label, how often it is called " + _called_what(report) + ":", "",
+        text_table(group_columns[:5] + group_columns[6:],
+                   _group_rows(report, guard_off=False, digits=None), right=(2,)),
         wrap(_group_auc_note(report)),
     ]
     parts += [wrap(f"note: {note}") for note in report["selection"]["notes"]]
@@ -132,7 +155,7 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
         _auc_note(report), "",
         "## Per source, guard off (the model alone, every image)", "",
         markdown_table(source_columns, _source_rows(report, "guard_off")), "",
-        f"## Every label: how often it is called {report['model']['positive_label']}", "",
+        f"## Every label: how often it is called {_called_what(report)}", "",
         markdown_table(group_columns, _group_rows(report)), "",
         _group_auc_note(report), "",
     ]
