@@ -135,13 +135,18 @@ def select_images(data_dir: Path, split: str = "auto", split_file: Path | None =
     left out.
     """
     labels = tuple(labels)
+    wanted = (f"one sub-folder per class ({', '.join(labels)}) or a MANIFEST.csv with "
+              "path,label columns")
+    if Path(data_dir).is_dir() and not any(
+            entry.is_dir() for entry in Path(data_dir).iterdir()) and not (
+            Path(data_dir) / dataset.MANIFEST).is_file():
+        raise DriftError(f"{data_dir}: needs {wanted}")
     try:
         items = [item for item in dataset.scan(data_dir) if item.label in labels]
     except FileNotFoundError as exc:
         raise DriftError(str(exc)) from None
     if not items:
-        raise DriftError(f"{data_dir}: no images of the model's classes "
-                         f"({', '.join(labels)}): one sub-folder per class, or a MANIFEST.csv")
+        raise DriftError(f"{data_dir}: no images of the model's classes: needs {wanted}")
     selection = {"data_dir": str(data_dir), "images_in_folder": len(items), "requested": split,
                  "split": "all", "split_file": str(split_file) if split_file else None,
                  "limit_per_class": limit}
