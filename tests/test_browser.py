@@ -224,3 +224,107 @@ def test_kiosk_page_updates_by_itself(browser, server, models_dir, some_xrays, s
             page.screenshot(path=str(shots / "kiosk-800x480.png"))
         finally:
             page.close()
+
+
+# -- a three-class model (normal / pneumonia / covid) --------------------------------------------
+
+def assert_no_overflow(page):
+    """Nothing on the page scrolls: the document, the main area and the result panel fit."""
+    overflow = page.evaluate("""() => {
+        const out = [];
+        const doc = document.documentElement;
+        if (doc.scrollHeight > window.innerHeight + 1 || doc.scrollWidth > window.innerWidth + 1)
+            out.push("document " + doc.scrollWidth + "x" + doc.scrollHeight);
+        for (const selector of ["main", ".panel", "#classes"]) {
+            const el = document.querySelector(selector);
+            if (el && (el.scrollHeight > el.clientHeight + 1 || el.scrollWidth > el.clientWidth + 1))
+                out.push(selector + " " + el.scrollWidth + "x" + el.scrollHeight + " in "
+                         + el.clientWidth + "x" + el.clientHeight);
+        }
+        return out;
+    }""")
+    assert not overflow, f"overflow at {page.viewport_size}: {overflow}"
+
+
+@pytest.fixture(scope="module")
+def three_class_server(three_class_dir):
+    with serve_command("--model", three_class_dir) as (url, _):
+        yield url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [SMALL, LARGE], ids=["800x480", "1280x800"])
+def test_three_class_prediction_page_has_a_bar_per_class(browser, three_class_server,
+                                                         three_class_dir, shots, viewport):
+    from covid_edge.kiosk.server import format_percent
+    xray = sorted((three_class_dir / "samples").glob("pneumonia-*"))[0]
+    expected = api_classify(three_class_server, xray)
+    assert list(expected["probabilities"]) == ["normal", "pneumonia", "covid"]
+    page = browser.new_page(viewport=viewport)
+    try:
+        page.goto(three_class_server + "/")
+        page.set_input_files("#file", str(xray))
+        with page.expect_navigation():
+            page.click("#submit")
+        assert page.inner_text("#verdict") == expected["verdict"].upper()
+        assert page.inner_text("#prob-value") == format_percent(expected["probability"])
+        for label in ("normal", "pneumonia"):
+            row = f'.class-row[data-label="{label}"]'
+            assert page.inner_text(f"{row} .class-name") == f"P({label})"
+            assert page.inner_text(f"{row} .class-value") == format_percent(
+                expected["probabilities"][label])
+            assert page.locator(f"{row} .class-track").is_visible()
+            assert_inside_viewport(page, row)
+        for selector in ("#verdict", "#prob", "#classes", "#notice", "#again"):
+            assert_inside_viewport(page, selector)
+        assert_no_overflow(page)
+        size = f"{viewport['width']}x{viewport['height']}"
+        page.screenshot(path=str(shots / f"prediction-3class-{size}.png"))
+
+        page.click("#explain")
+        page.wait_for_selector("#heatmap:not([hidden])", timeout=30_000)
+        target = expected["verdict"]  # a three-class page maps the verdict's class
+        if target != "covid":
+            assert page.locator(f'.class-row.chosen[data-label="{target}"]').count() == 1
+            assert "most probable other class" in page.inner_text(".panel")
+        assert target in page.inner_text("#heatmap-caption")
+        assert f"Red: pushed the model toward {target}" in page.inner_text("#explain-status")
+        assert_no_overflow(page)
+        page.screenshot(path=str(shots / f"heatmap-3class-{size}.png"))
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_three_class_kiosk_page_fits_800x480(browser, three_class_server, three_class_dir,
+                                             shots):
+    xrays = sorted((three_class_dir / "samples").glob("pneumonia-*"))[:1]
+    with tempfile.TemporaryDirectory() as folder:
+        copy_images(xrays, Path(folder))
+        page = browser.new_page(viewport=SMALL)
+        try:
+            page.goto(three_class_server + "/kiosk")
+            assert page.locator(".class-row").count() == 2
+            result = CliRunner().invoke(main, [
+                "kiosk", "--source", f"folder:{folder}", "--model", str(three_class_dir),
+                "--interval", "0", "--count", "1", "--server", three_class_server, "--json"])
+            assert result.exit_code == 0, result.stderr
+            record = [json.loads(line) for line in result.stdout.splitlines()][-2]
+            page.wait_for_function(
+                "() => document.getElementById('result').dataset.seq === '1'", timeout=10_000)
+            page.wait_for_function("() => document.getElementById('xray').naturalWidth > 0")
+            assert page.inner_text("#verdict") == record["verdict"].upper()
+            for label in ("normal", "pneumonia"):
+                row = f'.class-row[data-label="{label}"]'
+                assert page.inner_text(f"{row} .class-value").strip() not in ("", "–")
+                assert_inside_viewport(page, row)
+            if record["verdict"] != "covid":
+                assert "most probable other class" in page.inner_text("#status")
+                chosen = page.locator(".class-row.chosen")
+                assert chosen.get_attribute("data-label") == record["verdict"]
+            for selector in ("#verdict", "#prob", "#classes", "#notice"):
+                assert_inside_viewport(page, selector)
+            assert_no_overflow(page)
+            page.screenshot(path=str(shots / "kiosk-3class-800x480.png"))
+        finally:
+            page.close()

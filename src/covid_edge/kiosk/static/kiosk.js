@@ -26,6 +26,9 @@
     const positive = frame.verdict === frame.positive_label;
     const rejected = frame.verdict === result.dataset.notChestXray;
     el("verdict").textContent = frame.error ? "UNREADABLE" : String(frame.verdict).toUpperCase();
+    // A long class name (PNEUMONIA) in the big type would not fit the panel.
+    el("verdict").classList.toggle(
+      "long", !rejected && !frame.error && el("verdict").textContent.length > 7);
     el("prob").hidden = rejected || Boolean(frame.error);
     el("prob-value").textContent = percent(frame.probability);
     el("prob-fill").style.width = ((frame.probability || 0) * 100).toFixed(2) + "%";
