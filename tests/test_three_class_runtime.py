@@ -304,3 +304,18 @@ def test_bench_sources_and_shift_break_down_every_verdict(classifier, model):
     for flipped in row["flipped_images"]:
         assert f"{flipped['verdict']} -> {flipped['perturbed_verdict']}" in row["flip_transitions"]
     assert "between others" in shift_report.terminal_table(run)
+
+
+def test_kiosk_terminal_shows_every_class(model, tmp_path):
+    from kiosk_helpers import copy_images
+
+    copy_images(sorted((model / "samples").glob("*.jpg"))[:2], tmp_path)
+    result = run_cli("kiosk", "--source", f"folder:{tmp_path}", "--model", model,
+                     "--interval", 0, "--count", 2, "--no-server")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("time"))
+    assert header.split()[:6] == ["time", "frame", "verdict", "P(covid)", "P(normal)",
+                                  "P(pneumon)"]
+    rows = [line.split() for line in lines if re.match(r"\d\d:\d\d:\d\d ", line)]
+    assert len(rows) == 2 and all(row[2] in LABELS and len(row) == 9 for row in rows)

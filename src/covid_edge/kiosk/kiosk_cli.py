@@ -27,7 +27,8 @@ Sources:
   v4l2:/dev/video0   a USB/V4L2 camera through OpenCV (pip install opencv-python-headless)
 
 \b
-Each frame prints one line: time, frame number, verdict, P(covid), inference latency, label.
+Each frame prints one line: time, frame number, verdict, P(covid) (and, for a model of more
+than two classes, every other class's probability), inference latency, label.
 When `covid-edge serve` runs at --server, each result also goes to its live page
 (SERVER/kiosk), which updates by itself; without a server the loop goes on, terminal only.
 
@@ -102,8 +103,11 @@ def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmu
         click.echo(f"covid-edge kiosk: {source.description}, a frame every {interval:g} s; "
                    f"{model_line(shared)}")
         click.echo(DISCLAIMER)
-        click.echo(f"{'time':<8} {'frame':>5}  {'verdict':<8} {'P(covid)':>8} {'latency':>10}"
-                   "  image")
+        model = shared.model_info()
+        width = _verdict_width(model["labels"])
+        others = "".join(f" {'P(' + label[:7] + ')':>10}" for label in _others(model))
+        click.echo(f"{'time':<8} {'frame':>5}  {'verdict':<{width}} "
+                   f"{'P(' + model['positive_label'] + ')':>8}{others} {'latency':>10}  image")
 
     stop = threading.Event()
     try:
@@ -124,18 +128,35 @@ def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmu
     click.get_current_context().exit(EXIT_OK)
 
 
+def _others(model: dict) -> list[str]:
+    """The classes that get a column beside P(positive): those of a model of more than two."""
+    labels = model["labels"]
+    return [label for label in labels if label != model["positive_label"]] \
+        if len(labels) > 2 else []
+
+
+def _verdict_width(labels) -> int:
+    return max([8, *(len(label) for label in labels)])
+
+
 def _terminal_line(record: dict, preview: bytes | None) -> None:
     clock = datetime.now().strftime("%H:%M:%S")
+    labels = record.get("labels") or []
+    width = _verdict_width(labels)
+    others = _others({"labels": labels, "positive_label": record["positive_label"]})
     if record["error"]:
-        click.echo(f"{clock:<8} {record['frame']:>5}  {'-':<8} {'-':>8} {'-':>10}  "
-                   f"{record['label']}: unreadable ({record['error']})")
+        dashes = "".join(f" {'-':>10}" for _ in others)
+        click.echo(f"{clock:<8} {record['frame']:>5}  {'-':<{width}} {'-':>8}{dashes} "
+                   f"{'-':>10}  {record['label']}: unreadable ({record['error']})")
         return
     if record["probability"] is None:  # not a chest X-ray: no probability means anything
         click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']}: {record['reason']}  "
                    f"{record['label']}")
         return
-    click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']:<8} "
-               f"{record['probability']:>8.3f} {record['latency_ms']:>7.1f} ms  "
+    shown = record.get("probabilities") or {}
+    columns = "".join(f" {shown.get(label, float('nan')):>10.3f}" for label in others)
+    click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']:<{width}} "
+               f"{record['probability']:>8.3f}{columns} {record['latency_ms']:>7.1f} ms  "
                f"{record['label']}")
 
 
