@@ -7,6 +7,12 @@ for COVID-19 drops. Each pixel's score is the mean drop over the patches that co
     score > 0  hiding the region lowers the evidence: the region pushed the model toward covid
     score < 0  hiding the region raises it: the region pushed the model toward normal
 
+Which class: covid for a two-class model (the map for normal is the same with the signs
+swapped), the verdict's class for a model of more than two classes, or the class `target`
+names ("verdict" or a label; `resolve_target`). With a softmax head the evidence for class k
+is its log-odds against all the others, log(p_k / (1 - p_k)) = z_k - logsumexp(z_j, j != k),
+from the logits z of the last layer's N rows.
+
 The evidence is the model's log-odds (logit) of covid, not its probability. The int8 model's
 probability output has 256 levels and sits at its ends (0.000 or 0.996) for most X-rays, so
 hiding one patch of a confident image changes it by nothing at all: for 17 of 24 test X-rays
