@@ -24,11 +24,13 @@ class Score:
     refused: str | None = None     # the guard's reason when it would refuse the image
     error: str | None = None       # the file could not be read
     probabilities: object = None   # every class's calibrated probability (label order)
+    raw_probabilities: object = None  # every class's probability before calibration
 
     def to_dict(self) -> dict:
         entry = asdict(self)
-        if self.probabilities is not None:
-            entry["probabilities"] = [float(p) for p in self.probabilities]
+        for key in ("probabilities", "raw_probabilities"):
+            if getattr(self, key) is not None:
+                entry[key] = [float(p) for p in getattr(self, key)]
         return entry
 
 
@@ -76,7 +78,7 @@ def score_decoded(classifier: Classifier, pixels, colourfulness=None, size=None,
     shown = classifier.calibrated(inference.probabilities)
     return Score(float(shown[classifier.scheme.positive_index]), inference.positive,
                  classifier.verdict(inference.probabilities), refused,
-                 probabilities=shown)
+                 probabilities=shown, raw_probabilities=inference.probabilities)
 
 
 def score_source(classifier: Classifier, source: str | Path | BinaryIO) -> Score:

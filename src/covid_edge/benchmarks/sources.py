@@ -75,13 +75,27 @@ def called_rates(scores: list[Score], classes: list[str]) -> dict:
     return {cls: rate(sum(s.verdict == cls for s in scores), len(scores)) for cls in classes}
 
 
-def _against_negatives(images, scores, source, label, negative) -> dict | None:
-    """Within one source, does P(positive) rank this label above the source's own negatives
-    (normals)? The within-collection question: the hospital is the same on both sides, so
-    only the finding can separate them. Guard off, every readable image."""
+def finding_score(score: Score, label: str, classes: list[str], negative: str) -> float:
+    """How strongly the model says `label` (its own probability, before calibration): P(label)
+    for one of its classes, else 1 - P(negative), "not normal". For a two-class model both are
+    P(positive), as in 0.2.0's reports."""
+    raw = score.raw_probabilities
+    if raw is None:
+        return score.raw_probability
+    if label in classes:
+        return float(raw[classes.index(label)])
+    return 1.0 - float(raw[classes.index(negative)])
+
+
+def _against_negatives(images, scores, source, label, negative, classes) -> dict | None:
+    """Within one source, does the model rank this label's images above the source's own
+    negatives (normals), by `finding_score`? The within-collection question: the hospital is
+    the same on both sides, so only the finding can separate them. Guard off, every readable
+    image."""
     if label == negative:
         return None
-    members = [(image.label == label, s.raw_probability) for image, s in zip(images, scores)
+    members = [(image.label == label, finding_score(s, label, classes, negative))
+               for image, s in zip(images, scores)
                if image.source == source and s.error is None
                and image.label in (label, negative)]
     if not members:
@@ -132,7 +146,7 @@ def summarise(images: list[LabelledImage], scores: list[Score], classes: list[st
                         if mode == "guard_off" or scores[i].refused is None]
                 row[mode] = {"n": len(kept), "called": called_rates(kept, classes)}
             row["roc_auc_against_source_negatives"] = _against_negatives(
-                images, scores, source, label, negative)
+                images, scores, source, label, negative, classes)
             groups.append(row)
     return {"groups": groups, "sources": per_source}
 
