@@ -46,7 +46,7 @@ from PIL import Image  # noqa: E402
 
 import hostile_corpus  # noqa: E402
 
-SAMPLE = REPO_ROOT / "models" / "samples" / "covid-COVID-1422.jpg"
+SAMPLE = sorted((REPO_ROOT / "models" / "samples").glob("covid-*.jpg"))[0]
 URL = re.compile(r"upload page\s+http://([\d.]+):(\d+)/")
 SYSTEMD_SOFT_NOFILE = 1024
 PEAK_PROBE = (

@@ -17,6 +17,9 @@ if str(SRC) not in sys.path:
 SHARED = REPO_ROOT.parent / "shared"
 CXR = SHARED / "data" / "cxr"
 REFERENCE = SHARED / "reference"
+# Release 0.2.0 (two classes, one sigmoid output), kept beside the current release so that a
+# test proves two-class models keep working unchanged.
+RELEASE_0_2_0 = REPO_ROOT / "releases" / "0.2.0"
 EDGETPU_REFERENCE = REFERENCE / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CXR, SHARED, cli_runner
+from conftest import CXR, RELEASE_0_2_0, SHARED, cli_runner
 from covid_edge.benchmarks.labelled_sets import (LabelledSetError, keep_unseen, limit_per_group,
                                                  load_set, load_sets)
 from covid_edge.intervals import delong_auc, wilson
@@ -60,10 +60,10 @@ def test_a_manifest_gives_each_image_its_source():
                                          ("nih", "kermany", "montgomery", "shenzhen", "jsrt")}
 
 
-def test_the_training_data_is_reduced_to_its_test_split(models_dir):
+def test_the_training_data_is_reduced_to_its_test_split():
     images = load_set(str(CXR))
-    kept, notes = keep_unseen(images, models_dir / "training" / "split.csv")
-    assert len(kept) == 1656 and "test-split" in notes[0]
+    kept, notes, trained = keep_unseen(images, RELEASE_0_2_0 / "training" / "split.csv")
+    assert len(kept) == 1656 and "test-split" in notes[0] and trained == ["cxr"]
     limited = limit_per_group(kept, 5, seed=1)
     assert sorted(i.label for i in limited) == ["covid"] * 5 + ["normal"] * 5
     assert limited == limit_per_group(kept, 5, seed=1)

@@ -105,7 +105,7 @@ def test_minmax_is_release_0_2_0s_stretch():
 
 
 def test_release_0_2_0_card_reads_as_minmax_and_new_specs_round_trip():
-    card = json.loads((REPO / "models" / "model_card.json").read_text())
+    card = json.loads((REPO / "releases" / "0.2.0" / "model_card.json").read_text())
     assert PreprocessSpec.from_dict(card["preprocessing"]).high_bit_window == "minmax"
     spec = PreprocessSpec(high_bit_window="percentile")
     described = spec.to_dict()

@@ -1,4 +1,4 @@
-"""The released two-class model (models/, release 0.2.0: one sigmoid output, no "output_kind" in
+"""The previous release's two-class model (releases/0.2.0: one sigmoid output, no "output_kind" in
 its card) keeps working unchanged now that the toolkit handles N classes: the same verdicts
 and probabilities as its card's reference outputs, the same table and footer, and JSON, CSV
 and the API that add the per-class probabilities (normal + covid) without changing anything
@@ -12,12 +12,12 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT, cli_runner
+from conftest import RELEASE_0_2_0, cli_runner
 from covid_edge.cli import main
 from covid_edge.edge_runtime.calibration import TemperatureScaling
 from covid_edge.edge_runtime.classify_cli import CSV_FIELDS
 
-RELEASED = REPO_ROOT / "models"
+RELEASED = RELEASE_0_2_0
 CARD = json.loads((RELEASED / "model_card.json").read_text())
 SAMPLES = sorted((RELEASED / "samples").glob("*.jpg"))
 REFERENCE = {entry["file"].split("/")[-1]: entry
@@ -35,7 +35,7 @@ def test_the_release_is_what_this_test_is_about():
 
 @pytest.fixture(scope="module")
 def document():
-    result = run_cli("classify", *SAMPLES, "--json", "--threads", 1)
+    result = run_cli("classify", *SAMPLES, "--model", RELEASED, "--json", "--threads", 1)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -59,7 +59,7 @@ def test_verdicts_and_probabilities_are_the_cards(document):
 
 
 def test_table_and_footer_read_as_before(document):
-    result = run_cli("classify", *SAMPLES, "--threads", 1)
+    result = run_cli("classify", *SAMPLES, "--model", RELEASED, "--threads", 1)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == "verdict   P(covid) threshold    latency  image"
@@ -77,7 +77,7 @@ def test_table_and_footer_read_as_before(document):
 
 def test_csv_adds_a_column_per_class(document, tmp_path):
     out = tmp_path / "results.csv"
-    assert run_cli("classify", *SAMPLES, "--csv", out, "--threads", 1).exit_code == 0
+    assert run_cli("classify", *SAMPLES, "--model", RELEASED, "--csv", out, "--threads", 1).exit_code == 0
     with open(out, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import CXR, CXR_MORE, REPO_ROOT
+from conftest import CXR, CXR_MORE, RELEASE_0_2_0
 from covid_edge import dataset, metrics
 from covid_edge.classes import ClassScheme, ClassSchemeError
 
@@ -20,7 +20,7 @@ from covid_edge.classes import ClassScheme, ClassSchemeError
 # -- classes and data (no TensorFlow) ---------------------------------------------------------
 
 def test_two_class_scheme_is_release_0_2_0():
-    card = json.loads((REPO_ROOT / "models" / "model_card.json").read_text())
+    card = json.loads((RELEASE_0_2_0 / "model_card.json").read_text())
     scheme = ClassScheme.from_card(card)
     assert (scheme.labels, scheme.positive, scheme.output_kind) == (
         ("normal", "covid"), "covid", "sigmoid")
@@ -96,7 +96,7 @@ def test_release_0_2_0_images_come_in_the_order_it_was_trained_on():
     items, labels = gather_items(TrainConfig(data_dir=str(CXR), out_dir="unused"),
                                  log=lambda message: None)
     assert labels == ("normal", "covid")
-    with open(REPO_ROOT / "models" / "training" / "split.csv", newline="") as handle:
+    with open(RELEASE_0_2_0 / "training" / "split.csv", newline="") as handle:
         released = [(row["path"], row["label"]) for row in csv.DictReader(handle)]
     assert [(item.path, item.label) for item in items] == released
 

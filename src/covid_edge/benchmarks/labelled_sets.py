@@ -112,34 +112,36 @@ def from_folder(root: Path, source: str | None = None) -> list[LabelledImage]:
 
 
 def keep_unseen(images: list[LabelledImage], split_file: Path | None) -> tuple[
-        list[LabelledImage], list[str]]:
+        list[LabelledImage], list[str], list[str]]:
     """Drop the images the model was trained or tuned on.
 
     A set that shares file names with the model's split file is the training data: only its
     test split is kept (as `bench drift --split auto` does), with its images the split file
     does not name (labels training left out, e.g. by `train --map nodule=drop`: never seen).
-    Other sets are new data and kept whole. Returns the images and one note per set that was
-    reduced.
+    Other sets are new data and kept whole. Returns the images, one note per set that was
+    reduced, and the sources the model trained on (those reduced to their test split).
     """
     if split_file is None or not split_file.is_file():
-        return images, []
+        return images, [], []
     parts = read_split_file(split_file)
     by_source: dict[str, list[LabelledImage]] = {}
     for image in images:
         by_source.setdefault(image.source, []).append(image)
-    kept, notes = [], []
+    kept, notes, trained = [], [], []
     for source, members in by_source.items():
         known = [m for m in members if m.name in parts]
         if not known:
             kept += members
             continue
+        if any(parts[m.name] == "train" for m in known):
+            trained.append(source)
         test = [m for m in members if parts.get(m.name) == "test"]
         unseen = [m for m in members if m.name not in parts]
         notes.append(f"{source}: {len(known)} of its {len(members)} images are in the model's "
                      f"split file: only its {len(test)} test-split images are used"
                      + (f", and the {len(unseen)} it does not name" if unseen else ""))
         kept += [m for m in members if parts.get(m.name, "test") == "test"]
-    return kept, notes
+    return kept, notes, trained
 
 
 def limit_per_group(images: list[LabelledImage], limit: int, seed: int = 0
@@ -160,7 +162,7 @@ def load_sets(arguments: list[str], split_file: Path | None, limit: int | None =
     images: list[LabelledImage] = []
     for argument in arguments:
         images += load_set(argument)
-    images, notes = keep_unseen(images, split_file)
+    images, notes, trained = keep_unseen(images, split_file)
     if limit is not None:
         images = limit_per_group(images, limit, seed)
         notes.append(f"at most {limit} images per source and label (--limit, seed {seed})")
@@ -170,6 +172,9 @@ def load_sets(arguments: list[str], split_file: Path | None, limit: int | None =
     selection = {"sets": list(arguments),
                  "split_file": str(split_file) if split_file and split_file.is_file() else None,
                  "images": len(images), "notes": notes,
+                 # Sources whose other images trained the model: their test images are new
+                 # X-rays from a hospital it has seen, not from one it never saw.
+                 "trained_on_sources": trained,
                  "per_source": {source: {label: n for (s, label), n in sorted(counts.items())
                                          if s == source}
                                 for source in dict.fromkeys(i.source for i in images)}}
