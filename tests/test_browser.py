@@ -268,6 +268,9 @@ def test_three_class_prediction_page_has_a_bar_per_class(browser, three_class_se
             page.click("#submit")
         assert page.inner_text("#verdict") == expected["verdict"].upper()
         assert page.inner_text("#prob-value") == format_percent(expected["probability"])
+        # Colours: covid warm, normal calm, another finding (pneumonia) its own amber.
+        colour = {"covid": "positive", "normal": "negative"}.get(expected["verdict"], "finding")
+        assert colour in page.get_attribute("#result", "class").split()
         for label in ("normal", "pneumonia"):
             row = f'.class-row[data-label="{label}"]'
             assert page.inner_text(f"{row} .class-name") == f"P({label})"

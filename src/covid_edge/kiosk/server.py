@@ -202,7 +202,8 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                                               status_code=exc.status_code, headers=NO_STORE)
         prediction = result.prediction
         preview = base64.b64encode(result.preview_jpeg).decode("ascii")
-        outcome = _outcome(prediction.verdict, shared.classifier.positive_label)
+        outcome = _outcome(prediction.verdict, shared.classifier.positive_label,
+                           shared.classifier.labels)
         # The page sends the model's own input pixels (lossless, ~40 kB) back for the heatmap:
         # the same map as for the upload itself, and nothing has to be kept on the server.
         explain_input = None
@@ -502,11 +503,15 @@ def format_percent(value: float | None) -> str:
     return "< 0.01 %"
 
 
-def _outcome(verdict: str, positive_label: str) -> str:
-    """The page's colour scheme: positive, negative, or rejected (not a chest X-ray)."""
+def _outcome(verdict: str, positive_label: str, labels=()) -> str:
+    """The page's colour scheme: positive, negative (normal, or the other class of a
+    two-class model), finding (another class of a model with more: pneumonia is not a calm
+    green), or rejected (not a chest X-ray)."""
     if verdict == NOT_CHEST_XRAY:
         return "rejected"
-    return "positive" if verdict == positive_label else "negative"
+    if verdict == positive_label:
+        return "positive"
+    return "finding" if len(labels) > 2 and verdict != "normal" else "negative"
 
 
 def _decode_limiter(app: FastAPI) -> anyio.CapacityLimiter:

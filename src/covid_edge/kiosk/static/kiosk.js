@@ -18,7 +18,8 @@
   }
 
   function setState(state) {
-    result.classList.remove("waiting", "positive", "negative", "rejected", "stale", "offline");
+    result.classList.remove("waiting", "positive", "negative", "finding", "rejected", "stale",
+                            "offline");
     state.forEach(function (name) { result.classList.add(name); });
   }
 
@@ -52,7 +53,10 @@
     if (frame.preview_url) { el("xray").src = frame.preview_url; }
     if (frame.error) { return []; }
     if (rejected) { return ["rejected"]; }
-    return [positive ? "positive" : "negative"];
+    if (positive) { return ["positive"]; }
+    // Another finding of a model with more than two classes (pneumonia) is not a calm green.
+    const finding = (frame.labels || []).length > 2 && frame.verdict !== "normal";
+    return [finding ? "finding" : "negative"];
   }
 
   // The other classes' bars (only on the page of a model of more than two classes).
