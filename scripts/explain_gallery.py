@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from covid_edge import DISCLAIMER  # noqa: E402
-from covid_edge.dataset import LABELS, read_split  # noqa: E402
+from covid_edge.dataset import Item, item_path, read_split  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier, default_threads  # noqa: E402
 from covid_edge.edge_runtime.explain import (default_patch, explain_pixels,  # noqa: E402
                                              occluder_pixels, render)
@@ -67,24 +67,24 @@ def region(y: int, x: int, height: int, width: int) -> str:
     return "inner"
 
 
-def test_items(split_csv: Path) -> dict[str, list[str]]:
+def test_items(split_csv: Path, labels) -> dict[str, list[Item]]:
     items, _, split = read_split(split_csv)
-    return {label: sorted(item.path for item, part in zip(items, split)
-                          if part == "test" and item.label == label) for label in LABELS}
+    return {label: sorted((item for item, part in zip(items, split)
+                           if part == "test" and item.label == label), key=lambda i: i.path)
+            for label in labels}
 
 
-def find_errors(classifier: Classifier, data: Path, test: dict[str, list[str]]
-                ) -> dict[str, list[str]]:
-    """Test images the model gets wrong, by true label (raw model output vs its threshold)."""
+def find_errors(classifier: Classifier, data, test: dict[str, list[Item]]
+                ) -> dict[str, list[Item]]:
+    """Test images whose verdict is not their true label (the screening rule, every class)."""
     wrong = {}
-    for label, paths in test.items():
+    for label, items in test.items():
         wrong[label] = []
-        for relative in paths:
+        for item in items:
             probabilities = classifier.run(classifier.prepare_input(
-                load_pixels(data / relative, classifier.spec))).probabilities
-            if (classifier.verdict(probabilities) == classifier.positive_label) != (
-                    label == classifier.positive_label):
-                wrong[label].append(relative)
+                load_pixels(item_path(data, item), classifier.spec))).probabilities
+            if classifier.verdict(probabilities) != label:
+                wrong[label].append(item)
     return wrong
 
 
@@ -92,18 +92,22 @@ def _suffix(occluder: str) -> str:
     return "" if occluder == "blur" else f"-{occluder}"
 
 
-def explain_one(classifier, data: Path, relative: str, occluder: str):
-    # With the lung fields (contour, share of the evidence inside them).
+def explain_one(classifier, data, item: Item, occluder: str):
+    # Evidence for the positive class (covid) on every image, as in 0.2.0's gallery: where
+    # the covid evidence lies is the shortcut question. With the lung fields (contour, share
+    # of the evidence inside them).
     return attach_lungs(classifier, explain_pixels(
-        classifier, load_pixels(data / relative, classifier.spec), occluder=occluder))
+        classifier, load_pixels(item_path(data, item), classifier.spec), occluder=occluder,
+        target=classifier.positive_label))
 
 
 def gallery(classifier, data, out, chosen, occluder) -> list[dict]:
     rows = []
-    for relative, label, note in chosen:
-        explanation = explain_one(classifier, data, relative, occluder)
+    for item, label, note in chosen:
+        relative = item.path
+        explanation = explain_one(classifier, data, item, occluder)
         png = f"{label}-{Path(relative).stem}{_suffix(occluder)}.png"
-        render(explanation, read_grayscale(data / relative), relative).save(out / png)
+        render(explanation, read_grayscale(item_path(data, item)), relative).save(out / png)
         rows.append({"file": relative, "label": label, "note": note, "png": png,
                      **explanation.figures()})
         print(f"{label:>6} {Path(relative).name:<22} {explanation.verdict:<6} "
@@ -121,13 +125,13 @@ def _share(value) -> str:
 def survey(classifier, data, out, test, count, seed, occluder) -> dict:
     """Where the strongest evidence lies over many maps, and the average map per label."""
     result = {}
-    for label in reversed(LABELS):
+    for label in reversed(classifier.labels):
         sample = random.Random(seed).sample(test[label], min(count, len(test[label])))
         red, blue, maps, xrays, correct = Counter(), Counter(), [], [], 0
         in_lungs = []
         last = None
-        for relative in sample:
-            last = explain_one(classifier, data, relative, occluder)
+        for item in sample:
+            last = explain_one(classifier, data, item, occluder)
             height, width = last.heatmap.shape
             red[region(*np.unravel_index(np.argmax(last.heatmap), last.heatmap.shape),
                        height, width)] += 1
@@ -138,8 +142,7 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
             if share is not None:
                 in_lungs.append(share)
             xrays.append(last.pixels.astype(np.float64))
-            correct += (last.verdict == classifier.positive_label) == (
-                label == classifier.positive_label)
+            correct += last.verdict == label
         mean_map = np.mean(maps, axis=0).astype(np.float32)
         quarter_h, quarter_w = mean_map.shape[0] // 4, mean_map.shape[1] // 4
         corner = float(mean_map[:quarter_h, -quarter_w:].mean())
@@ -165,7 +168,7 @@ def survey(classifier, data, out, test, count, seed, occluder) -> dict:
     return result
 
 
-def corner_test(classifier, data: Path, test: dict[str, list[str]]) -> dict:
+def corner_test(classifier, data, test: dict[str, list[Item]]) -> dict:
     """What the model answers when one corner quarter-square of every test X-ray is blurred
     (the map's occluder), the top-right corner against the top-left as a control."""
     result = {}
@@ -173,10 +176,10 @@ def corner_test(classifier, data: Path, test: dict[str, list[str]]) -> dict:
     corners = {"as they are": None,
                "top-right quarter blurred": (slice(0, height // 4), slice(width * 3 // 4, None)),
                "top-left quarter blurred": (slice(0, height // 4), slice(0, width // 4))}
-    for label in LABELS:
+    for label in classifier.labels:
         counts = dict.fromkeys(corners, 0)
-        for relative in test[label]:
-            pixels = load_pixels(data / relative, classifier.spec)
+        for item in test[label]:
+            pixels = load_pixels(item_path(data, item), classifier.spec)
             blurred = occluder_pixels(pixels, "blur", default_patch(min(height, width)))
             for name, window in corners.items():
                 trial = pixels.copy()
@@ -190,18 +193,18 @@ def corner_test(classifier, data: Path, test: dict[str, list[str]]) -> dict:
     return result
 
 
-def corner_sheet(data: Path, test: dict[str, list[str]], out: Path, seed: int,
+def corner_sheet(data, test: dict[str, list[Item]], out: Path, seed: int, labels,
                  per_label: int = 16, columns: int = 8, cell: int = 112) -> str:
-    """The top-right quarter of random test X-rays, normal rows first, then covid: what the
-    normal maps point at, next to the same corner of covid images."""
+    """The top-right quarter of random test X-rays, a row pair per label (normal first, covid
+    last): what the normal maps pointed at in 0.2.0, next to the same corner of the others."""
     rows = []
-    for label in LABELS:
+    for label in labels:
         rows += [random.Random(seed).sample(test[label], per_label)[i:i + columns]
                  for i in range(0, per_label, columns)]
     sheet = Image.new("L", (columns * cell, len(rows) * cell), 255)
     for r, paths in enumerate(rows):
-        for c, relative in enumerate(paths):
-            gray = read_grayscale(data / relative)
+        for c, item in enumerate(paths):
+            gray = read_grayscale(item_path(data, item))
             width, height = gray.size
             corner = gray.crop((width * 3 // 4, 0, width, height // 4))
             sheet.paste(corner.resize((cell, cell), Image.Resampling.BILINEAR),
@@ -262,11 +265,29 @@ def update_markdown(path: Path, name: str, block: str) -> None:
     path.write_text(f"{head}{start}\n{block}\n{end}{tail}")
 
 
+def data_folders(arguments: list[str] | None, card: dict):
+    """One folder, or {root name: folder} for a model trained on several (item_path's form)."""
+    if not arguments:
+        folders = (card.get("data") or {}).get("folders")
+        if folders:
+            return {name: REPO / path if not Path(path).is_absolute() else Path(path)
+                    for name, path in folders.items()}
+        return REPO.parent / "shared/data/cxr"
+    if len(arguments) == 1 and "=" not in arguments[0]:
+        return Path(arguments[0])
+    return {name: Path(path) for name, path in
+            (argument.split("=", 1) if "=" in argument else (Path(argument).name, argument)
+             for argument in arguments)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None,
                         help="folder with model_card.json (default: models/, else the smoke run)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/cxr")
+    parser.add_argument("--data", action="append", default=None, metavar="[NAME=]PATH",
+                        help="the model's data folder(s); NAME=PATH for each root of a "
+                             "multi-folder run (its split.csv root column). Default: the "
+                             "folders the model card names, else ../shared/data/cxr")
     parser.add_argument("--split", type=Path, default=None,
                         help="split.csv (default: MODEL/training/split.csv)")
     parser.add_argument("--per-class", type=int, default=3)
@@ -284,20 +305,22 @@ def main() -> int:
     model_dir = args.model or default_model()
     classifier = Classifier.load(model_dir, num_threads=args.threads or default_threads(),
                                  guard=False)  # test X-rays; the guard is not what is shown
-    test = test_items(args.split or model_dir / "training" / "split.csv")
+    labels = classifier.labels
+    test = test_items(args.split or model_dir / "training" / "split.csv", labels)
+    args.data = data_folders(args.data, classifier.card)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    chosen = [(relative, label, "random")
-              for label in reversed(LABELS)
-              for relative in random.Random(args.seed).sample(test[label], args.per_class)]
+    chosen = [(item, label, "random")
+              for label in reversed(labels)
+              for item in random.Random(args.seed).sample(test[label], args.per_class)]
     if args.errors:
         wrong = find_errors(classifier, args.data, test)
         print(f"test split: {sum(map(len, test.values()))} images; misclassified: "
               + ", ".join(f"{len(paths)} {label}" for label, paths in wrong.items()))
-        for label in reversed(LABELS):
+        for label in reversed(labels):
             picked = random.Random(args.seed).sample(wrong[label],
                                                      min(args.errors, len(wrong[label])))
-            chosen += [(relative, label, "misclassified") for relative in picked]
+            chosen += [(item, label, "misclassified") for item in picked]
 
     start = time.perf_counter()
     rows = gallery(classifier, args.data, args.out, chosen, args.occluder)
@@ -305,7 +328,8 @@ def main() -> int:
     result = (survey(classifier, args.data, args.out, test, args.survey, args.seed + 1,
                      args.occluder) if args.survey else None)
 
-    corners = corner_sheet(args.data, test, args.out, args.seed + 2) if args.survey else None
+    corners = (corner_sheet(args.data, test, args.out, args.seed + 2, labels)
+               if args.survey else None)
     corner_counts = corner_test(classifier, args.data, test) if args.survey else None
     per_image = sorted(row["elapsed_ms"] for row in rows)
     per_inference = sorted(row["ms_per_inference"] for row in rows)

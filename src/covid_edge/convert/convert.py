@@ -364,6 +364,10 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         },
         "data": {
             "source": _data_description(run),
+            # Each root of split.csv's root column, as the training command named it.
+            **({"folders": dict(zip(run["data_dirs"], [run["config"]["data_dir"],
+                                                       *run["config"]["more_data"]]))}
+               if run.get("data_dirs") else {}),
             "content_sha256": run["data_sha256"],
             "manifest_sha256": _manifest_hash(data_dir),
             "split": "stratified by class, near-duplicate groups kept within one split "
