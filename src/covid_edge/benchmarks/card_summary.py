@@ -75,13 +75,18 @@ def headline(summary: dict) -> list[str]:
         lines.append(f"Within one hospital, P({positive}) separates a finding from that "
                      f"hospital's normals with ROC AUC {min(a['auc'] for a in aucs):.2f} to "
                      f"{max(a['auc'] for a in aucs):.2f} (its own test split: {own_auc}).")
+    return lines + shift_line(summary)
+
+
+def shift_line(summary: dict) -> list[str]:
+    """The shift suite's headline: the flips of the perturbations a deployment meets most."""
     shifts = {p["name"]: p for p in summary["shift"]["perturbations"]}
     shown = [name for name in ("jpeg-q75", "jpeg-q50", "noise-3", "camera-capture",
                                "export-16bit-2048") if name in shifts]
-    if shown:
-        lines.append("The same X-ray arriving another way changes the verdict: " + "; ".join(
-            f"{name} {pct(shifts[name]['flips'])}" for name in shown) + ".")
-    return lines
+    if not shown:
+        return []
+    return ["The same X-ray arriving another way changes the verdict: " + "; ".join(
+        f"{name} {pct(shifts[name]['flips'])}" for name in shown) + "."]
 
 
 def _range(groups: list[dict], label: str) -> str:
@@ -118,13 +123,7 @@ def headline_classes(summary: dict) -> list[str]:
                      "the model's classes, 1 - P(normal) for others): " + "; ".join(
                          f"{g['label']} {auc(g['roc_auc_against_source_negatives'])} "
                          f"({g['source']})" for g in findings) + ".")
-    shifts = {p["name"]: p for p in summary["shift"]["perturbations"]}
-    shown = [name for name in ("jpeg-q75", "jpeg-q50", "noise-3", "camera-capture",
-                               "export-16bit-2048") if name in shifts]
-    if shown:
-        lines.append("The same X-ray arriving another way changes the verdict: " + "; ".join(
-            f"{name} {pct(shifts[name]['flips'])}" for name in shown) + ".")
-    return lines
+    return lines + shift_line(summary)
 
 
 def markdown(summary: dict, heading: str = "##", link_prefix: str = "") -> list[str]:
