@@ -109,6 +109,35 @@ def keras_probabilities(run_dir: Path, scheme: ClassScheme) -> dict[str, np.ndar
     return result
 
 
+def rethreshold(run: dict, items, split, keras_probs: dict, scheme: ClassScheme,
+                target: float, log) -> dict:
+    """The run with its screening threshold chosen again on the validation split for
+    `target` sensitivity (`convert --target-sensitivity`), and its Keras metrics recomputed
+    at that threshold."""
+    parts = {name: [item for item, part in zip(items, split) if part == name]
+             for name in dataset.SPLITS}
+    probabilities = {name: np.array([keras_probs[item.path] for item in chosen])
+                     for name, chosen in parts.items()}
+    labels = {name: dataset.label_indices(chosen, scheme.labels)
+              for name, chosen in parts.items()}
+    positive = scheme.positive_index
+    threshold = metrics.screening_threshold(labels["val"] == positive,
+                                            probabilities["val"][:, positive], target)
+    name = "COVID" if scheme.positive == "covid" else scheme.positive
+    rule = (f"highest threshold with validation {name} sensitivity >= {target:.0%} (chosen at "
+            f"conversion, `convert --target-sensitivity {target:g}`; training chose "
+            f"{run['threshold']:.4f} for {run['config']['target_sensitivity']:.0%}; "
+            "screening: a missed COVID case costs more than a false alarm)")
+    if scheme.count > 2:
+        rule += f"; below it, the verdict is the most probable of {', '.join(scheme.others)}"
+    log(f"threshold {run['threshold']:.4f} -> {threshold:.4f}: {rule}")
+    return run | {"threshold": threshold, "threshold_rule": rule,
+                  "metrics": {name: metrics.class_metrics(labels[name], probabilities[name],
+                                                          scheme, threshold)
+                              for name in dataset.SPLITS},
+                  "target_sensitivity_at_conversion": target}
+
+
 def run_data_dirs(run: dict, data_dir: str | Path | None):
     """Where the run's images are: its one folder (--data overrides it), or {root: folder}."""
     if run.get("data_dirs"):
@@ -130,7 +159,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             log=print, progress=None, force: bool = False, edgetpu: bool = False,
             non_xray_dirs: tuple = (), ood_train_images: int = 2000,
             ood_components: int | None = None, ood_quantile: float = 0.995,
-            bias_correction: bool = True) -> dict:
+            bias_correction: bool = True, target_sensitivity: float | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -216,6 +245,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         for path in stale:
             path.unlink()
     keras_probs = keras_probabilities(run_dir, scheme)
+    if target_sensitivity is not None:
+        run = rethreshold(run, items, split, keras_probs, scheme, target_sensitivity, log)
     samples = [(item, _copy_sample(item, data_dir, samples_dir))
                for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"],
                                         scheme)]
@@ -453,6 +484,8 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
               f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")
     convert = (f"covid-edge convert {run_dir}/model.keras --out models "
                f"--calibration-size {calibration_size} --seed {seed}"
+               + (f" --target-sensitivity {run['target_sensitivity_at_conversion']:g}"
+                  if run.get("target_sensitivity_at_conversion") else "")
                + (" --edgetpu" if edgetpu else "")
                + ("" if bias_correction else " --no-bias-correction")
                + ("" if ood_components is None else f" --ood-components {ood_components}")

@@ -61,10 +61,15 @@ class ComponentsParam(click.ParamType):
               type=click.FloatRange(0.5, 1.0),
               help="The guard refuses features farther than this quantile of the validation "
                    "X-rays' distances.")
+@click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=None,
+              help="Choose the screening threshold again, on the run's validation split "
+                   "(the Keras model's probabilities in predictions.csv), for this COVID "
+                   "sensitivity instead of training's --target-sensitivity. The threshold is "
+                   "a deployment choice: this makes it without retraining.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
             force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
-            verbose):
+            target_sensitivity, verbose):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -98,6 +103,7 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
 
     try:
         card = run_conversion(model, out_dir, data_dir=data_dir, calibration_size=calibration_size,
+                              target_sensitivity=target_sensitivity,
                               sample_count=sample_count, seed=seed, log=Log(), progress=progress,
                               force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
                               ood_train_images=ood_train_images, ood_components=ood_components,
