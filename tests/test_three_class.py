@@ -184,3 +184,33 @@ def test_one_patients_images_share_a_group():
     # Names without a patient (the database's) keep their own groups.
     plain = dataset.scan(CXR)[:50]
     assert dataset.with_patients(plain, np.arange(50)).tolist() == list(range(50))
+
+
+def test_convert_can_choose_the_threshold_again_on_validation():
+    """`convert --target-sensitivity`: the threshold is a deployment choice, re-made on the
+    validation split's Keras probabilities, never on the test split."""
+    from covid_edge.convert.convert import rethreshold
+
+    scheme = ClassScheme(("normal", "pneumonia", "covid"), "covid", "softmax")
+    rng = np.random.default_rng(0)
+    items, split, probs = [], [], {}
+    for index in range(600):
+        label = scheme.labels[index % 3]
+        part = dataset.SPLITS[index % 5 % 3]
+        p_covid = rng.beta(5, 2) if label == "covid" else rng.beta(2, 5)
+        rest = rng.dirichlet([1, 1]) * (1 - p_covid)
+        items.append(dataset.Item(f"{label}/{index}.jpg", label))
+        split.append(part)
+        probs[items[-1].path] = np.array([rest[0], rest[1], p_covid])
+    split = np.array(split, dtype=object)
+    run = {"threshold": 0.05, "threshold_rule": "old", "config": {"target_sensitivity": 0.98},
+           "metrics": {}}
+    new = rethreshold(run, items, split, probs, scheme, 0.9, log=lambda message: None)
+    assert new["threshold"] > 0.05 and new["target_sensitivity_at_conversion"] == 0.9
+    assert new["metrics"]["val"]["sensitivity"] >= 0.9
+    # Only validation decides: changing test probabilities leaves the threshold alone.
+    changed = {path: (p if part != "test" else p[::-1])
+               for (path, p), part in zip(probs.items(), split)}
+    assert rethreshold(run, items, split, changed, scheme, 0.9,
+                       log=lambda message: None)["threshold"] == new["threshold"]
+    assert "--target-sensitivity 0.9" in new["threshold_rule"]
