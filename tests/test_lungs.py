@@ -24,6 +24,8 @@ from covid_edge.preprocess import PreprocessSpec, crop_box, load_pixels
 
 MODELS = REPO_ROOT / "models"
 SAMPLES = MODELS / "samples"
+# X-rays these tests name, whatever the current release's samples are: 0.2.0's samples.
+NAMED_XRAYS = REPO_ROOT / "releases" / "0.2.0" / "samples"
 NOT_FRONTAL_SET = SHARED / "data" / "not-frontal-chest"
 LUNGS_DATA = SHARED / "data" / "lungs"
 
@@ -82,7 +84,7 @@ def test_lateral_view_is_refused(classifier):
 
 
 def test_frontal_sample_is_accepted_with_geometry(classifier):
-    prediction = classifier.classify_file(SAMPLES / "covid-COVID-1422.jpg")
+    prediction = classifier.classify_file(NAMED_XRAYS / "covid-COVID-1422.jpg")
     assert prediction.verdict in ("covid", "normal")
     assert prediction.lungs["field_count"] >= 2
     assert classifier.describe_guard()["lung_check"] is True
@@ -152,7 +154,7 @@ def crop_model_dir(tmp_path):
 def test_crop_mode_device_input_equals_training_input(crop_model_dir):
     classifier = Classifier.load(crop_model_dir / "covid-edge-int8.tflite", num_threads=1)
     assert classifier.spec.crop == "lungs" and classifier.lungs is not None
-    path = SAMPLES / "covid-COVID-2554.jpg"  # lungs well inside the frame: the crop shows
+    path = NAMED_XRAYS / "covid-COVID-2554.jpg"  # lungs well inside the frame: the crop shows
     # training and calibration read files with load_pixels; the device with classify_file
     training = load_pixels(path, classifier.spec)
     from covid_edge.image_io import read_image
@@ -191,7 +193,7 @@ def test_explain_draws_lung_contours_and_reports_the_share(classifier):
     from covid_edge.edge_runtime.explain import explain_gray, render
     from covid_edge.edge_runtime.explain_lungs import CONTOUR_RGB
 
-    gray = read_grayscale(SAMPLES / "covid-COVID-728.jpg")
+    gray = read_grayscale(NAMED_XRAYS / "covid-COVID-728.jpg")
     explanation = explain_gray(classifier, gray, patch=56, stride=56)  # 17 inferences: fast
     assert explanation.lung_mask is not None and explanation.lung_mask.shape == (224, 224)
     figures = explanation.figures()

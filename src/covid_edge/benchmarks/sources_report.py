@@ -103,11 +103,14 @@ def _group_auc_note(report: dict) -> str:
     positive = report["model"]["positive_label"]
     negative = reference_negative(report["model"]["labels"], positive)
     labels = report["model"]["labels"]
-    score = (f"P({positive})" if len(labels) == 2 else
-             f"P(label) for the model's classes, 1 - P({negative}) for other labels")
-    return (f"AUC vs {negative}: within the same source, ROC AUC of {score} for this "
-            f"label against the source's {negative} images (guard off): the hospital is the "
-            "same on both sides, so only the finding can separate them.")
+    if len(labels) == 2:
+        return (f"AUC vs {negative}: within the same source, ROC AUC of P({positive}) for this "
+                f"label against the source's {negative} images (guard off): the hospital is "
+                "the same on both sides, so only the finding can separate them.")
+    return (f"AUC vs {negative}: within the same source, ROC AUC of this label against the "
+            f"source's {negative} images (guard off), scored by P(label) for the model's "
+            f"classes and by 1 - P({negative}) for other labels: the hospital is the same on "
+            "both sides, so only the finding can separate them.")
 
 
 def _called_what(report: dict) -> str:
