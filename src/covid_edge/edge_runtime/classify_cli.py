@@ -242,8 +242,16 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
 def _table_header(classifier: Classifier) -> str:
     width = _verdict_width(classifier)
     others = "".join(f" {_column(label):>{_width(label)}}" for label in _other_columns(classifier))
-    return (f"{'verdict':<{width}} {'P(' + classifier.positive_label + ')':>8} {'threshold':>9}"
+    threshold = f" {'threshold':>9}" if _threshold_column(classifier) else ""
+    return (f"{'verdict':<{width}} {'P(' + classifier.positive_label + ')':>8}{threshold}"
             f"{others} {'latency':>10}  image")
+
+
+def _threshold_column(classifier: Classifier) -> bool:
+    """Two classes: the threshold beside P(positive), as the table always was. More: the
+    footer states it with the rule, and the room goes to the other classes' columns (the
+    table stays within 100 columns with a long path)."""
+    return classifier.scheme.count == 2
 
 
 def _other_columns(classifier: Classifier) -> tuple[str, ...]:
@@ -275,7 +283,9 @@ def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Clas
     elif prediction.verdict == NOT_CHEST_XRAY:
         # The row keeps its columns; the reason goes on its own line under it.
         dashes = "".join(f" {'-':>{_width(label)}}" for label in others)
-        click.echo(f"{'refused':<{width}} {'-':>8} {'-':>9}{dashes} {'-':>10}  {prediction.path}")
+        threshold = f" {'-':>9}" if _threshold_column(classifier) else ""
+        click.echo(f"{'refused':<{width}} {'-':>8}{threshold}{dashes} {'-':>10}  "
+                   f"{prediction.path}")
         click.echo(textwrap.fill(refusal_text(prediction.reason), 100, initial_indent=" " * 10,
                                  subsequent_indent=" " * 10, break_on_hyphens=False))
     else:
@@ -285,7 +295,8 @@ def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Clas
         columns = "".join(
             f" {probability_text(raw.get(label), shown.get(label), limits):>{_width(label)}}"
             for label in others)
-        click.echo(f"{prediction.verdict:<{width}} {probability:>8} {prediction.threshold:>9.3f}"
+        threshold = f" {prediction.threshold:>9.3f}" if _threshold_column(classifier) else ""
+        click.echo(f"{prediction.verdict:<{width}} {probability:>8}{threshold}"
                    f"{columns} {prediction.latency_ms:>7.1f} ms  {prediction.path}")
 
 
