@@ -18,7 +18,7 @@ from covid_edge.edge_runtime.explain import (COLOUR_MAP, LOG_ODDS, PROBABILITY, 
                                              count_inferences, default_patch, default_stride,
                                              agreement_tolerance, explain_pixels,
                                              explain_to_png, final_layer, occluder_pixels,
-                                             patch_starts, sigmoid)
+                                             patch_starts, sigmoid, target_scorer)
 from covid_edge.preprocess import PreprocessSpec, load_pixels
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -76,11 +76,11 @@ def test_occluders(covid_xray):
 
 # -- the map -------------------------------------------------------------------------------
 
-def score_of(classifier, pixels, kind) -> float:
-    """The score explain_pixels records, computed here from a plain inference."""
+def score_of(classifier, pixels, kind, target) -> float:
+    """The score explain_pixels records for `target`, computed here from a plain inference."""
     inference = classifier.run(classifier.prepare_input(pixels))
-    return (final_layer(classifier).log_odds(inference.features) if kind == LOG_ODDS
-            else inference.positive)
+    head = final_layer(classifier) if kind == LOG_ODDS else None
+    return target_scorer(classifier, head, target)(inference)
 
 
 def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coarse):
@@ -101,7 +101,8 @@ def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coa
     assert explanation.raw_probability == plain.raw_probability
     assert explanation.verdict == plain.verdict
     assert explanation.threshold == plain.threshold
-    assert explanation.base_score == pytest.approx(score_of(classifier, pixels, expected_kind))
+    assert explanation.base_score == pytest.approx(
+        score_of(classifier, pixels, expected_kind, explanation.target))
 
     # Each hidden patch, built independently in pixel space, gives the recorded score.
     hidden = occluder_pixels(pixels, "blur", coarse["patch"])
@@ -111,7 +112,7 @@ def test_map_is_consistent_with_plain_classification(classifier, covid_xray, coa
             trial = pixels.copy()
             window = (slice(top, top + coarse["patch"]), slice(left, left + coarse["patch"]))
             trial[window] = hidden[window]
-            assert score_of(classifier, trial, expected_kind) == pytest.approx(
+            assert score_of(classifier, trial, expected_kind, explanation.target) == pytest.approx(
                 explanation.occluded[i, j], abs=1e-5)
     # A corner pixel lies under one patch only: its score is that patch's drop.
     assert explanation.heatmap[0, 0] == pytest.approx(
@@ -141,7 +142,9 @@ def test_log_odds_from_the_last_layer_give_the_models_probability(classifier, co
         blend = np.rint(weight * covid + (1 - weight) * normal).astype(np.uint8)
         inference = classifier.run(classifier.prepare_input(blend))
         probability, features = inference.positive, inference.features
-        assert abs(sigmoid(head.log_odds(features)) - probability) <= tolerance
+        log_odds = (head.log_odds(features) if classifier.scheme.output_size == 1 else
+                    head.class_log_odds(features, classifier.scheme.positive_index))
+        assert abs(sigmoid(log_odds) - probability) <= tolerance
         probabilities.append(probability)
     assert min(probabilities) < 0.5 < max(probabilities)
 
