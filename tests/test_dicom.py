@@ -339,7 +339,9 @@ def test_classify_dicom_end_to_end(models_dir, tmp_path, covid_xray, xray):
                             covid_xray.name}  # the folder scan finds .dcm and .dicom
     reference = by_name[covid_xray.name]["probability"]
     assert by_name["chest.dcm"]["probability"] == pytest.approx(reference, abs=1e-6)
-    assert by_name["chest-mono1.dcm"]["probability"] == pytest.approx(reference, abs=0.02)
+    # 12-bit data go through the card's window: a release with the percentile window (0.3.0)
+    # clips the darkest and brightest 0.5%, which the 8-bit original does not: close, not equal.
+    assert by_name["chest-mono1.dcm"]["probability"] == pytest.approx(reference, abs=0.05)
     assert by_name["tiny.dicom"]["error"] is None
     if not get_decoder(JPEGLSLossless).is_available:
         assert "JPEG-LS" in by_name["compressed.dcm"]["error"]

@@ -415,6 +415,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                                         non_xray_dirs, bias_correction, ood_components),
     })
     model_card.write_json(card, out_dir)
+    refresh_lung_reference(out_dir, [path for _, path in samples], log)
     for name in TRAINING_FILES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, training_dir / name)
@@ -422,6 +423,21 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     write_markdown(card, out_dir)
     return card
+
+
+def refresh_lung_reference(out_dir: Path, samples: list[Path], log) -> None:
+    """The lung model beside the classifier (OUT/lungs/) pins its reference outputs on the
+    bundled samples; new samples need new references, or `bench check` would look for files
+    that are gone."""
+    from ..edge_runtime.lungs import LUNG_CARD_FILENAME
+
+    lung_dir = out_dir / "lungs"
+    if not (lung_dir / LUNG_CARD_FILENAME).is_file():
+        return
+    from ..benchmarks.lungs_check import write_reference
+
+    write_reference(lung_dir, sorted(samples), LUNG_CARD_FILENAME)
+    log(f"lung model: reference outputs recomputed on the {len(samples)} new samples")
 
 
 def _sample_path(item, samples_dir: Path) -> Path:
