@@ -26,8 +26,12 @@ from covid_edge.classes import ClassScheme  # noqa: E402
 from covid_edge.metrics import roc_auc  # noqa: E402
 
 
-def load(run_dir: Path, split: str) -> tuple[ClassScheme, float, list[dict], np.ndarray]:
+def load(run_dir: Path, split: str, card: Path | None = None
+         ) -> tuple[ClassScheme, float, list[dict], np.ndarray]:
+    """card: a model card whose threshold replaces training's (convert --target-sensitivity)."""
     run = json.loads((run_dir / "run.json").read_text())
+    if card is not None:
+        run["threshold"] = json.loads(card.read_text())["threshold"]
     scheme = ClassScheme.from_card(run)
     with open(run_dir / "predictions.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == split]
@@ -38,8 +42,8 @@ def load(run_dir: Path, split: str) -> tuple[ClassScheme, float, list[dict], np.
     return scheme, float(run["threshold"]), rows, probs
 
 
-def summarise(run_dir: Path, split: str) -> dict:
-    scheme, threshold, rows, probs = load(run_dir, split)
+def summarise(run_dir: Path, split: str, card: Path | None = None) -> dict:
+    scheme, threshold, rows, probs = load(run_dir, split, card)
     # predictions.csv holds 6 decimals: the threshold (one of the validation probabilities)
     # must not fall above its own rounded value.
     verdicts = np.array(scheme.labels)[scheme.verdict_indices(probs, threshold - 5e-7)]
@@ -69,15 +73,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    parser.add_argument("--card", type=Path, help="use this model card's threshold (e.g. "
+                        "models/model_card.json after convert --target-sensitivity)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = [summarise(run, args.split) for run in args.runs]
+    results = [summarise(run, args.split, args.card) for run in args.runs]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     keys = sorted({key for result in results for key in result["by_source"]})
     names = [Path(result["run"]).name for result in results]
-    print(f"{args.split} split; per source/label: share called covid | called its own label")
+    print(f"{args.split} split, threshold " + ", ".join(f"{r['threshold']:.4f}" for r in results)
+          + "; per source/label: share called covid | called its own label")
     print(f"{'':<28}" + "".join(f"{name:>22}" for name in names))
     for headline in [k for k in results[0] if k.endswith(("sensitivity", "AUC", "accuracy"))]:
         print(f"{headline:<28}" + "".join(f"{r[headline]:>22.4f}" for r in results))

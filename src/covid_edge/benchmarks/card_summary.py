@@ -103,7 +103,7 @@ def headline_classes(summary: dict) -> list[str]:
     labels = summary["labels"]
     trained = set(summary.get("trained_on_sources") or [])
     lines = []
-    for where, chosen in (("from hospitals it trained on (their test images)", True),
+    for where, chosen in (("from hospitals it trained on (images it never trained on)", True),
                           ("from hospitals it never trained on", False)):
         groups = [g for g in summary["groups"] if (g["source"] in trained) == chosen]
         normals = [g for g in groups if g["label"] == "normal"]
