@@ -57,18 +57,26 @@ def _group_rows(report: dict, guard_off: bool = True, digits: int | None = 1
                 ) -> list[list[str]]:
     """digits None: the other classes' rates without intervals (the terminal table)."""
     positive = report["model"]["positive_label"]
+    others = _others(report)
+    # A model with more classes has more columns: in the terminal (digits None) its rates go
+    # without intervals, so that the table keeps to 100 columns (the report has them all).
+    short = digits is None and bool(others)
     rows = []
     for g in report["groups"]:
-        row = [g["source"], g["label"], str(g["n"]), pct(g["refused"]),
-               pct(g["guard_on"]["called"][positive])]
+        row = [g["source"], g["label"], str(g["n"]), _rate(g["refused"], short),
+               _rate(g["guard_on"]["called"][positive], short)]
         if guard_off:
             row.append(pct(g["guard_off"]["called"][positive]))
-        for other in _others(report):
-            entry = g["guard_on"]["called"][other]
-            row.append(pct(entry) if digits is not None else
-                       "-" if entry.get("rate") is None else f"{100 * entry['rate']:.1f}%")
+        for other in others:
+            row.append(_rate(g["guard_on"]["called"][other], digits is None))
         rows.append(row + [auc(g.get("roc_auc_against_source_negatives"))])
     return rows
+
+
+def _rate(entry: dict, short: bool) -> str:
+    if not short:
+        return pct(entry)
+    return "-" if entry.get("rate") is None else f"{100 * entry['rate']:.1f}%"
 
 
 def _columns(report: dict) -> tuple[tuple, tuple]:
@@ -122,6 +130,16 @@ def _called_what(report: dict) -> str:
     return f"{', '.join([positive] + others[:-1])} or {others[-1]} (guard on)"
 
 
+def _terminal_group_columns(report: dict, group_columns: tuple) -> tuple:
+    """The terminal's columns (guard on only). With more than two classes the headers are the
+    bare class names under the line that says "how often it is called": 100 columns."""
+    columns = group_columns[:5] + group_columns[6:]
+    if not _others(report):
+        return columns
+    return (*columns[:3], "refused",
+            *(name.removeprefix("called ") for name in columns[4:-1]), columns[-1])
+
+
 def terminal_table(report: dict) -> str:
     source_columns, group_columns = _columns(report)
     parts = _header(report) + [
@@ -132,7 +150,7 @@ def terminal_table(report: dict) -> str:
                    _source_rows(report, "guard_on", accuracy=False), right=(1, 2)),
         wrap(_auc_note(report)), "",
         "Every label, how often it is called " + _called_what(report) + ":", "",
-        text_table(group_columns[:5] + group_columns[6:],
+        text_table(_terminal_group_columns(report, group_columns),
                    _group_rows(report, guard_off=False, digits=None), right=(2,)),
         wrap(_group_auc_note(report)),
     ]
