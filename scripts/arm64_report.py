@@ -58,10 +58,16 @@ def _rc(path: Path) -> int | None:
 
 
 def card_reference() -> tuple[dict, dict, int]:
-    """Reference raw int8 output per sample file name, the output quantization, the tolerance."""
+    """Reference raw int8 output per sample file name, the output quantization, the tolerance.
+    For a model with one output per class, the positive class's unit: `classify --json` gives
+    P(positive), which is what the device's raw output is recovered from."""
     card = json.loads(CARD.read_text(encoding="utf-8"))
     reference = card["reference_outputs"]
-    raw = {Path(image["file"]).name: image["raw_output"] for image in reference["images"]}
+    positive = card["labels"].index(card["positive_label"])
+    raw = {Path(image["file"]).name: (image["raw_output"][positive]
+                                      if isinstance(image["raw_output"], list)
+                                      else image["raw_output"])
+           for image in reference["images"]}
     quantization = card["variants"][reference["variant"]]["output_quantization"]
     return raw, quantization, int(reference["tolerance"]["raw_output_steps"])
 

@@ -122,7 +122,7 @@ def _card_edit(path: str, value):
 _DELETE = object()
 BAD_CARDS = [
     ("threshold", float("nan")), ("threshold", 1e308), ("threshold", "0.5"),
-    ("threshold", -0.1), ("positive_label", "pneumonia"), ("labels", ["covid", "covid"]),
+    ("threshold", -0.1), ("positive_label", "tuberculosis"), ("labels", ["covid", "covid"]),
     ("labels", None), ("variants", None), ("variants", ["int8"]), ("ood_guard", None),
     ("ood_guard", []), ("ood_guard.image_checks", "strict"),
     ("ood_guard.image_checks.colourfulness_max", "high"),

@@ -298,7 +298,11 @@ def test_bench_sources_and_shift_break_down_every_verdict(classifier, model):
         assert list(called) == LABELS
         assert sum(entry["k"] for entry in called.values()) == group["guard_off"]["n"]
     table = sources_report.terminal_table(report)
-    assert "called pneumonia" in table and "called normal" in table
+    # "how often it is called covid, normal or pneumonia", a bare class name per column
+    header = next(line for line in table.splitlines() if line.startswith("source ")
+                  and "label" in line)
+    assert "called covid, normal or pneumonia" in table
+    assert header.split()[4:7] == ["covid", "normal", "pneumonia"]
     assert "AUC vs normal" in table
 
     run = shift.run(classifier, images, {"notes": [], "images": len(images)},
