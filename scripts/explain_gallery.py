@@ -22,6 +22,7 @@ prose around them is written by a person who looked at the pictures.
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 import random
@@ -214,12 +215,14 @@ def corner_sheet(data, test: dict[str, list[Item]], out: Path, seed: int, labels
     return name
 
 
-def gallery_block(rows: list[dict], model: str) -> str:
-    lines = [f"Model `{model}`, default grid and occluder; images from its test split.", "",
+def gallery_block(rows: list[dict], model: str, images: str = "explain") -> str:
+    """images: the folder of the PNGs, relative to the Markdown file."""
+    lines = [f"Model `{model}`, default grid and occluder; images from its test split; "
+             "evidence for covid.", "",
              "| true label | verdict | P(covid) | | heatmap |", "| --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(f"| {row['label']} | {row['verdict']} | {row['probability']:.3f} | "
-                     f"{row['note']} | ![{row['file']}](explain/{row['png']}) |")
+                     f"{row['note']} | ![{row['file']}]({images}/{row['png']}) |")
     return "\n".join(lines)
 
 
@@ -345,7 +348,8 @@ def main() -> int:
     figures_json.write_text(json.dumps(summary, indent=2) + "\n")
     if args.occluder == "blur":
         model_name = f"{model_dir.name}/{classifier.model_path.name}"
-        update_markdown(args.markdown, "gallery", gallery_block(rows, model_name))
+        images = os.path.relpath(args.out.resolve(), args.markdown.resolve().parent)
+        update_markdown(args.markdown, "gallery", gallery_block(rows, model_name, images))
         if result:
             update_markdown(args.markdown, "survey", survey_block(result, args.occluder))
             update_markdown(args.markdown, "corners", corner_block(corner_counts))
