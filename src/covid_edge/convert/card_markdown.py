@@ -12,6 +12,13 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+def _unknowns(card: dict) -> list[str]:
+    """What the figures cannot show, in plain words (the card's "unknowns", if any)."""
+    if not card.get("unknowns"):
+        return []
+    return ["## What remains unknown", "", *[f"- {line}" for line in card["unknowns"]], ""]
+
+
 def _classes(card: dict) -> list[str]:
     """The int8 model's N-class verdicts on the test split: confusion matrix and per class."""
     measured = card["variants"]["int8"]["metrics"]
@@ -44,6 +51,7 @@ def render(card: dict) -> str:
         f"Output: {card['output']}.",
         "",
         *_behaviour(card),
+        *_unknowns(card),
         "## Decision threshold",
         "",
         (f"COVID if probability >= **{card['threshold']:.4f}**: {card['threshold_rule']}."
