@@ -77,6 +77,14 @@ def api_classify(server: str, path: Path) -> dict:
         return json.load(response)
 
 
+def upload(page, server: str, path) -> None:
+    """Send `path` from the upload page and wait for the prediction page."""
+    page.goto(server + "/")
+    page.set_input_files("#file", str(path))
+    with page.expect_navigation():
+        page.click("#submit")
+
+
 def assert_inside_viewport(page, selector: str):
     box = page.locator(selector).bounding_box()
     viewport = page.viewport_size
@@ -186,10 +194,7 @@ def test_a_photo_gets_no_verdict(browser, server, shots):
     expected = api_classify(server, photo)
     page = browser.new_page(viewport=SMALL)
     try:
-        page.goto(server + "/")
-        page.set_input_files("#file", str(photo))
-        with page.expect_navigation():
-            page.click("#submit")
+        upload(page, server, photo)
         assert page.inner_text("#verdict") == expected["verdict"].upper()
         if expected["probability"] is None:  # refused by the guard: a reason, no bar
             assert expected["reason"] in page.inner_text("#reason")
@@ -262,10 +267,7 @@ def test_three_class_prediction_page_has_a_bar_per_class(browser, three_class_se
     assert list(expected["probabilities"]) == ["normal", "pneumonia", "covid"]
     page = browser.new_page(viewport=viewport)
     try:
-        page.goto(three_class_server + "/")
-        page.set_input_files("#file", str(xray))
-        with page.expect_navigation():
-            page.click("#submit")
+        upload(page, three_class_server, xray)
         assert page.inner_text("#verdict") == expected["verdict"].upper()
         assert page.inner_text("#prob-value") == format_percent(expected["probability"])
         # Colours: covid warm, normal calm, another finding (pneumonia) its own amber.
