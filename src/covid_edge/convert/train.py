@@ -229,7 +229,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     from .. import plots
 
     started = time.time()
-    data_dir, out_dir = Path(config.data_dir), Path(config.out_dir)
+    out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_out_dir(out_dir, force)
     keras.utils.set_random_seed(config.seed)

@@ -3,8 +3,9 @@
 The path is short and linear on purpose (pycoral's classify_image.py is the model):
 model card -> interpreter -> read + resize the file (covid_edge.preprocess, the same code training
 used) -> out-of-distribution image checks (guard.py) -> quantize to the model's input type ->
-invoke -> dequantize -> feature-distance check -> threshold from the card -> calibrated
-probability (calibration.py) for display.
+invoke -> dequantize -> feature-distance check -> the verdict by the card's threshold and
+classes (covid_edge.classes: covid when P(covid) >= it, else the likeliest other class) ->
+calibrated probabilities (calibration.py) for display.
 Nothing here imports TensorFlow.
 """
 
@@ -48,8 +49,8 @@ class ModelIntegrityWarning(UserWarning):
 
 @dataclass
 class Prediction:
-    """One image's answer. verdict is the positive or negative label, NOT_CHEST_XRAY (then
-    `reason` says why and both probabilities are None: the model's output on a photo means
+    """One image's answer. verdict is one of the model's labels, NOT_CHEST_XRAY (then
+    `reason` says why and the probabilities are None: the model's output on a photo means
     nothing), or None with `error` set when the file could not be read."""
 
     path: str
