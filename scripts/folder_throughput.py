@@ -42,29 +42,29 @@ def sources(count: int) -> list[Path]:
     return files[::step][:count]
 
 
-def write_jpegs(folder: Path, count: int) -> list[Path]:
+def write_copies(folder: Path, count: int, suffix: str, save) -> list[Path]:
+    """`count` source X-rays, each grayscale and written by save(gray image, path)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for index, source in enumerate(sources(count)):
-        path = folder / f"{index:05d}.jpg"
+        path = folder / f"{index:05d}{suffix}"
         with Image.open(source) as img:
-            img.convert("L").resize((224, 224), Image.Resampling.BILINEAR).save(path, quality=90)
+            save(img.convert("L"), path)
         out.append(path)
     return out
+
+
+def write_jpegs(folder: Path, count: int) -> list[Path]:
+    return write_copies(folder, count, ".jpg", lambda gray, path: gray.resize(
+        (224, 224), Image.Resampling.BILINEAR).save(path, quality=90))
 
 
 def write_sixteen_bit(folder: Path, count: int) -> list[Path]:
     """2500x3000 16-bit PNGs holding 12 bits of data, as digital radiographs come."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for index, source in enumerate(sources(count)):
-        path = folder / f"{index:05d}.png"
-        with Image.open(source) as img:
-            gray = np.asarray(img.convert("L").resize((2500, 3000), Image.Resampling.BILINEAR))
-        values = gray.astype(np.uint16) * 16 + np.uint16(300)
-        Image.fromarray(values).save(path)
-        out.append(path)
-    return out
+    def save(gray, path):
+        values = np.asarray(gray.resize((2500, 3000), Image.Resampling.BILINEAR))
+        Image.fromarray(values.astype(np.uint16) * 16 + np.uint16(300)).save(path)
+    return write_copies(folder, count, ".png", save)
 
 
 def per_second(count: int, seconds: float) -> float:

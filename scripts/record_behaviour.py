@@ -36,6 +36,9 @@ def main() -> int:
     parser.add_argument("--shift", type=Path, required=True, help="shift.json")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--readme", type=Path, help="README.md to update between the markers")
+    parser.add_argument("--unknowns", type=Path,
+                        help="a Markdown list of what the figures cannot show (one '- ' item "
+                             "per line), kept in the card's \"unknowns\" and MODEL_CARD.md")
     args = parser.parse_args()
 
     card_path = args.models / CARD_FILENAME
@@ -52,6 +55,10 @@ def main() -> int:
                                                               "sources.md"),
                                      relative(args.shift.parent / "shift.md"))
     card[card_summary.CARD_KEY] = summary
+    if args.unknowns:
+        card["unknowns"] = [line[2:].strip() for line in
+                            args.unknowns.read_text(encoding="utf-8").splitlines()
+                            if line.startswith("- ")]
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {card_path} and {write_markdown(card, args.models)}")
     if args.readme:
