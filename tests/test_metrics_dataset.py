@@ -98,3 +98,26 @@ def test_corner_erasing_paints_only_corners_flat():
                 touched_corners.add(name)
                 assert corner.min() == corner.max(), "an erased corner is one flat grey"
     assert touched_corners == {"tl", "tr", "bl", "br"}
+
+
+def test_a_reused_split_follows_the_images_not_their_order(tmp_path):
+    # --split-from: a crop run is compared with the full-image run on the same images, so the
+    # earlier split must be found by (root, path), whatever order the folders are read in.
+    items = [dataset.Item(f"{label}/{i}.jpg", label, source, root)
+             for i, (label, source, root) in enumerate(
+                 [("covid", "cxr", "cxr"), ("normal", "nih", "cxr-more"),
+                  ("normal", "cxr", "cxr"), ("pneumonia", "nih", "cxr-more")])]
+    groups = np.array([0, 1, 2, 3])
+    split = np.array(["train", "val", "test", "train"], dtype=object)
+    dataset.write_split(tmp_path / "split.csv", items, groups, split)
+    again = [items[3], items[0], items[2], items[1]]
+    reused_groups, reused_split = dataset.reuse_split(tmp_path / "split.csv", again)
+    assert list(reused_split) == ["train", "train", "test", "val"]
+    assert list(reused_groups) == [3, 0, 2, 1]
+    with pytest.raises(ValueError, match="1 of them not in the file"):
+        dataset.reuse_split(tmp_path / "split.csv",
+                            again[:3] + [dataset.Item("normal/9.jpg", "normal", "nih", "cxr-more")])
+    with pytest.raises(ValueError, match="labels 1 images differently"):
+        dataset.reuse_split(tmp_path / "split.csv",
+                            again[:3] + [dataset.Item(items[1].path, "pneumonia", "nih",
+                                                      "cxr-more")])

@@ -267,6 +267,26 @@ def write_split(path: str | Path, items: list[Item], groups: np.ndarray, split: 
                             + ([item.source, item.root] if several else []))
 
 
+def reuse_split(path: str | Path, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
+    """(groups, split) for items from an earlier run's split.csv, which must name exactly these
+    images with these labels."""
+    earlier, groups, split = read_split(path)
+    where = {(item.root, item.path): index for index, item in enumerate(earlier)}
+    missing = [item for item in items if (item.root, item.path) not in where]
+    if missing or len(items) != len(earlier):
+        example = f" (e.g. {missing[0].path})" if missing else ""
+        raise ValueError(f"{path} splits {len(earlier)} images, this run has {len(items)}, "
+                         f"{len(missing)} of them not in the file{example}: give the same data "
+                         "folders and --map options as the run that wrote it")
+    order = np.array([where[(item.root, item.path)] for item in items])
+    relabelled = [item.path for item, index in zip(items, order)
+                  if earlier[index].label != item.label]
+    if relabelled:
+        raise ValueError(f"{path} labels {len(relabelled)} images differently "
+                         f"(e.g. {relabelled[0]}): give the same --map options")
+    return groups[order], split[order]
+
+
 def read_split(path: str | Path) -> tuple[list[Item], np.ndarray, np.ndarray]:
     items, groups, split = [], [], []
     with open(path, newline="", encoding="utf-8") as handle:

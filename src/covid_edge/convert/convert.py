@@ -495,6 +495,8 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
         train += f" --crop {config['crop']}"
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
+    if config.get("split_from"):
+        train += f" --split-from {config['split_from']}"
     # Runs from before these options existed had no invariance chain and the min-max stretch.
     train += (f" --invariance {config.get('invariance', 0.0)}"
               f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")

@@ -58,6 +58,10 @@ class TrainConfig:
     high_bit_window: str = "percentile"
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     limit_per_class: int | None = None
+    # Another run's split.csv to reuse image for image: settings (crop or full image) are then
+    # compared on the same train/validation/test images. Without it the split depends on the
+    # pixels (near-duplicates are found after the crop), so two settings would split apart.
+    split_from: str | None = None
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -255,12 +259,18 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     log(f"{len(items)} images: " + ", ".join(f"{int(n)} {label}"
                                               for label, n in zip(class_labels, counts))
         + (f"; {scheme.count} classes, softmax head" if softmax else ""))
+    # Checked before the pixels load (minutes): a split that does not fit fails at once.
+    reused = dataset.reuse_split(config.split_from, items) if config.split_from else None
     pixels = load_all_pixels(data_dirs, items, spec, progress)
-    groups = dataset.with_patients(items, dataset.duplicate_groups(pixels))
-    group_sizes = np.bincount(groups)
     several_sources = len({(item.root, item.source) for item in items}) > 1
-    strata = dataset.strata(items, class_labels) if several_sources else labels
-    split = dataset.group_split(strata, groups, config.split_fractions, config.seed)
+    if reused is not None:
+        groups, split = reused
+        log(f"split from {config.split_from}: the same images train, validate and test")
+    else:
+        groups = dataset.with_patients(items, dataset.duplicate_groups(pixels))
+        strata = dataset.strata(items, class_labels) if several_sources else labels
+        split = dataset.group_split(strata, groups, config.split_fractions, config.seed)
+    group_sizes = np.bincount(groups)
     if config.validation_sources:
         unknown = set(config.validation_sources) - {item.source for item in items}
         if unknown:

@@ -99,6 +99,11 @@ def parse_map(ctx, param, values) -> dict:
                    "training and, through the model card, on the device: 'percentile' is a "
                    "robust window that a burned-in marker or hot pixels cannot squeeze; "
                    "'minmax' is release 0.2.0's stretch.")
+@click.option("--split-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="SPLIT_CSV",
+              help="Reuse an earlier run's split.csv image for image, so two settings (e.g. "
+                   "--crop lungs against the full image) are compared on the same train, "
+                   "validation and test images. Needs the same DATA_DIRS and --map options.")
 @click.option("--limit-per-class", type=click.IntRange(1), default=None,
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -106,7 +111,7 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
-          invariance, high_bit_window, limit_per_class, seed, force, verbose):
+          invariance, high_bit_window, split_from, limit_per_class, seed, force, verbose):
     """Train MobileNetV2 to classify chest X-rays into the classes its data names.
 
     Each DATA_DIR holds one folder per class (covid/, normal/, pneumonia/, ...) or a
@@ -144,7 +149,7 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
         corner_erase=corner_erase, crop=crop, invariance=invariance,
-        high_bit_window=high_bit_window,
+        high_bit_window=high_bit_window, split_from=split_from,
         limit_per_class=limit_per_class, seed=seed)
     try:
         summary = run_training(config, Log(), progress, force=force)
