@@ -2,11 +2,17 @@
 between settings (lung crop or full image, invariance on or off) may be made on.
 
     python scripts/compare_runs.py runs/pilot-full runs/pilot-crop [--split val] [--json]
+        [--card A/model_card.json --card B/model_card.json] [--decide]
 
 Reads each run's predictions.csv (per-class probabilities, split, source) and run.json
 (labels, threshold). Per source and label: images, how often each verdict is given; pooled:
 covid sensitivity, covid-vs-rest ROC AUC, N-class accuracy. The test split is refused unless
 --split test is asked for explicitly: choosing on it would spend the held-out data.
+
+--decide applies the rule of docs/bench/0.3.0/crop-vs-full.md, written before the crop model's
+results: the candidate (the second run) replaces the first if its mean share of non-covid
+images called covid, over the source/label cells, is lower, while its covid-vs-rest ROC AUC is
+at most 0.005 below the first's and its covid sensitivity at least 0.95.
 """
 
 from __future__ import annotations
@@ -69,17 +75,52 @@ def summarise(run_dir: Path, split: str, card: Path | None = None) -> dict:
     }
 
 
+AUC_MARGIN = 0.005
+MIN_SENSITIVITY = 0.95
+
+
+def false_positive_share(result: dict, positive: str) -> float:
+    """Mean over the source/label cells that are not the positive class of the share called
+    positive: each hospital and finding counts once, whatever its size."""
+    cells = [row[f"called {positive}"] for key, row in result["by_source"].items()
+             if key.split("/")[1] != positive]
+    return float(np.mean(cells))
+
+
+def decide(first: dict, candidate: dict, positive: str = "covid") -> dict:
+    auc, sensitivity = f"{positive}-vs-rest ROC AUC", f"{positive} sensitivity"
+    shares = [false_positive_share(result, positive) for result in (first, candidate)]
+    conditions = {
+        "auc_within_margin": candidate[auc] >= first[auc] - AUC_MARGIN,
+        "sensitivity_reached": candidate[sensitivity] >= MIN_SENSITIVITY,
+    }
+    return {"false_positive_share": shares, "conditions": conditions,
+            "choose": candidate["run"] if shares[1] < shares[0] and all(conditions.values())
+            else first["run"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
-    parser.add_argument("--card", type=Path, help="use this model card's threshold (e.g. "
-                        "models/model_card.json after convert --target-sensitivity)")
+    parser.add_argument("--card", type=Path, action="append", default=[],
+                        help="use this model card's threshold (e.g. models/model_card.json after "
+                        "convert --target-sensitivity); once for every run, in their order")
+    parser.add_argument("--decide", action="store_true",
+                        help="choose between two runs by the rule in docs/bench/0.3.0/"
+                        "crop-vs-full.md (the second is the candidate)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = [summarise(run, args.split, args.card) for run in args.runs]
+    if args.card and len(args.card) != len(args.runs):
+        parser.error(f"--card given {len(args.card)} times for {len(args.runs)} runs")
+    if args.decide and len(args.runs) != 2:
+        parser.error("--decide compares exactly two runs: the current one, then the candidate")
+    cards = args.card or [None] * len(args.runs)
+    results = [summarise(run, args.split, card) for run, card in zip(args.runs, cards)]
+    decision = decide(*results) if args.decide else None
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"runs": results, "decision": decision} if decision else results,
+                         indent=2))
         return 0
     keys = sorted({key for result in results for key in result["by_source"]})
     names = [Path(result["run"]).name for result in results]
@@ -96,6 +137,12 @@ def main() -> int:
             cells.append("-" if row is None else
                          f"{row['called covid']:.3f} | {row['called ' + own]:.3f} (n={row['n']})")
         print(f"{key:<28}" + "".join(f"{cell:>22}" for cell in cells))
+    if decision:
+        print(f"{'mean share called covid':<28}"
+              + "".join(f"{share:>22.4f}" for share in decision["false_positive_share"]))
+        print("conditions for the candidate: " + ", ".join(
+            f"{name} {'yes' if held else 'NO'}" for name, held in decision["conditions"].items()))
+        print(f"choose: {decision['choose']}")
     return 0
 
 
