@@ -111,6 +111,35 @@ def test_label_runs_matches_scipy(seed):
     assert (labels[~mask] == 0).all()
 
 
+def _geometry_from_pixels(mask, probabilities):
+    """The fields as the label image gives them, pixel by pixel: what geometry() sums over
+    runs instead."""
+    labels, count = label_runs(mask)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    fields = []
+    for index in np.argsort(-areas):
+        if areas[index] / mask.size < 0.005:
+            break
+        rows, cols = np.nonzero(labels == index + 1)
+        fields.append((areas[index] / mask.size, (cols.mean() + 0.5) / mask.shape[1],
+                       (rows.mean() + 0.5) / mask.shape[0], cols.min() / mask.shape[1],
+                       rows.min() / mask.shape[0], (cols.max() + 1) / mask.shape[1],
+                       (rows.max() + 1) / mask.shape[0]))
+    return fields
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_geometry_from_runs_equals_the_pixels(segmenter, seed):
+    """Exactly (==, not approx) the values a label image gives, on real lung masks and noise."""
+    pictures = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+    prob, _ = segmenter.probabilities(segmenter.pixels_for(read_grayscale(pictures[seed])))
+    rng = np.random.default_rng(seed)
+    for mask in (prob >= segmenter.threshold, rng.random((90, 70)) < 0.55):
+        got = geometry(mask, prob if mask.shape == prob.shape else None)
+        assert [(f.area, *f.centroid, *f.bbox) for f in got.fields] == \
+            _geometry_from_pixels(mask, None)
+
+
 def test_geometry_of_two_drawn_fields():
     mask = np.zeros((100, 100), dtype=bool)
     mask[20:80, 10:40] = True   # image left (patient right)

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import limits
-from .formats import PILLOW_FORMATS, describe_refused, read_head
+from .formats import PILLOW_FORMATS, describe_refused, pillow_open_formats, read_head
 
 # A 4300x3500 digital radiograph is 15 MP; 100 MP leaves room for scans of film while refusing
 # decompression bombs (a few kB of PNG that would inflate to gigabytes).
@@ -119,7 +119,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=PILLOW_FORMATS) as img:
+            with Image.open(path, formats=pillow_open_formats(_head(path))) as img:
                 if img.format not in PILLOW_FORMATS:  # MPO: the JPEG plugin's other face
                     raise ImageReadError(describe_refused(b"", img.format))
                 width, height = img.size

@@ -212,14 +212,17 @@ class Classifier:
         except RuntimeNotFound as exc:
             raise ModelError(str(exc)) from None
         try:
-            choice = resolve_device(device, model_path, _card_beside(model_path), chosen)
+            beside = _card_beside(model_path)
+            choice = resolve_device(device, model_path, beside, chosen)
         except DeviceError as exc:
             raise ModelError(str(exc)) from None
+        if choice.model_path.parent != model_path.parent:
+            beside = None  # another folder's card: read below
         if choice.model_path != model_path:
             model_path = choice.model_path
             _check_tflite_file(model_path)
         try:
-            card, variant = card_for_model(model_path)
+            card, variant = card_for_model(model_path, beside)
             spec = preprocess_spec(card)
             scheme = ClassScheme.from_card(card)
             float(card["threshold"])

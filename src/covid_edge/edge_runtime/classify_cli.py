@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import glob
 import json
 import os
@@ -356,6 +355,8 @@ def _write_csv(handle, predictions: list[Prediction], problems: list,
         rows.append(row)
     rows += [{"path": argument, "error": reason} for argument, reason in problems]
     fields = CSV_FIELDS + tuple(f"p_{label}" for label in labels)
+    import csv  # only for --csv
+
     writer = csv.DictWriter(handle, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)

@@ -19,9 +19,7 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +97,8 @@ class DeviceChoice:
 
 def library_name() -> str:
     """The delegate library to load: $COVID_EDGE_EDGETPU_LIBRARY, else the platform's name."""
+    import platform  # here, like ctypes below: a CPU run never needs them
+
     return os.environ.get(LIBRARY_ENV) or EDGETPU_LIBRARIES.get(platform.system(),
                                                                 "libedgetpu.so.1")
 
@@ -111,6 +111,8 @@ def parse_runtime_version(text: str | None) -> int | None:
 def open_edgetpu_library(library: str | None = None) -> EdgeTpuLibrary:
     """Open libedgetpu with ctypes and read its version and device count, without opening a
     device. Raises DeviceError (library-missing, not-a-delegate)."""
+    import ctypes
+
     library = library or library_name()
     try:
         handle = ctypes.CDLL(library)
@@ -135,6 +137,8 @@ def open_edgetpu_library(library: str | None = None) -> EdgeTpuLibrary:
 
 
 def _version_text(handle) -> str | None:
+    import ctypes
+
     function = getattr(handle, "edgetpu_version", None)
     if function is None:
         return None
@@ -150,6 +154,8 @@ def _device_count(handle) -> int | None:
     release = getattr(handle, "edgetpu_free_devices", None)
     if listing is None or release is None:
         return None
+    import ctypes
+
     listing.restype = ctypes.c_void_p
     listing.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
     release.restype = None

@@ -81,11 +81,21 @@ class LungResult:
     extra: dict = field(default_factory=dict)
 
 
-def label_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected components of a boolean mask, found on row runs rather than pixels (a lung
-    mask has a few hundred runs, so the union-find below stays in the microseconds).
+@dataclass(frozen=True)
+class Runs:
+    """A boolean mask as row runs: run i covers columns starts[i]..ends[i]-1 of row rows[i],
+    and belongs to 8-connected component component[i] (0..count-1)."""
 
-    Returns (labels per pixel, int32 (h, w), 0 = background; number of components)."""
+    rows: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    component: np.ndarray
+    count: int
+
+
+def mask_runs(mask: np.ndarray) -> Runs:
+    """The row runs of a mask and their 8-connected components (a union-find on runs: a lung
+    mask has a few hundred, so it stays well under a millisecond)."""
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
     padded = np.zeros((height, width + 2), dtype=np.int8)
@@ -93,7 +103,9 @@ def label_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     edges = np.diff(padded, axis=1)
     start_rows, starts = np.nonzero(edges == 1)
     _, ends = np.nonzero(edges == -1)  # same row order: each run starts and ends in its row
-    parent = list(range(len(starts)))
+    # Python lists: the loop below indexes them one value at a time (numpy scalars are slow).
+    first, last = starts.tolist(), ends.tolist()
+    parent = list(range(len(first)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -101,46 +113,74 @@ def label_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             i = parent[i]
         return i
 
-    row_first = np.searchsorted(start_rows, np.arange(height + 1))
+    row_first = np.searchsorted(start_rows, np.arange(height + 1)).tolist()
     for row in range(1, height):
         a, a_end = row_first[row - 1], row_first[row]
         b, b_end = row_first[row], row_first[row + 1]
         while a < a_end and b < b_end:
             # 8-connectivity: runs touch when they overlap or meet at a corner.
-            if starts[a] <= ends[b] and starts[b] <= ends[a]:
+            if first[a] <= last[b] and first[b] <= last[a]:
                 ra, rb = root(a), root(b)
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)
-            if ends[a] < ends[b]:
+            if last[a] < last[b]:
                 a += 1
             else:
                 b += 1
-    roots = np.array([root(i) for i in range(len(starts))], dtype=np.int64)
+    roots = np.array([root(i) for i in range(len(first))], dtype=np.int64)
     _, component = np.unique(roots, return_inverse=True)
-    labels = np.zeros((height, width), dtype=np.int32)
-    for run, (row, start, end) in enumerate(zip(start_rows, starts, ends)):
-        labels[row, start:end] = component[run] + 1
-    return labels, int(component.max() + 1) if len(starts) else 0
+    return Runs(start_rows, starts, ends, component.reshape(-1),
+                int(component.max() + 1) if len(first) else 0)
+
+
+def label_runs(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean mask (mask_runs).
+
+    Returns (labels per pixel, int32 (h, w), 0 = background; number of components)."""
+    mask = np.asarray(mask, dtype=bool)
+    runs = mask_runs(mask)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    for row, start, end, component in zip(runs.rows.tolist(), runs.starts.tolist(),
+                                          runs.ends.tolist(), runs.component.tolist()):
+        labels[row, start:end] = component + 1
+    return labels, runs.count
 
 
 def geometry(mask: np.ndarray, probabilities: np.ndarray | None = None,
              min_field_fraction: float = MIN_FIELD_FRACTION) -> LungGeometry:
+    """The lung fields of a mask. Each field's area, centroid and box are summed over its row
+    runs, never over a label image: integer sums, so the same values as over its pixels."""
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
-    labels, count = label_runs(mask)
+    runs = mask_runs(mask)
     fields = []
-    if count:
-        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    if runs.count:
+        lengths = runs.ends - runs.starts
+        areas = np.bincount(runs.component, weights=lengths, minlength=runs.count)
+        areas = areas.astype(np.int64)
+        # Sum of the columns start..end-1 of a run, and of its row index per pixel.
+        col_sums = np.bincount(runs.component, minlength=runs.count,
+                               weights=(runs.starts + runs.ends - 1) * lengths // 2)
+        row_sums = np.bincount(runs.component, weights=runs.rows * lengths,
+                               minlength=runs.count)
+        boxes = np.empty((4, runs.count), dtype=np.int64)
+        boxes[0], boxes[1] = width, height
+        boxes[2], boxes[3] = 0, 0
+        np.minimum.at(boxes[0], runs.component, runs.starts)
+        np.minimum.at(boxes[1], runs.component, runs.rows)
+        np.maximum.at(boxes[2], runs.component, runs.ends)
+        np.maximum.at(boxes[3], runs.component, runs.rows + 1)
         for index in np.argsort(-areas):
             area = areas[index] / mask.size
             if area < min_field_fraction:
                 break
-            rows, cols = np.nonzero(labels == index + 1)
+            count = areas[index]
             fields.append(LungField(
                 area=float(area),
-                centroid=(float((cols.mean() + 0.5) / width), float((rows.mean() + 0.5) / height)),
-                bbox=(float(cols.min() / width), float(rows.min() / height),
-                      float((cols.max() + 1) / width), float((rows.max() + 1) / height))))
+                centroid=(float((col_sums[index] / count + 0.5) / width),
+                          float((row_sums[index] / count + 0.5) / height)),
+                bbox=(float(boxes[0, index] / width), float(boxes[1, index] / height),
+                      float(boxes[2, index] / width), float(boxes[3, index] / height))))
     left = [f.area for f in fields if f.centroid[0] < 0.5]
     right = [f.area for f in fields if f.centroid[0] >= 0.5]
     left_area, right_area = (max(left) if left else 0.0), (max(right) if right else 0.0)

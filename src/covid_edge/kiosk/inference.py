@@ -26,8 +26,8 @@ from ..edge_runtime.explain import (DEFAULT_DISPLAY, VERDICT, Explanation, expla
 from ..edge_runtime.display import decision_rule
 from ..edge_runtime.explain_lungs import attach_lungs
 from ..edge_runtime.guard import NOT_CHEST_XRAY
-from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, PILLOW_FORMATS,
-                       describe_refused)
+from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, describe_refused,
+                       pillow_open_formats, read_head)
 from ..image_io import (DecodedImage, ImageReadError, looks_like_dicom, read_image,
                         thumbnail_of)
 from ..preprocess import resize_gray
@@ -102,7 +102,7 @@ def identify(data: bytes | io.IOBase) -> tuple[str, tuple[int, int] | None]:
         with warnings.catch_warnings():
             # read_grayscale enforces covid-edge's own pixel limit; Pillow's warning is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(stream, formats=PILLOW_FORMATS) as img:
+            with Image.open(stream, formats=pillow_open_formats(read_head(stream))) as img:
                 image_format, size = img.format, img.size
     except Image.DecompressionBombError as exc:
         raise CorruptImage(f"refused as a decompression bomb: {exc}") from None
