@@ -60,6 +60,36 @@ def test_export_classifies_as_the_tflite_model(export, some_xrays):
         assert b.verdict == a.verdict or abs(a.probability - a.threshold) < 0.1, path
 
 
+def test_bench_latency_times_the_export_beside_the_tflite_models(export):
+    """One table: the export on each installed backend next to the int8 TFLite model, with
+    the ratio to it, and a refused export marked as refused (timed, never silently)."""
+    from covid_edge.benchmarks.report import terminal_table
+
+    folder, onnx, _ = export
+    result = cli_runner().invoke(main, ["bench", "latency", str(folder), "--threads", "1",
+                                        "--xnnpack", "on", "--runs", "3", "--warmup", "1",
+                                        "--no-end-to-end", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = {(r["model"], r["runtime"]): r for r in report["results"]}
+    exported = rows[("int8 ONNX", "onnxruntime")]
+    assert exported["status"] == "ok" and exported["format"] == "onnx"
+    assert exported["path"] == str(onnx) and exported["variant"] == "int8"
+    agreement = json.loads(sidecar_path(onnx).read_text())["agreement"]["runtimes"][
+        "onnxruntime"]["verdict_agreement"]
+    assert exported["agreement"] == agreement
+    assert (exported["refused"] is None) == (agreement >= AGREEMENT_MIN)
+    int8 = rows[("int8", "ai_edge_litert")]
+    table = terminal_table(report)
+    header, = [line for line in table.splitlines() if line.startswith("model ")]
+    assert "/ int8" in header
+    onnx_line, = [line for line in table.splitlines() if line.startswith("int8 ONNX")]
+    assert ("(refused)" in onnx_line) == (exported["refused"] is not None)
+    ratio = exported["inference"]["p50_ms"] / int8["inference"]["p50_ms"]
+    assert f"{ratio:.2f}" in onnx_line.split()
+    assert ("REFUSED for use" in table) == (exported["refused"] is not None)
+
+
 def test_unchecked_or_disagreeing_export_is_refused(export, tmp_path):
     folder, onnx, _ = export
     sidecar = json.loads(sidecar_path(onnx).read_text())

@@ -47,6 +47,8 @@ class Job:
     def describe(self) -> str:
         if self.target == "edgetpu":
             where = "Edge TPU"
+        elif self.model.lower().endswith(".onnx"):
+            where = "ONNX"
         else:
             where = "XNNPACK" if self.xnnpack else "no XNNPACK"
         return f"{self.label} {self.runtime} {where} {self.threads}t"
@@ -165,30 +167,68 @@ def edgetpu_setup(runtime, model_path: str):
     return str(choice.model_path), choice.delegates
 
 
+def _load_onnx(job: Job):
+    """(runtime, interpreter, load ms, the export's TFLite source, agreement, refusal) for an
+    ONNX export (edge_runtime.onnx_backends). A backend the runtime refuses (its agreement with
+    the TFLite model missing or below the gate) is still timed, and the result says so."""
+    from ..edge_runtime.onnx_backends import (OnnxBackendError, OnnxInterpreter,
+                                              check_agreement, read_sidecar,
+                                              select_onnx_runtime)
+
+    try:
+        sidecar = read_sidecar(job.model)
+        runtime = select_onnx_runtime(job.runtime)
+    except OnnxBackendError as exc:
+        raise MeasurementError(str(exc)) from None
+    agreement, refused = None, None
+    try:
+        agreement = check_agreement(sidecar, runtime.name)
+    except OnnxBackendError as exc:
+        refused = str(exc)
+        record = (sidecar.get("agreement") or {}).get("runtimes", {}).get(runtime.name)
+        agreement = float(record["verdict_agreement"]) if record else None
+    started = time.perf_counter()
+    try:
+        interpreter = OnnxInterpreter(job.model, runtime.name, job.threads)
+    except Exception as exc:  # the backend's own load errors
+        raise MeasurementError(f"{runtime.name} cannot load the export: "
+                               f"{str(exc).strip() or type(exc).__name__}") from None
+    load_ms = (time.perf_counter() - started) * 1e3
+    source = Path(job.model).parent / str(sidecar.get("source", ""))
+    return runtime, interpreter, load_ms, source, agreement, refused
+
+
 def measure(job: Job) -> dict:
     """Load the model as `job` says and time it; a dict ready for JSON."""
     from ..edge_runtime.interpreter import RuntimeNotFound, select_runtime
 
+    model_format, agreement, refused = "tflite", None, None
     started = time.perf_counter()
-    try:
-        runtime = select_runtime(job.runtime)
-    except RuntimeNotFound as exc:
-        raise MeasurementError(str(exc)) from None
-    import_ms = (time.perf_counter() - started) * 1e3
-    baseline_rss = peak_rss_mb()
+    if job.model.lower().endswith(".onnx"):
+        model_format = "onnx"
+        runtime, interpreter, load_ms, spec_source, agreement, refused = _load_onnx(job)
+        import_ms, baseline_rss, model_file = None, peak_rss_mb(), job.model
+    else:
+        try:
+            runtime = select_runtime(job.runtime)
+        except RuntimeNotFound as exc:
+            raise MeasurementError(str(exc)) from None
+        import_ms = (time.perf_counter() - started) * 1e3
+        baseline_rss = peak_rss_mb()
 
-    model_file, delegates = job.model, None
-    if job.target == "edgetpu":
-        model_file, delegates = edgetpu_setup(runtime, job.model)
-    xnnpack = True if job.xnnpack is None else job.xnnpack
-    started = time.perf_counter()
-    try:
-        interpreter = runtime.interpreter(model_file, num_threads=job.threads,
-                                          delegates=delegates, xnnpack=xnnpack)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
-        raise _explain_load_error(exc, job) from None
-    load_ms = (time.perf_counter() - started) * 1e3
+        model_file, delegates = job.model, None
+        if job.target == "edgetpu":
+            model_file, delegates = edgetpu_setup(runtime, job.model)
+        xnnpack = True if job.xnnpack is None else job.xnnpack
+        started = time.perf_counter()
+        try:
+            interpreter = runtime.interpreter(model_file, num_threads=job.threads,
+                                              delegates=delegates, xnnpack=xnnpack)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError, TypeError, AttributeError) as exc:
+            raise _explain_load_error(exc, job) from None
+        load_ms = (time.perf_counter() - started) * 1e3
+        spec_source = model_file
 
     inputs = interpreter.get_input_details()
     outputs = interpreter.get_output_details()
@@ -198,7 +238,7 @@ def measure(job: Job) -> dict:
     # same invoke, but read the probability, the one-value output.
     in_detail = inputs[0]
     out_detail = next((d for d in outputs if int(np.prod(d["shape"])) == 1), outputs[0])
-    spec, variant = spec_for(model_file, in_detail["shape"])
+    spec, variant = spec_for(spec_source, in_detail["shape"])
 
     def prepare(path) -> np.ndarray:
         pixels = load_pixels(path, spec)
@@ -237,10 +277,15 @@ def measure(job: Job) -> dict:
         "model": job.label,
         "path": str(model_file),
         "variant": variant,
+        "format": model_format,
         "runtime": runtime.name,
         "runtime_version": runtime.version,
         "target": job.target,
-        "xnnpack": job.xnnpack if job.target == "cpu" else None,
+        "xnnpack": job.xnnpack if job.target == "cpu" and model_format == "tflite" else None,
+        # ONNX exports: the backend's recorded verdict agreement with the TFLite model, and
+        # why the runtime refuses to answer with it (None: it may be used).
+        "agreement": agreement,
+        "refused": refused,
         "threads": job.threads,
         "status": "ok",
         "input_shape": [int(v) for v in in_detail["shape"]],

@@ -140,6 +140,7 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
         image_files = runner.resolve_images(str(images) if images else None, entries)
         thread_counts = threads or runner.default_threads()
         targets, notes = runner.targets_for(device, xnnpack, runtimes)
+        notes += runner.onnx_notes(entries)
     except (runner.BenchmarkError, reporting.ReportExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     if not image_files:

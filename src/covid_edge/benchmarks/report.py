@@ -25,6 +25,8 @@ class ReportExistsError(Exception):
 def target_name(result: dict) -> str:
     if result.get("target") == "edgetpu":
         return "Edge TPU"
+    if result.get("format") == "onnx" or str(result.get("path", "")).lower().endswith(".onnx"):
+        return "ONNX"
     return "XNNPACK" if result.get("xnnpack") else "no XNNPACK"
 
 
@@ -39,13 +41,36 @@ def _mb(value) -> str:
 
 
 RESULT_COLUMNS = ("model", "runtime", "target", "threads", "load ms", "1st run ms", "p50 ms",
-                  "p90 ms", "p99 ms", "mean ms", "std ms", "end-to-end p50 ms", "peak MB")
+                  "/ int8", "p90 ms", "p99 ms", "mean ms", "std ms", "end-to-end p50 ms",
+                  "peak MB")
+
+
+def int8_baselines(report: dict) -> dict[int, float]:
+    """Thread count -> p50 of the int8 model on the first runtime with XNNPACK (the default
+    configuration): what every row's "/ int8" ratio divides by."""
+    int8 = next((m["label"] for m in report.get("models", [])
+                 if m.get("role") == "ours" and m.get("variant") == "int8"), None)
+    baselines = {}
+    for r in report["results"]:
+        if (r.get("status") == "ok" and r["model"] == int8 and r.get("target") == "cpu"
+                and r.get("xnnpack") and r["threads"] not in baselines):
+            baselines[r["threads"]] = r["inference"]["p50_ms"]
+    return baselines
+
+
+def refusal_lines(report: dict) -> list[str]:
+    """ONNX rows that were timed but that the runtime refuses to answer with."""
+    return [f"{r['model']} on {r['runtime']}, {r['threads']} thread(s): timed for comparison "
+            f"only, REFUSED for use ({r['refused']})"
+            for r in report["results"] if r.get("status") == "ok" and r.get("refused")]
 
 
 def result_rows(report: dict) -> list[list[str]]:
     rows, skips_shown = [], set()
+    baselines = int8_baselines(report)
     for r in report["results"]:
-        head = [r["model"], r["runtime"], target_name(r), str(r["threads"])]
+        model = r["model"] + (" (refused)" if r.get("refused") else "")
+        head = [model, r["runtime"], target_name(r), str(r["threads"])]
         if r.get("status") != "ok":
             # A model skipped for what it is (compiled for the Edge TPU) is said once.
             if r.get("status") == "skipped":
@@ -56,8 +81,10 @@ def result_rows(report: dict) -> list[list[str]]:
             continue
         inference = r["inference"]
         e2e = r.get("end_to_end") or {}
+        baseline = baselines.get(r["threads"])
         rows.append(head + [
             _ms(r["load_ms"]), _ms(r["first_invoke_ms"]), _ms(inference["p50_ms"]),
+            f"{inference['p50_ms'] / baseline:.2f}" if baseline else "-",
             _ms(inference["p90_ms"]), _ms(inference["p99_ms"]), _ms(inference["mean_ms"]),
             _ms(inference["std_ms"]), _ms(e2e.get("p50_ms")), _mb(r["memory"]["peak_rss_mb"]),
         ])
@@ -131,7 +158,7 @@ def _text_table(columns, rows) -> str:
 
 # The columns the terminal shows without --wide (the table then fits 100 columns); JSON and the
 # Markdown report keep every one.
-NARROW_COLUMNS = ("model", "runtime", "target", "threads", "load ms", "p50 ms", "p90 ms",
+NARROW_COLUMNS = ("model", "runtime", "target", "threads", "load ms", "p50 ms", "/ int8",
                   "end-to-end p50 ms", "peak MB")
 NARROW_HEADERS = {"end-to-end p50 ms": "e2e p50", "threads": "thr"}
 COMPARISON_SHORT = {"int8 / reference (goal <= 1.10 at 1 thread)": "int8/ref (goal <= 1.10)",
@@ -176,6 +203,10 @@ def terminal_table(report: dict, wide: bool = False) -> str:
         parts += ["", "int8 against the reference and float32 (p50, inference only):", "",
                   _text_table(columns, rows)]
     parts += [wrap(f"goal: {line}") for line in goal_lines(report)]
+    parts += [wrap(f"note: {line}") for line in refusal_lines(report)]
+    if int8_baselines(report):
+        parts.append(wrap("note: / int8 = p50 over the int8 model's p50 at the same thread "
+                          "count (first runtime, XNNPACK): below 1 is faster"))
     for note in report.get("notes", []):
         parts.append(wrap(f"note: {note}"))
     for warning in report["warnings"]:
@@ -218,6 +249,12 @@ def markdown(report: dict, plots: list[Path], plot_note: str | None) -> str:
     if report["warnings"]:
         lines += ["## Warnings", ""] + [f"- **{w}**" for w in report["warnings"]] + [""]
     lines += ["## Results", "", _markdown_table(RESULT_COLUMNS, result_rows(report)), ""]
+    if int8_baselines(report):
+        lines += ["*/ int8*: p50 over the int8 model's p50 at the same thread count (first "
+                  "runtime, XNNPACK); below 1 is faster.", ""]
+    lines += [f"- {line}" for line in refusal_lines(report)]
+    if refusal_lines(report):
+        lines.append("")
     if report["comparisons"]:
         lines += [
             "## int8 against the reference and float32",

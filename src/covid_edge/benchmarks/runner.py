@@ -85,9 +85,36 @@ def _card_variants(directory: Path) -> list[tuple[str, Path]]:
     return sorted(variants, key=lambda item: order.get(item[0], len(order)))
 
 
+def onnx_backends() -> list[str]:
+    """The ONNX backends installed (the onnx extra), found without importing them."""
+    from ..edge_runtime.onnx_backends import ONNX_RUNTIMES
+
+    return [name for name in ONNX_RUNTIMES if importlib.util.find_spec(name) is not None]
+
+
+def _onnx_exports(card_dir: Path) -> list[Path]:
+    """`covid-edge export-onnx`'s exports in a model folder: .onnx files with their sidecar."""
+    from ..edge_runtime.onnx_backends import sidecar_path
+
+    return [path for path in sorted(Path(card_dir).glob("*.onnx"))
+            if sidecar_path(path).is_file()]
+
+
+def onnx_notes(models: list[dict]) -> list[str]:
+    """What the report says about ONNX exports it found but cannot time."""
+    exports = [m for m in models if m.get("role") == "onnx"]
+    if exports and not onnx_backends():
+        from .. import install_hint
+
+        return [f"{', '.join(Path(m['path']).name for m in exports)}: no ONNX backend is "
+                f"installed, so it was not timed ({install_hint('onnx')})"]
+    return []
+
+
 def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
-    """Model files to measure: files as given, folders with a model card as their variants,
-    other folders as their .tflite files; nothing given -> the released variants."""
+    """Model files to measure: files as given, folders with a model card as their variants
+    and ONNX exports, other folders as their .tflite files; nothing given -> the released
+    variants (and exports)."""
     if not paths:
         try:
             paths = [str(released_models_dir())]
@@ -110,6 +137,8 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
                 if not files:
                     raise BenchmarkError(f"{path}: no .tflite files in this folder")
                 found += [(file, None, None) for file in files]
+        elif path.is_file() and path.suffix.lower() == ".onnx":
+            found.append((path, "onnx", None))
         elif path.is_file():
             variant, card_dir = None, None
             if (path.parent / CARD_FILENAME).is_file():
@@ -125,6 +154,10 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
 
     card_dirs = list(dict.fromkeys(card_dir for _, _, card_dir in found if card_dir))
     models, labels = [], set()
+    exports = [(file, card_dir) for file, variant, card_dir in found if variant == "onnx"]
+    found = [item for item in found if item[1] != "onnx"]
+    for card_dir in card_dirs:
+        exports += [(file, card_dir) for file in _onnx_exports(card_dir)]
     for file, variant, card_dir in found:
         if variant and len(card_dirs) > 1:
             label = f"{card_dir.name}/{variant}"
@@ -141,6 +174,13 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
         if lungs is not None and str(lungs) not in {m["path"] for m in models}:
             label = "lungs" if len(card_dirs) == 1 else f"{card_dir.name}/lungs"
             models.append(_model_entry(lungs, label, "lungs", None, card_dir))
+    for file, card_dir in exports:
+        if str(file) in {m["path"] for m in models}:
+            continue
+        label = file.stem.removeprefix("covid-edge-") + " ONNX"
+        if card_dir is not None and len(card_dirs) > 1:
+            label = f"{card_dir.name}/{label}"
+        models.append(_model_entry(file, label, "onnx", None, card_dir))
     if reference is not None:
         path = Path(reference)
         if not path.is_file():
@@ -197,15 +237,30 @@ def default_threads() -> list[int]:
 
 def plan(models: list[dict], runtimes: list[str], threads: list[int], targets: list[tuple],
          runs: int, warmup: int, images: list[str], end_to_end: bool) -> list[Job]:
-    """Every configuration, in the order that keeps compared models adjacent in time."""
+    """Every configuration, in the order that keeps compared models adjacent in time. ONNX
+    exports run once per installed ONNX backend and thread count, next to the first CPU
+    configuration of the TFLite models."""
     jobs = []
+    exports = [m for m in models if m.get("role") == "onnx"]
+    backends = onnx_backends() if exports else []
+    first_cpu = next((t for t in targets if t[0] == "cpu"), None)
     for runtime in runtimes:
         for target, xnnpack in targets:
             for count in threads:
                 for model in models:
+                    if model.get("role") == "onnx":
+                        continue
                     jobs.append(Job(model=model["path"], label=model["label"], runtime=runtime,
                                     threads=count, target=target, xnnpack=xnnpack, runs=runs,
                                     warmup=warmup, images=images, end_to_end=end_to_end))
+                if runtime != runtimes[0] or (target, xnnpack) != first_cpu:
+                    continue
+                for backend in backends:
+                    for model in exports:
+                        jobs.append(Job(model=model["path"], label=model["label"],
+                                        runtime=backend, threads=count, target="cpu",
+                                        xnnpack=None, runs=runs, warmup=warmup, images=images,
+                                        end_to_end=end_to_end))
     return jobs
 
 

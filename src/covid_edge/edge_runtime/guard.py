@@ -139,7 +139,9 @@ class FeatureDistance:
         """(..., d) features -> (...) distances (a float for one feature vector)."""
         features = np.asarray(features, dtype=np.float64)
         centred = features - self.mean
-        projected = centred @ self.components.T.astype(np.float64)
+        # asarray: no copy of the (k, d) matrix per image when it is float64 already (it is,
+        # as loaded); the same transposed layout, so the same product.
+        projected = centred @ np.asarray(self.components, dtype=np.float64).T
         residual = np.maximum((centred ** 2).sum(axis=-1) - (projected ** 2).sum(axis=-1), 0.0)
         squared = (projected ** 2 / self.variances).sum(axis=-1) + residual / self.residual_variance
         distances = np.sqrt(squared)
