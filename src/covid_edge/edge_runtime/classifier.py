@@ -203,7 +203,7 @@ class Classifier:
         Raises ModelError with a message a user can act on; warns with ModelIntegrityWarning
         when the file's sha256 differs from the card's.
         """
-        model_path = _resolve_model_path(model_path)
+        model_path, folder_card = _resolve_model_path(model_path)
         if model_path.suffix.lower() == ".onnx" and model_path.is_file():
             return _load_onnx(cls, model_path, runtime, num_threads, guard)
         _check_tflite_file(model_path)
@@ -212,7 +212,7 @@ class Classifier:
         except RuntimeNotFound as exc:
             raise ModelError(str(exc)) from None
         try:
-            beside = _card_beside(model_path)
+            beside = folder_card if folder_card is not None else _card_beside(model_path)
             choice = resolve_device(device, model_path, beside, chosen)
         except DeviceError as exc:
             raise ModelError(str(exc)) from None
@@ -502,7 +502,9 @@ def _load_lungs(model_path: Path, runtime: str | None, spec, guard: bool
     return lungs, []
 
 
-def _resolve_model_path(model_path: str | Path | None) -> Path:
+def _resolve_model_path(model_path: str | Path | None) -> tuple[Path, dict | None]:
+    """The model file to load, and the card beside it when reading the folder's card told
+    which file that is (else None: the caller reads it)."""
     if model_path is None:
         try:
             directory = released_models_dir()
@@ -511,7 +513,7 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
     else:
         model_path = Path(model_path)
         if not model_path.is_dir():
-            return model_path
+            return model_path, None
         directory = model_path
     try:
         card = load_card(directory / CARD_FILENAME)
@@ -523,7 +525,8 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
     if not entry or "file" not in entry:
         raise ModelError(f"{directory / CARD_FILENAME}: default variant {variant!r} is not "
                          "among its variants; pass --model PATH/TO/file.tflite")
-    return directory / entry["file"]
+    path = directory / entry["file"]
+    return path, (card if path.parent == directory else None)
 
 
 def _check_tflite_file(model_path: Path) -> None:
