@@ -29,6 +29,31 @@ def gray(path) -> np.ndarray:
 
 # -- formats and modes ----------------------------------------------------------------------
 
+def test_a_file_is_opened_with_its_own_plugin_only(tmp_path, xray):
+    """Pillow's Image.open imports all of its plugins (a fifth of a cold `classify`) when a
+    listed format's plugin is not loaded; covid-edge imports the one the bytes announce. A
+    PNG named .jpg and a TIFF named .png still open: the bytes decide, not the name."""
+    import subprocess
+    import sys
+
+    Image.fromarray(xray, mode="L").save(tmp_path / "png.jpg", format="PNG")
+    Image.fromarray(xray, mode="L").save(tmp_path / "tiff.png", format="TIFF")
+    Image.fromarray(xray, mode="L").save(tmp_path / "plain.jpg", quality=95)
+    code = (
+        "import sys\n"
+        "from covid_edge.image_io import read_grayscale\n"
+        f"for name in ('plain.jpg', 'png.jpg', 'tiff.png'):\n"
+        f"    assert read_grayscale({str(tmp_path)!r} + '/' + name).size == {xray.shape[::-1]!r}\n"
+        "plugins = sorted(m for m in sys.modules if m.startswith('PIL.') and "
+        "m.endswith('ImagePlugin'))\n"
+        "print(' '.join(plugins))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    plugins = set(done.stdout.split())
+    assert {"PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.TiffImagePlugin"} <= plugins
+    assert "PIL.PdfImagePlugin" not in plugins and len(plugins) < 10, plugins
+
+
 @pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".tiff"])
 def test_lossless_formats_give_back_the_same_pixels(tmp_path, xray, suffix):
     path = tmp_path / f"xray{suffix}"
