@@ -59,10 +59,16 @@ def int8_baselines(report: dict) -> dict[int, float]:
 
 
 def refusal_lines(report: dict) -> list[str]:
-    """ONNX rows that were timed but that the runtime refuses to answer with."""
-    return [f"{r['model']} on {r['runtime']}, {r['threads']} thread(s): timed for comparison "
-            f"only, REFUSED for use ({r['refused']})"
-            for r in report["results"] if r.get("status") == "ok" and r.get("refused")]
+    """ONNX rows that were timed but that the runtime refuses to answer with, one line per
+    export and backend."""
+    threads: dict[tuple, list[str]] = {}
+    for r in report["results"]:
+        if r.get("status") == "ok" and r.get("refused"):
+            threads.setdefault((r["model"], r["runtime"], r["refused"]), []).append(
+                str(r["threads"]))
+    return [f"{model} on {runtime} ({', '.join(counts)} thread(s)): timed for comparison "
+            f"only, REFUSED for use ({reason})"
+            for (model, runtime, reason), counts in threads.items()]
 
 
 def result_rows(report: dict) -> list[list[str]]:

@@ -154,10 +154,14 @@ class SharedClassifier:
         file on disk. Raises UnsupportedImage / CorruptImage."""
         start = time.perf_counter()
         image_format, (width, height), decoded, pixels = self._decode(data)
+        # classify_pixels in its two stages: the guard's image and lung checks touch no
+        # classifier interpreter state (the lung model has its own lock), so concurrent
+        # requests run them side by side; only inference waits for the shared interpreter.
+        prepared = self.classifier.prepare_pixels(
+            pixels, name, colourfulness=decoded.colourfulness, size=decoded.size,
+            gray=decoded.gray)
         with self._lock:
-            prediction = self.classifier.classify_pixels(
-                pixels, name, colourfulness=decoded.colourfulness, size=decoded.size,
-                gray=decoded.gray)
+            prediction = self.classifier.finish(prepared)
         prediction.total_ms = (time.perf_counter() - start) * 1000.0
         return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray),
                            pixels)
