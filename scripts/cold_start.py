@@ -3,6 +3,7 @@ process, and what importing the LiteRT interpreter costs against an empty Python
 
     python scripts/cold_start.py [--model DIR_OR_TFLITE] [--image FILE] [--runs 5]
                                  [--threads N] [--imports] [--with-tensorflow]
+                                 [--baseline-src OTHER_CHECKOUT]
 
 Each figure is the median wall time of --runs fresh processes and the largest peak RSS among
 them (VmHWM on Linux, ru_maxrss elsewhere). Then `classify` against a minimal LiteRT script
@@ -192,6 +193,9 @@ def main() -> None:
     parser.add_argument("--image", type=Path, help="X-ray to classify (default: a sample)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--baseline-src", type=Path,
+                        help="another checkout of covid-edge (e.g. `git worktree add "
+                             "/tmp/main main`): its classify is timed in the same rounds")
     parser.add_argument("--imports", action="store_true",
                         help="also list what classify imports beyond the minimal script")
     parser.add_argument("--with-tensorflow", action="store_true",
@@ -249,14 +253,22 @@ def main() -> None:
     # alternation, pair by pair, so that a busy machine slows both alike.
     # CPU time (user + system) is reported beside wall time: on a shared machine it is what
     # the process itself spent, while wall time also counts waiting for a core.
-    pairs, cpu_pairs = [], []
+    pairs, cpu_pairs, base_pairs, base_cpu_pairs = [], [], [], []
     classify_code = CLASSIFY_CODE.format(args=classify_args, probe=PEAK_PROBE)
+    base_env = None
+    if args.baseline_src:
+        compileall.compile_dir(str(args.baseline_src / "src"), quiet=1)
+        base_env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [
+            str(args.baseline_src / "src"), os.environ.get("PYTHONPATH")])))
     for _ in range(args.runs):
-        ours_cpu, floor_cpu = [], []
+        ours_cpu, floor_cpu, base_cpu = [], [], []
         ours = measure(classify_code, 1, env, ours_cpu)[0]
         floor = measure(minimal, 1, env, floor_cpu)[0]
         pairs.append(ours / floor)
         cpu_pairs.append(ours_cpu[0] / floor_cpu[0])
+        if base_env is not None:
+            base_pairs.append(measure(classify_code, 1, base_env, base_cpu)[0] / floor)
+            base_cpu_pairs.append(base_cpu[0] / floor_cpu[0])
     ratio = statistics.median(pairs)
     print(f"\nclassify / minimal LiteRT script, {args.runs} alternating pairs: wall time "
           f"median {ratio:.2f}x (min {min(pairs):.2f}, max {max(pairs):.2f}; goal <= 1.25: "
@@ -264,6 +276,10 @@ def main() -> None:
           f"{statistics.median(cpu_pairs):.2f}x (min {min(cpu_pairs):.2f}, "
           f"max {max(cpu_pairs):.2f}); load average at the end "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if base_pairs:
+        print(f"the same classify from {args.baseline_src} (same model and image, in the same "
+              f"rounds): wall time median {statistics.median(base_pairs):.2f}x, CPU time "
+              f"median {statistics.median(base_cpu_pairs):.2f}x the minimal script")
     print("\nInside a cold `classify` (median ms):")
     for stage, ms in stages(args.model, image, args.threads, args.runs, env).items():
         print(f"  {stage:<30} {ms:>8.1f}")
