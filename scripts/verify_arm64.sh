@@ -8,6 +8,8 @@
 #
 #   sudo scripts/verify_arm64.sh              # about 1 GB under build/arm64/; reuses the rootfs
 #   sudo scripts/verify_arm64.sh --fresh      # rebuild the rootfs from scratch
+#   sudo scripts/verify_arm64.sh --rootfs-only  # only build (or reuse) the rootfs, then stop
+#   QEMU_CPU=cortex-a72 sudo scripts/verify_arm64.sh  # emulate a Raspberry Pi 4's CPU
 #   scripts/verify_arm64.sh --check-docs      # only: are the commands below still in the docs?
 #
 # Needs root (apt, debootstrap, chroot, binfmt_misc) and the network (deb.debian.org, PyPI).
@@ -20,6 +22,12 @@
 # qemu-user-static ships that entry; the script registers it (flag F: the emulator is opened
 # on the host, nothing is copied into the rootfs) when the host has not, and removes it again.
 #
+# Which Arm CPU is emulated decides which int8 kernels XNNPACK takes: QEMU's default ("max")
+# has the dot-product and i8mm instructions of a Raspberry Pi 5 and more; QEMU_CPU=cortex-a72
+# emulates a Raspberry Pi 4's core (NEON, no dot product). With QEMU_CPU set, the results go to
+# build/arm64/out-$QEMU_CPU and docs/arm64/$QEMU_CPU/. The CPU features the emulated programs
+# see (getauxval HWCAP) are recorded either way.
+#
 # Timings under emulation are not Raspberry Pi timings: the script reports none.
 set -euo pipefail
 
@@ -27,7 +35,10 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 BUILD=$REPO/build/arm64
 ROOTFS=$BUILD/rootfs
-OUT=$BUILD/out
+QEMU_CPU=${QEMU_CPU:-}
+case "$QEMU_CPU" in *[!a-z0-9-]*) echo "error: QEMU_CPU=$QEMU_CPU is not a CPU name" >&2; exit 2 ;; esac
+OUT=$BUILD/out${QEMU_CPU:+-$QEMU_CPU}
+DOCS=docs/arm64${QEMU_CPU:+/$QEMU_CPU}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # In the rootfs: Python 3.11 and venv as on Raspberry Pi OS; apt's numpy 1.24 and PyWavelets, a
@@ -71,11 +82,13 @@ check_docs() {
 }
 
 FRESH=0
+ROOTFS_ONLY=0
 case "${1:-}" in
+    --rootfs-only) ROOTFS_ONLY=1 ;;
     --check-docs) check_docs && echo "docs: all install commands found"; exit $? ;;
     --fresh) FRESH=1 ;;
     "") ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
 esac
 
@@ -132,6 +145,7 @@ if [ $FRESH = 1 ] || [ ! -f "$ROOTFS_STAMP" ]; then
         || die "debootstrap failed; see $BUILD/debootstrap.log"
     date -u +%FT%TZ > "$ROOTFS_STAMP"
 fi
+if [ $ROOTFS_ONLY = 1 ]; then say "rootfs ready in $ROOTFS"; exit 0; fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 mount -t proc proc "$ROOTFS/proc"; MOUNTS+=("$ROOTFS/proc")
 # No /sys: with the host's sysfs mounted, LiteRT's cpuinfo (XNNPACK) sees x86 processor lists
@@ -148,7 +162,8 @@ HOST_CA=/etc/ssl/certs/ca-certificates.crt
 [ -f $HOST_CA ] || HOST_CA=$ROOTFS/etc/ssl/certs/ca-certificates.crt
 cp "$HOST_CA" "$ROOTFS/etc/ssl/certs/host-ca-certificates.crt"
 in_arm() {  # run a bash script as root in the emulated Bookworm, with a clean environment
-    chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+    # QEMU reads QEMU_CPU from each emulated process's environment: it must survive env -i.
+    chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off \
         PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt \
@@ -159,8 +174,11 @@ in_arm() {  # run a bash script as root in the emulated Bookworm, with a clean e
 rm -rf "$OUT"
 mkdir -p "$OUT/host" "$OUT/platform"
 in_arm 'uname -m; cat /etc/debian_version; python3 --version' > "$OUT/platform/arm.txt"
+# The CPU as the emulated programs see it: what XNNPACK's CPU detection reads (AT_HWCAP/2).
+in_arm "python3 -c 'import ctypes, json; get = ctypes.CDLL(None).getauxval; get.restype = ctypes.c_ulong; h, h2 = get(16), get(26); print(json.dumps({\"qemu_cpu\": \"${QEMU_CPU:-max (QEMU default)}\", \"hwcap\": hex(h), \"hwcap2\": hex(h2), \"asimd\": bool(h >> 1 & 1), \"dotprod\": bool(h >> 20 & 1), \"sve\": bool(h >> 22 & 1), \"i8mm\": bool(h2 >> 13 & 1), \"bf16\": bool(h2 >> 14 & 1)}))'" \
+    > "$OUT/platform/cpu.json"
 /usr/bin/qemu-aarch64-static --version | head -1 > "$OUT/platform/qemu.txt"
-say "emulated: $(tr '\n' ' ' < "$OUT/platform/arm.txt")($(cat "$OUT/platform/qemu.txt"))"
+say "emulated: $(tr '\n' ' ' < "$OUT/platform/arm.txt")($(cat "$OUT/platform/qemu.txt")); CPU $(cat "$OUT/platform/cpu.json")"
 
 # --- x86-64 baseline: a wheel built from the repo, installed in a host venv -------------------
 say "x86-64 baseline: building the wheel and classifying the samples on the host"
@@ -238,4 +256,4 @@ run_config numpy1-kiosk docs/kiosk.md "${KIOSK_NUMPY1[@]}"
 
 echo $(( $(date +%s) - START )) > "$OUT/total.seconds"
 say "comparing with x86-64 and the model card; writing docs/arm64/"
-python3 scripts/arm64_report.py "$OUT" --docs docs/arm64
+python3 scripts/arm64_report.py "$OUT" --docs "$DOCS"

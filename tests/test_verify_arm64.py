@@ -131,9 +131,21 @@ def test_the_report_passes_equal_outputs_and_fails_different_ones(tmp_path):
     (out / "litert" / "classify.json").write_text(json.dumps(document))
     differs = report.judge_config(out, "litert", x86, card_raw, quantization, tolerance)
     assert not differs["passed"]
-    assert "classify verdicts differ from x86-64" in differs["problems"]
+    flipped = first["path"].split("/")[-1]
+    assert f"classify verdicts differ from x86-64 ({flipped})" in differs["problems"]
     assert differs["classify"]["max_steps_vs_x86_64"] == tolerance + 1
     assert any("steps from the card" in p for p in differs["problems"])
+
+    # Unless bench check called that sample near a verdict boundary: then it may differ.
+    check = json.loads((out / "litert" / "check.json").read_text())
+    for row in check["images"]:
+        if row["file"].endswith(flipped):
+            row["near_boundary"] = "near the threshold: its verdict may differ"
+    (out / "litert" / "check.json").write_text(json.dumps(check))
+    near = report.judge_config(out, "litert", x86, card_raw, quantization, tolerance)
+    assert not any(p.startswith("classify verdicts differ") for p in near["problems"])
+    assert near["classify"]["verdicts_differing_near_boundary"] == [flipped]
+    assert near["bench_check"]["near_boundary"] == [flipped]
 
 
 def test_numpy_abi_mismatch_is_recognised_through_the_exception_chain():

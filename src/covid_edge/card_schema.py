@@ -60,6 +60,8 @@ def validate(card) -> None:
         _calibration(card["calibration"])
     if "ood_guard" in card:
         _ood_guard(card["ood_guard"])
+    if card.get("reference_outputs") is not None:
+        _reference_outputs(card["reference_outputs"])
 
 
 def _labels(card: dict) -> list:
@@ -135,6 +137,40 @@ def _ood_guard(entry) -> None:
         _file_name(entry["stats_file"], "ood_guard.stats_file")
     if entry.get("stats_sha256") is not None:
         _sha256(entry["stats_sha256"], "ood_guard.stats_sha256")
+
+
+def _reference_outputs(entry) -> None:
+    """What `bench check` holds a device to: a tolerance it can trust (a NaN or negative one
+    would pass or fail everything) and integer reference outputs per kernel set."""
+    entry = _dict(entry, "reference_outputs")
+    tolerance = _dict(entry.get("tolerance", {}), "reference_outputs.tolerance")
+    _number(tolerance, "probability", "reference_outputs.tolerance", low=0.0, high=1.0)
+    if "raw_output_steps" in tolerance:
+        steps = tolerance["raw_output_steps"]
+        if not _is_int(steps) or not 0 <= steps <= 255:
+            raise CardSchemaError("reference_outputs.tolerance.raw_output_steps",
+                                  f"must be an integer 0..255, got {steps!r}")
+    if entry.get("kernel_sets") is not None:
+        for name, text in _dict(entry["kernel_sets"], "reference_outputs.kernel_sets").items():
+            if not isinstance(text, str):
+                raise CardSchemaError(f"reference_outputs.kernel_sets.{name}",
+                                      f"must be a string, got {_type_name(text)}")
+    images = entry.get("images", [])
+    if not isinstance(images, list):
+        raise CardSchemaError("reference_outputs.images", f"must be a list, got "
+                                                          f"{_type_name(images)}")
+    for index, image in enumerate(images):
+        path = f"reference_outputs.images.{index}"
+        image = _dict(image, path)
+        by_kernels = image.get("raw_by_kernel_set")
+        if by_kernels is None:
+            continue
+        for name, raw in _dict(by_kernels, f"{path}.raw_by_kernel_set").items():
+            values = raw if isinstance(raw, list) else [raw]
+            if not values or not all(_is_int(v) and -32768 <= v <= 65535 for v in values):
+                raise CardSchemaError(f"{path}.raw_by_kernel_set.{name}",
+                                      f"must be an integer output or a list of them, got "
+                                      f"{raw!r}")
 
 
 # -- field helpers ---------------------------------------------------------------------------

@@ -119,17 +119,8 @@ def render(card: dict) -> str:
         "",
         "## Reference outputs (device check)",
         "",
-        f"The int8 model's raw outputs on the bundled samples. A device reproduces the reference "
-        f"when each differs by at most {card['reference_outputs']['tolerance']['raw_output_steps']}"
-        " output steps "
-        f"({card['reference_outputs']['tolerance']['probability']:.4f} in probability).",
-        "",
-        "| image | label | raw int8 output | probability | verdict |",
-        "|---|---|---:|---:|---|",
+        *_reference_lines(card["reference_outputs"]),
     ]
-    lines += [f"| `{ref['file']}` | {ref['label']} | {ref['raw_output']} | "
-              f"{ref['probability']:.4f} | {ref['verdict']} |"
-              for ref in card["reference_outputs"]["images"]]
     data = card["data"]
     lines += [
         "",
@@ -339,3 +330,33 @@ def write_markdown(card: dict, directory: str | Path) -> Path:
     path = Path(directory) / CARD_MARKDOWN_FILENAME
     path.write_text(render(card), encoding="utf-8")
     return path
+
+
+def _reference_lines(reference: dict) -> list[str]:
+    """The device check's reference: the tolerance (measured or fixed) and the samples' outputs,
+    under each kernel set where the card has them."""
+    tolerance = reference["tolerance"]
+    measured = tolerance.get("measured")
+    lines = [f"The int8 model's raw outputs on the bundled samples. A device reproduces the "
+             f"reference when each differs by at most {tolerance['raw_output_steps']} output "
+             f"steps ({tolerance['probability']:.4f} in probability) and gives the reference "
+             "verdict (a sample within the tolerance of a verdict boundary may differ)."]
+    if measured:
+        pairs = "; ".join(f"{pair} {values['max_steps']} (p99 {values['p99_steps']:g})"
+                          for pair, values in measured["pairs"].items())
+        lines += ["", f"The tolerance is measured: the largest difference between LiteRT's "
+                      f"int8 kernel sets ({', '.join(reference.get('kernel_sets', {}).values())})"
+                      f" on the {measured['images_from']}, {measured['max_steps']} steps (99th "
+                      f"percentile {measured['p99_steps']:g}; by pair: {pairs}), plus a noise "
+                      f"floor of {measured['noise_floor_steps']}. Measured with "
+                      f"{measured['runtime']} on {measured['host']}: `{measured['command']}`."]
+    names = list(reference.get("kernel_sets") or {})
+    lines += ["", "| image | label | raw int8 output | "
+              + "".join(f"{name} | " for name in names) + "probability | verdict |",
+              "|---|---|---:|" + "---:|" * len(names) + "---:|---|"]
+    for ref in reference["images"]:
+        by_kernels = ref.get("raw_by_kernel_set") or {}
+        lines.append(f"| `{ref['file']}` | {ref['label']} | {ref['raw_output']} | "
+                     + "".join(f"{by_kernels.get(name)} | " for name in names)
+                     + f"{ref['probability']:.4f} | {ref['verdict']} |")
+    return lines

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import DISCLAIMER, __version__, dataset, metrics, model_card
+from .. import DISCLAIMER, __version__, dataset, kernel_sets, metrics, model_card
 from ..classes import ClassScheme
 from ..preprocess import PreprocessSpec, load_pixels
 from ..edgetpu.compile import EdgeTpuCompileError, compiled_name, prepare_for_edgetpu
@@ -25,7 +25,6 @@ from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_v
 
 TRAINING_FILES = ("training_curves.png", "confusion_matrix.png", "test_predictions.png",
                   "metrics.json", "history.csv", "split.csv")
-REFERENCE_TOLERANCE_STEPS = 2  # int8 output steps a device may differ from the reference by
 
 
 class ConvertError(Exception):
@@ -51,13 +50,14 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
-                 threshold: float, scheme: ClassScheme, exclude=frozenset()
+                 threshold: float, scheme: ClassScheme, exclude=frozenset(), part: str = "val"
                  ) -> list[dataset.Item]:
-    """`count` correctly classified test images, shared among the classes (the positive class
-    first), to ship and to pin reference outputs on (none of `exclude`: the test images the
-    guard refuses). `probabilities`: path -> per-class probabilities (the Keras model's).
+    """`count` correctly classified images of split `part`, shared among the classes (the
+    positive class first), to ship and to pin reference outputs on (none of `exclude`: those
+    the guard refuses, those near a verdict boundary). `probabilities`: path -> per-class
+    probabilities (convert passes the int8 model's on the validation images).
 
-    Their P(positive) spreads from confident to near the threshold: reference outputs that
+    Their P(positive) spreads from confident towards the threshold: reference outputs that
     all sit at the ends of the int8 range would let a device that computes differently pass
     `covid-edge bench check`.
     """
@@ -67,12 +67,12 @@ def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
     shares = [count // len(order) + (index < count % len(order)) for index in range(len(order))]
     for label, take in zip(order, shares):
         positive = label == scheme.positive
-        of_label = [item for item, part in zip(items, split)
-                    if part == "test" and item.label == label and item.path not in exclude]
-        pool = [item for item in of_label
-                if scheme.verdict(probabilities[item.path], threshold) == label]
+        of_label = [item for item, where in zip(items, split)
+                    if where == part and item.label == label and item.path in probabilities]
+        pool = [item for item in of_label if item.path not in exclude
+                and scheme.verdict(probabilities[item.path], threshold) == label]
         if len(pool) < take:  # a weak model (a quick trial) gets too few right
-            pool = of_label
+            pool = [item for item in of_label if item.path not in exclude] or of_label
         # Not too close to the threshold: a shipped sample should not flip between variants.
         targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.25, take) if positive
                    else threshold * np.linspace(0.05, 0.45, take))
@@ -159,7 +159,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             log=print, progress=None, force: bool = False, edgetpu: bool = False,
             non_xray_dirs: tuple = (), ood_train_images: int = 2000,
             ood_components: int | None = None, ood_quantile: float = 0.995,
-            bias_correction: bool = True, target_sensitivity: float | None = None) -> dict:
+            bias_correction: bool = True, target_sensitivity: float | None = None,
+            tolerance_images: int | None = None) -> dict:
     import keras
     import tensorflow as tf
 
@@ -247,9 +248,6 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     keras_probs = keras_probabilities(run_dir, scheme)
     if target_sensitivity is not None:
         run = rethreshold(run, items, split, keras_probs, scheme, target_sensitivity, log)
-    samples = [(item, _copy_sample(item, data_dir, samples_dir))
-               for item in pick_samples(items, split, sample_count, keras_probs, run["threshold"],
-                                        scheme)]
 
     card = {
         "schema_version": model_card.SCHEMA_VERSION,
@@ -354,14 +352,6 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                                 "test X-rays": distances["test"],
                                 "non-X-ray images": distances["non_xray"]},
                                card["ood_guard"]["threshold"], training_dir / "ood_distances.png")
-    refused = set(measured["test"]["refused"])
-    if any(item.path in refused for item, _ in samples):
-        # A shipped sample answered "not a chest X-ray" would be a poor demonstration.
-        for _, target in samples:
-            target.unlink()
-        samples = [(item, _copy_sample(item, data_dir, samples_dir))
-                   for item in pick_samples(items, split, sample_count, keras_probs,
-                                            run["threshold"], scheme, refused)]
     log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
         f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
         f"rejected {measured['non_xray']['rejection']:.2%} "
@@ -371,6 +361,22 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     int8 = Classifier.load(out_dir / variants["int8"]["file"])
     step = variants["int8"]["output_quantization"]["scale"]
+    # The tolerance `bench check` grants a device: how far LiteRT's own int8 kernel sets
+    # disagree on validation images (never the test split: the tolerance and the samples are
+    # chosen on them).
+    measured_items = val if not tolerance_images or tolerance_images >= len(val) else [
+        val[i] for i in sorted(np.random.default_rng(seed).permutation(len(val))
+                               [:tolerance_images])]
+    log(f"measuring the device-check tolerance: {len(measured_items)} validation images under "
+        "each int8 kernel set")
+    val_raw, spread = kernel_sets.measure(
+        int8, [dataset.item_path(data_dir, item) for item in measured_items],
+        progress=lambda paths: progress(paths, "kernel sets"))
+    tolerance_steps = kernel_sets.tolerance_steps(spread)
+    log(f"device-check tolerance: {tolerance_steps} output steps (kernel sets differ by up to "
+        f"{spread['max_steps']})")
+    samples = pick_clear_samples(int8, measured_items, val_raw[kernel_sets.DEFAULT_KERNEL_SET],
+                                 tolerance_steps, sample_count, data_dir, samples_dir)
     reference = []
     for item, path in samples:
         inference = int8.run(int8.prepare_input(load_pixels(path, spec)))
@@ -385,14 +391,14 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             entry["probabilities"] = scheme.as_dict(inference.probabilities)
         reference.append(entry)
 
+    reference_outputs = kernel_sets.store(
+        {"variant": "int8", "images": reference}, out_dir, int8, spread,
+        measured_on=f"validation split ({len(measured_items)} of {len(val)} images)",
+        command="covid-edge convert (this conversion; scripts/measure_tolerance.py redoes it)")
+
     card.update({
         "keras_metrics": run["metrics"],
-        "reference_outputs": {
-            "variant": "int8",
-            "tolerance": {"raw_output_steps": REFERENCE_TOLERANCE_STEPS,
-                          "probability": REFERENCE_TOLERANCE_STEPS * step},
-            "images": reference,
-        },
+        "reference_outputs": reference_outputs,
         "data": {
             "source": _data_description(run),
             # Each root of split.csv's root column, as the training command named it.
@@ -423,6 +429,34 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     write_markdown(card, out_dir)
     return card
+
+
+def pick_clear_samples(int8, items, raw: np.ndarray, tolerance_steps: int, count: int,
+                       data_dir, samples_dir: Path) -> list:
+    """The samples `bench check` runs, chosen on validation images by the int8 model's own
+    outputs (`raw`, one row per item): correctly classified, none whose verdict could change
+    within the tolerance (a sample near the threshold says nothing when its verdict differs
+    between kernels), none the guard refuses. [(item, copied path)]."""
+    from ..benchmarks.check import verdicts_within
+
+    scale, zero_point = int8.output_details["quantization"]
+    probabilities = {item.path: int8.scheme.probabilities((row - zero_point) * scale)
+                     for item, row in zip(items, raw)}
+    near = {item.path for item, row in zip(items, raw)
+            if len(verdicts_within(int8, row, tolerance_steps)) > 1}
+    refused: set[str] = set()
+    split = ["val"] * len(items)
+    for _ in range(10):
+        chosen = pick_samples(items, split, count, probabilities, int8.model_threshold,
+                              int8.scheme, near | refused)
+        # A shipped sample answered "not a chest X-ray" would be a poor demonstration.
+        newly = {item.path for item in chosen
+                 if int8.classify_file(dataset.item_path(data_dir, item)).verdict
+                 not in int8.labels}
+        if not newly:
+            break
+        refused |= newly
+    return [(item, _copy_sample(item, data_dir, samples_dir)) for item in chosen]
 
 
 def refresh_lung_reference(out_dir: Path, samples: list[Path], log) -> None:

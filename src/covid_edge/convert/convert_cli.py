@@ -38,7 +38,8 @@ class ComponentsParam(click.ParamType):
                    "it the int8 probabilities drift from the float model's.")
 @click.option("--samples", "sample_count", default=6, show_default=True,
               type=click.IntRange(2, 50),
-              help="Test images copied to samples/ with their int8 reference outputs.")
+              help="Validation images copied to samples/ with their int8 reference outputs "
+                   "(correctly classified, clear of the threshold by the measured tolerance).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite model files already in --out.")
 @click.option("--edgetpu", is_flag=True,
@@ -66,10 +67,14 @@ class ComponentsParam(click.ParamType):
                    "(the Keras model's probabilities in predictions.csv), for this COVID "
                    "sensitivity instead of training's --target-sensitivity. The threshold is "
                    "a deployment choice: this makes it without retraining.")
+@click.option("--tolerance-images", default=0, show_default=True, type=click.IntRange(0),
+              help="Validation images on which the int8 kernel sets of LiteRT are compared to "
+                   "measure `bench check`'s tolerance (0: all; a seeded draw otherwise). The "
+                   "reference kernels take about 0.3 s an image.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
             force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
-            target_sensitivity, verbose):
+            target_sensitivity, tolerance_images, verbose):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -107,7 +112,8 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
                               sample_count=sample_count, seed=seed, log=Log(), progress=progress,
                               force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
                               ood_train_images=ood_train_images, ood_components=ood_components,
-                              ood_quantile=ood_quantile, bias_correction=bias_correction)
+                              ood_quantile=ood_quantile, bias_correction=bias_correction,
+                              tolerance_images=tolerance_images or None)
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     int8 = card["variants"]["int8"]
