@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,40 @@ def test_reference_outputs_reproduce(export_dir):
         raw = classifier.run(classifier.prepare_input(
             load_pixels(export_dir / reference["file"], classifier.spec))).raw
         assert raw.tolist() == np.atleast_1d(reference["raw_output"]).tolist()
+        assert reference["raw_by_kernel_set"]["xnnpack"] == reference["raw_output"]
+        assert set(reference["raw_by_kernel_set"]) == {"xnnpack", "builtin", "reference"}
+
+
+def test_the_check_tolerance_and_samples_come_from_the_validation_split(run_dir, export_dir):
+    """convert measures bench check's tolerance on the validation split and picks the samples
+    there, clear of the threshold by it; the test split chooses nothing."""
+    from covid_edge import dataset
+    from covid_edge.benchmarks.check import near_boundary
+    from covid_edge.edge_runtime.classifier import Classifier
+    from covid_edge.preprocess import load_pixels
+
+    card = json.loads((export_dir / "model_card.json").read_text())
+    reference = card["reference_outputs"]
+    tolerance = reference["tolerance"]
+    measured = tolerance["measured"]
+    items, _, split = dataset.read_split(run_dir / "split.csv")
+    where = {Path(item.path).name: part for item, part in zip(items, split)}
+    assert measured["images_from"].startswith("validation split")
+    assert measured["images"] == sum(part == "val" for part in split)
+    assert tolerance["raw_output_steps"] == measured["max_steps"] + 2
+    assert {where[ref["file"].split("-", 1)[1]] for ref in reference["images"]} == {"val"}
+    classifier = Classifier.load(export_dir / card["variants"]["int8"]["file"], guard=False)
+    steps = tolerance["raw_output_steps"]
+    chosen = Counter(ref["label"] for ref in reference["images"])
+    for ref in reference["images"]:
+        if near_boundary(classifier, ref["raw_output"], steps):
+            # Only where the label has too few validation images clear of every boundary
+            # (a tiny model): then bench check reports it as near.
+            clear = [item for item, part in zip(items, split) if part == "val"
+                     and item.label == ref["label"] and not near_boundary(
+                         classifier, classifier.run(classifier.prepare_input(load_pixels(
+                             dataset.item_path(CXR, item), classifier.spec))).raw, steps)]
+            assert len(clear) < chosen[ref["label"]], ref["file"]
 
 
 def test_runtime_input_equals_training_input(run_dir, export_dir):
