@@ -64,7 +64,8 @@ class KernelRunner:
 
 def runners(classifier, kernel_sets: Iterable[str] | None = None) -> dict[str, KernelRunner]:
     """An interpreter per kernel set for `classifier`'s model (one thread: the thread count
-    changes nothing in the arithmetic but the order of work)."""
+    changes nothing in the arithmetic but the order of work). A kernel set that lacks one of
+    the model's ops (the reference kernels have no TILE version 3) is left out."""
     runtime = classifier.runtime
     resolver = _resolver_types(runtime.module)
     names = list(kernel_sets or available(runtime))
@@ -74,8 +75,11 @@ def runners(classifier, kernel_sets: Iterable[str] | None = None) -> dict[str, K
         kwargs = {"model_path": str(classifier.model_path), "num_threads": 1}
         if resolver is not None:
             kwargs["experimental_op_resolver_type"] = getattr(resolver, member)
-        interpreter = runtime.module.Interpreter(**kwargs)
-        interpreter.allocate_tensors()
+        try:
+            interpreter = runtime.module.Interpreter(**kwargs)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            continue
         # Tensor indices belong to the model file: the classifier's hold for every interpreter.
         result[name] = KernelRunner(name, interpreter, classifier.input_details["index"],
                                     classifier.output_details["index"])
@@ -167,10 +171,9 @@ def _card_raw(values) -> object:
 def measure(classifier, paths: list[Path], progress=None) -> tuple[dict, dict]:
     """Every available kernel set's raw outputs on `paths` (kernel set -> (images, units)) and
     their spread (see `spread`)."""
-    names = available(classifier.runtime)
     paths = (progress or (lambda items: items))(list(paths))
-    raw = raw_outputs(classifier, images_of(paths, classifier.spec), names)
-    return raw, spread(raw)
+    raw = raw_outputs(classifier, images_of(paths, classifier.spec))
+    return raw, {"kernel_sets": list(raw), **spread(raw)}
 
 
 def store(reference: dict, card_dir: Path, classifier, measured: dict, *, measured_on: str,
@@ -180,10 +183,10 @@ def store(reference: dict, card_dir: Path, classifier, measured: dict, *, measur
     from .benchmarks.cpu_features import cpu_features, summary
     from .benchmarks.device_info import cpu_model
 
-    names = available(classifier.runtime)
     files = [image["file"] for image in reference["images"]]
     samples = raw_outputs(classifier, images_of((card_dir / file for file in files),
-                                                classifier.spec), names)
+                                                classifier.spec), measured.get("kernel_sets"))
+    names = list(samples)
     for index, image in enumerate(reference["images"]):
         image["raw_by_kernel_set"] = {name: _card_raw(samples[name][index]) for name in names}
     steps = tolerance_steps(measured)
@@ -196,7 +199,6 @@ def store(reference: dict, card_dir: Path, classifier, measured: dict, *, measur
             "rule": f"the largest difference between any two kernel sets on any measured "
                     f"image, plus a noise floor of {NOISE_FLOOR_STEPS} steps",
             "noise_floor_steps": NOISE_FLOOR_STEPS,
-            "kernel_sets": names,
             "images_from": measured_on,
             "runtime": classifier.runtime.label,
             "host": f"{cpu_model() or 'CPU model unknown'}; {summary(cpu_features())}",

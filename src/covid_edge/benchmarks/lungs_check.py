@@ -17,6 +17,7 @@ from ..image_io import read_grayscale
 from ..model_card import sha256_file
 
 REFERENCE_FILENAME = "reference_outputs.npz"
+# Until measured (measure_tolerance): a fixed tolerance only LiteRT's XNNPACK on x86-64 meets.
 TOLERANCE = {"raw_output_steps": 2, "mask_agreement": 0.999}
 
 
@@ -48,6 +49,60 @@ def write_reference(lung_dir: Path, samples: list[Path], card_filename: str) -> 
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card["reference_outputs"]
+
+
+def measure_tolerance(lung_dir: Path, paths: list[Path], progress=None) -> dict:
+    """How far LiteRT's int8 kernel sets (covid_edge.kernel_sets) disagree on the lung masks of
+    `paths`: per pixel, in output steps, and in the share of pixels on the same side of the
+    mask threshold, each the worst over every pair of kernel sets and every image."""
+    from .. import kernel_sets
+    from ..edge_runtime.lungs import LungSegmenter
+
+    segmenter = LungSegmenter.load(lung_dir, num_threads=1)
+    chosen = kernel_sets.runners(segmenter)
+    scale, zero_point = segmenter.output_details["quantization"]
+    threshold_raw = segmenter.threshold / scale + zero_point
+    steps, agreements = [], []
+    for path in (progress or (lambda items: items))(list(paths)):
+        tensor = segmenter.input_tensor(segmenter.pixels_for(read_grayscale(path)))
+        outputs = [runner.run(tensor) for runner in chosen.values()]
+        pairs = [(a, b) for i, a in enumerate(outputs) for b in outputs[i + 1:]]
+        steps.append(max(int(np.abs(a - b).max()) for a, b in pairs))
+        agreements.append(min(float(((a >= threshold_raw) == (b >= threshold_raw)).mean())
+                              for a, b in pairs))
+    from .cpu_features import cpu_features, summary
+    from .device_info import cpu_model
+
+    return {"kernel_sets": list(chosen), "runtime": segmenter.runtime.label,
+            "host": f"{cpu_model() or 'CPU model unknown'}; {summary(cpu_features())}",
+            "images": len(steps),
+            "max_steps": max(steps), "p99_steps": float(np.percentile(steps, 99)),
+            "min_mask_agreement": round(min(agreements), 6),
+            "p1_mask_agreement": round(float(np.percentile(agreements, 1)), 6)}
+
+
+def store_tolerance(lung_dir: Path, card_filename: str, measured: dict, *, measured_on: str,
+                    command: str) -> dict:
+    """The lung card's tolerance from `measured`: the largest per-pixel difference plus the
+    classifier's noise floor, and the lowest mask agreement seen (never above the fixed 0.999)."""
+    from ..kernel_sets import NOISE_FLOOR_STEPS
+
+    card_path = Path(lung_dir) / card_filename
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    # Rounded down to 4 decimals: the agreement a device must reach is at most what was seen.
+    agreement = min(TOLERANCE["mask_agreement"],
+                    np.floor(measured["min_mask_agreement"] * 1e4) / 1e4)
+    card["reference_outputs"]["tolerance"] = {
+        "raw_output_steps": int(measured["max_steps"]) + NOISE_FLOOR_STEPS,
+        "mask_agreement": float(agreement),
+        "measured": {"rule": "the largest per-pixel difference between any two kernel sets on "
+                             f"any measured image plus {NOISE_FLOOR_STEPS} steps; the lowest "
+                             "mask agreement between two kernel sets (at most 0.999)",
+                     "noise_floor_steps": NOISE_FLOOR_STEPS, "images_from": measured_on,
+                     "command": command, **measured},
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card["reference_outputs"]["tolerance"]
 
 
 def run(lung_dir: Path, runtime: str | None = None, threads: int | None = None) -> dict:

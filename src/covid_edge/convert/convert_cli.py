@@ -70,7 +70,8 @@ class ComponentsParam(click.ParamType):
 @click.option("--tolerance-images", default=0, show_default=True, type=click.IntRange(0),
               help="Validation images on which the int8 kernel sets of LiteRT are compared to "
                    "measure `bench check`'s tolerance (0: all; a seeded draw otherwise). The "
-                   "reference kernels take about 0.3 s an image.")
+                   "reference kernels are slow: 800 images took 12 min on the development "
+                   "machine.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
             force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,

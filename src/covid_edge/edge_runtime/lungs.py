@@ -278,13 +278,18 @@ class LungSegmenter:
             picture = Image.fromarray(np.asarray(picture, dtype=np.uint8))
         return resize_gray(picture.convert("L"), self.spec)
 
-    def probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-        """Model-size uint8 pixels -> (lung probability (h, w) float32, invoke ms)."""
+    def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
+        """Model-size uint8 pixels -> the tensor the lung model's input takes."""
         x = to_model_input(pixels, self.spec)[np.newaxis]
         dtype = np.dtype(self.input_details["dtype"])
         if dtype != np.float32:
             scale, zero_point = self.input_details["quantization"]
             x = quantize(x, scale, zero_point, dtype)
+        return x
+
+    def probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        """Model-size uint8 pixels -> (lung probability (h, w) float32, invoke ms)."""
+        x = self.input_tensor(pixels)
         with self._lock:
             self.interpreter.set_tensor(self.input_details["index"], x)
             start = time.perf_counter()
