@@ -162,7 +162,8 @@ def judge_config(out: Path, name: str, x86: dict, card_raw: dict, quantization: 
             problems.append(f"bench check FAIL (exit {check_rc}): {len(failed)} of "
                             f"{len(check['images'])} samples beyond the tolerance of "
                             f"{config['bench_check']['tolerance_steps']} steps or in verdict, "
-                            f"largest {config['bench_check']['max_steps']} steps")
+                            f"largest {config['bench_check']['max_steps']} steps"
+                            + "".join(f"; {problem}" for problem in check.get("problems", [])))
         else:
             err = [line for line in (_read(d / "check.err") or "").splitlines()
                    if line.startswith("error:")]

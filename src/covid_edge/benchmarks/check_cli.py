@@ -52,8 +52,10 @@ def check(models_dir, threads, runtime_name, as_json):
     What a pass proves: this device's image decoder, preprocessing and
     runtime compute what a legitimate int8 implementation of the released
     model computes, within the rounding differences int8 kernels are seen
-    to have, and give the reference verdicts. A wrong preprocessing, a wrong
-    runtime or a broken numpy shifts outputs far beyond that and fails.
+    to have, and give the reference verdicts. A grossly wrong input (an
+    inverted or half-contrast image) moves some samples beyond it and fails.
+    The lung model's masks are checked the same way (per-pixel steps and the
+    share of mask pixels that agree, both measured across kernel sets).
 
     \b
     What it does not prove: that outputs are bit-identical (they need not
@@ -61,7 +63,8 @@ def check(models_dir, threads, runtime_name, as_json):
     reference is within the tolerance of the threshold is reported "near
     the threshold": its verdict may differ between int8 kernels and does
     not fail the check; run `bench drift` on labelled images for accuracy),
-    or anything about other images than the samples. Cards written before
+    that a subtle input change (a few grey levels) is absent, or anything
+    about other images than the samples. Cards written before
     the measurement (0.2.0) state a fixed 2-step tolerance, which only
     LiteRT's XNNPACK on x86-64 meets.
     """

@@ -69,10 +69,11 @@ def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
         positive = label == scheme.positive
         of_label = [item for item, where in zip(items, split)
                     if where == part and item.label == label and item.path in probabilities]
-        pool = [item for item in of_label if item.path not in exclude
-                and scheme.verdict(probabilities[item.path], threshold) == label]
-        if len(pool) < take:  # a weak model (a quick trial) gets too few right
-            pool = [item for item in of_label if item.path not in exclude] or of_label
+        allowed = [item for item in of_label if item.path not in exclude]
+        right = [item for item in allowed
+                 if scheme.verdict(probabilities[item.path], threshold) == label]
+        # A weak model (a quick trial) gets too few right, or too few clear of the threshold.
+        pool = right if len(right) >= take else allowed if len(allowed) >= take else of_label
         # Not too close to the threshold: a shipped sample should not flip between variants.
         targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.25, take) if positive
                    else threshold * np.linspace(0.05, 0.45, take))
