@@ -455,7 +455,10 @@ def test_check_fails_on_a_shifted_probability_and_a_changed_sample(models_dir, t
     copy = copy_for_check(models_dir, tmp_path / "models")
 
     def shift_probability(card):
-        card["reference_outputs"]["images"][1]["probability"] += 0.1
+        # Past the card's tolerance (measured: 27 steps, 0.105, for 0.3.0), towards the middle.
+        image = card["reference_outputs"]["images"][1]
+        shift = card["reference_outputs"]["tolerance"]["probability"] + 0.02
+        image["probability"] += shift if image["probability"] < 0.5 else -shift
 
     edit_card(copy, shift_probability)
     first = json.loads((copy / "model_card.json").read_text())["reference_outputs"]["images"][0]
@@ -471,12 +474,12 @@ def test_check_says_when_saturated_outputs_make_it_coarse(models_dir, model_card
     saturated = all(image["raw_output"] in (-128, 127)
                     for image in model_card["reference_outputs"]["images"])
     report = json.loads(invoke("check", "--models", models_dir, "--json").stdout)
-    assert bool(report["notes"]) == saturated
+    assert any("only gross differences" in note for note in report["notes"]) == saturated
     copy = copy_for_check(models_dir, tmp_path / "models")
     edit_card(copy, lambda card: [image.update(raw_output=127, probability=127 / 256 + 0.5)
                                   for image in card["reference_outputs"]["images"]])
     report = json.loads(invoke("check", "--models", copy, "--json").stdout)
-    assert "only gross differences" in report["notes"][0]
+    assert any("only gross differences" in note for note in report["notes"])
 
 
 def test_check_without_reference_outputs_cannot_run(models_dir, tmp_path):
