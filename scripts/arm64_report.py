@@ -111,6 +111,17 @@ def host_description() -> dict:
     return {"machine": platform.machine(), "cpu": cpu, "os": os_name}
 
 
+def _lung_summary(lungs: dict | None) -> dict | None:
+    if not lungs or not lungs.get("images"):
+        return None
+    rows = lungs["images"]
+    return {"passed": lungs.get("passed"),
+            "max_steps": max((row.get("max_steps") or 0) for row in rows),
+            "min_mask_agreement": min((row.get("mask_agreement") or 0.0) for row in rows),
+            "tolerance": {key: value for key, value in (lungs.get("tolerance") or {}).items()
+                          if key != "measured"}}
+
+
 def judge_config(out: Path, name: str, x86: dict, card_raw: dict, quantization: dict,
                  tolerance: int) -> dict:
     d = out / name
@@ -147,6 +158,8 @@ def judge_config(out: Path, name: str, x86: dict, card_raw: dict, quantization: 
             "max_steps_by_kernel_set": kernels.get("max_steps"),
             "closest_kernel_set": kernels.get("closest"),
             "near_boundary": sorted(near),
+            # the lung model's masks, checked by the same command
+            "lungs": _lung_summary(check.get("lungs")),
             "images": [{"file": Path(row["file"]).name, "expected_raw": row["expected_raw"],
                         "raw": row["raw"], "steps": row["steps"],
                         "steps_by_kernel_set": row.get("steps_by_kernel_set"),
@@ -394,15 +407,17 @@ def markdown(result: dict) -> str:
             "between each configuration and each x86-64 kernel set's outputs stored in the "
             "card, from `bench check --json`:", "",
             "| configuration | " + " | ".join(f"vs x86-64 {n}" for n in names)
-            + " | closest | tolerance | near a boundary |",
-            "|---|" + "---:|" * len(names) + "---|---:|---|"]
+            + " | closest | tolerance | near a boundary | lung masks: max steps, agreement "
+            "(tolerance) |",
+            "|---|" + "---:|" * len(names) + "---|---:|---|---|"]
         for c in rows:
             check = c["bench_check"]
             kernel_table.append(
                 f"| {c['name']} | " + " | ".join(str(check["max_steps_by_kernel_set"].get(n))
                                                  for n in names)
                 + f" | {check['closest_kernel_set']} | {check['tolerance_steps']} | "
-                + (", ".join(check["near_boundary"]) or "none") + " |")
+                + (", ".join(check["near_boundary"]) or "none") + " | "
+                + _lung_text(check.get("lungs")) + " |")
     else:
         kernel_table = []
     for c in result["configurations"]:
@@ -481,6 +496,14 @@ def markdown(result: dict) -> str:
                               f"{resolver['kernels']} on every sample.", ""]
     lines += ["## 32-bit Raspberry Pi OS (armhf)", "", result["armv7l"]["statement"], ""]
     return "\n".join(lines)
+
+
+def _lung_text(lungs: dict | None) -> str:
+    if not lungs:
+        return "-"
+    tolerance = lungs["tolerance"]
+    return (f"{lungs['max_steps']}, {lungs['min_mask_agreement']:.4f} "
+            f"({tolerance.get('raw_output_steps')}, {tolerance.get('mask_agreement')})")
 
 
 def _cpu_lines(cpu: dict | None) -> list[str]:

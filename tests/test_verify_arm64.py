@@ -145,7 +145,7 @@ def test_the_report_passes_equal_outputs_and_fails_different_ones(tmp_path):
     near = report.judge_config(out, "litert", x86, card_raw, quantization, tolerance)
     assert not any(p.startswith("classify verdicts differ") for p in near["problems"])
     assert near["classify"]["verdicts_differing_near_boundary"] == [flipped]
-    assert near["bench_check"]["near_boundary"] == [flipped]
+    assert flipped in near["bench_check"]["near_boundary"]
 
 
 def test_numpy_abi_mismatch_is_recognised_through_the_exception_chain():
