@@ -50,12 +50,13 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
-                 threshold: float, scheme: ClassScheme, exclude=frozenset(), part: str = "val"
-                 ) -> list[dataset.Item]:
+                 threshold: float, scheme: ClassScheme, exclude=frozenset(), part: str = "val",
+                 avoid=frozenset()) -> list[dataset.Item]:
     """`count` correctly classified images of split `part`, shared among the classes (the
-    positive class first), to ship and to pin reference outputs on (none of `exclude`: those
-    the guard refuses, those near a verdict boundary). `probabilities`: path -> per-class
-    probabilities (convert passes the int8 model's on the validation images).
+    positive class first), to ship and to pin reference outputs on: none of `exclude` (those
+    the guard refuses), and none of `avoid` (those near a verdict boundary) unless a label has
+    too few others. `probabilities`: path -> per-class probabilities (convert passes the int8
+    model's on the validation images).
 
     Their P(positive) spreads from confident towards the threshold: reference outputs that
     all sit at the ends of the int8 range would let a device that computes differently pass
@@ -68,12 +69,16 @@ def pick_samples(items, split, count: int, probabilities: dict[str, np.ndarray],
     for label, take in zip(order, shares):
         positive = label == scheme.positive
         of_label = [item for item, where in zip(items, split)
-                    if where == part and item.label == label and item.path in probabilities]
-        allowed = [item for item in of_label if item.path not in exclude]
-        right = [item for item in allowed
-                 if scheme.verdict(probabilities[item.path], threshold) == label]
+                    if where == part and item.label == label and item.path in probabilities
+                    and item.path not in exclude]
+        clear = [item for item in of_label if item.path not in avoid]
+
+        def right(pool):
+            return [item for item in pool
+                    if scheme.verdict(probabilities[item.path], threshold) == label]
         # A weak model (a quick trial) gets too few right, or too few clear of the threshold.
-        pool = right if len(right) >= take else allowed if len(allowed) >= take else of_label
+        pool = next((pool for pool in (right(clear), clear, right(of_label))
+                     if len(pool) >= take), of_label)
         # Not too close to the threshold: a shipped sample should not flip between variants.
         targets = (threshold + (1 - threshold) * np.linspace(0.95, 0.25, take) if positive
                    else threshold * np.linspace(0.05, 0.45, take))
@@ -449,7 +454,7 @@ def pick_clear_samples(int8, items, raw: np.ndarray, tolerance_steps: int, count
     split = ["val"] * len(items)
     for _ in range(10):
         chosen = pick_samples(items, split, count, probabilities, int8.model_threshold,
-                              int8.scheme, near | refused)
+                              int8.scheme, refused, avoid=near)
         # A shipped sample answered "not a chest X-ray" would be a poor demonstration.
         newly = {item.path for item in chosen
                  if int8.classify_file(dataset.item_path(data_dir, item)).verdict
