@@ -124,15 +124,19 @@ def test_classify_help_and_info_explain_the_rule(model):
 
 # -- explain -----------------------------------------------------------------------------------
 
-def test_explain_maps_the_verdicts_class_or_the_one_asked_for(classifier, images):
+def test_explain_maps_the_verdicts_class_or_the_one_asked_for(model, images):
     from covid_edge.edge_runtime.explain import final_layer, explain_pixels, sigmoid
     from covid_edge.preprocess import load_pixels
 
+    classifier = Classifier.load(model)
+    # The small model's threshold (chosen for 98% sensitivity on a few validation images) can
+    # sit under every image's P(covid); past 1 every verdict is the likeliest other class,
+    # which is the case this test is about.
+    classifier.model_threshold = classifier.threshold = 1.01
     head = final_layer(classifier)
     assert head is not None and np.atleast_2d(head.weights).shape[0] == 3
     other = [path for path in images if classifier.classify_file(path).verdict != "covid"]
-    if not other:
-        pytest.skip("this small model calls every test image covid")
+    assert other == images
     verdict = classifier.classify_file(other[0]).verdict
     index = LABELS.index(verdict)
     pixels = load_pixels(other[0], classifier.spec)
