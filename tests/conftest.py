@@ -169,3 +169,35 @@ def three_class_dir(request, tmp_path_factory) -> Path:
                    "--non-xray", REFERENCE / "photos")
     return out
 
+
+def load_script(name: str):
+    """A script of scripts/ imported as a module (its main() is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_for_check(models_dir: Path, target: Path) -> Path:
+    """The card, the int8 model and the samples: what `bench check` reads."""
+    import json
+    import shutil
+
+    card = json.loads((models_dir / "model_card.json").read_text())
+    target.mkdir()
+    shutil.copy(models_dir / "model_card.json", target)
+    shutil.copy(models_dir / card["variants"][card["reference_outputs"]["variant"]]["file"],
+                target)
+    shutil.copytree(models_dir / "samples", target / "samples")
+    return target
+
+
+def edit_card(folder: Path, change) -> None:
+    import json
+
+    path = folder / "model_card.json"
+    card = json.loads(path.read_text())
+    change(card)
+    path.write_text(json.dumps(card))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (CXR, REPO_ROOT, cli_runner, subprocess_env,
+from conftest import (CXR, REPO_ROOT, cli_runner, copy_for_check, edit_card, subprocess_env,
                       write_report_without_matplotlib)
 from covid_edge import metrics
 from covid_edge.benchmarks import drift as drifting
@@ -382,24 +382,6 @@ def test_without_matplotlib_the_drift_report_says_how_to_get_plots(drift_run, tm
 
 
 # -- bench check -----------------------------------------------------------------------------
-
-def copy_for_check(models_dir: Path, target: Path) -> Path:
-    """The card, the int8 model and the samples: what `bench check` reads."""
-    card = json.loads((models_dir / "model_card.json").read_text())
-    target.mkdir()
-    shutil.copy(models_dir / "model_card.json", target)
-    shutil.copy(models_dir / card["variants"][card["reference_outputs"]["variant"]]["file"],
-                target)
-    shutil.copytree(models_dir / "samples", target / "samples")
-    return target
-
-
-def edit_card(models_dir: Path, change) -> None:
-    path = models_dir / "model_card.json"
-    card = json.loads(path.read_text())
-    change(card)
-    path.write_text(json.dumps(card))
-
 
 def test_check_passes_on_the_model_under_test(models_dir, model_card):
     result = invoke("check", "--models", models_dir, "--json")

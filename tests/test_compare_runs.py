@@ -1,22 +1,14 @@
 """scripts/compare_runs.py: the crop-or-full-image rule, on two small hand-made runs."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import load_script
+
 LABELS = ["normal", "pneumonia", "covid"]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("compare_runs",
-                                                  REPO_ROOT / "scripts" / "compare_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(folder: Path, rows: list[tuple[str, str, str, float]]) -> Path:
@@ -43,7 +35,7 @@ BASE = [("covid", "cxr", "val", 0.9), ("covid", "cxr", "val", 0.8),
 
 
 def test_the_candidate_wins_only_with_fewer_false_covid_calls_and_the_conditions(tmp_path):
-    compare = _module()
+    compare = load_script("compare_runs")
     first = compare.summarise(_run(tmp_path / "full", BASE), "val")
     # The test row is not read: validation alone decides.
     assert first["images"] == 5

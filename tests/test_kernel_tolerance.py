@@ -6,13 +6,11 @@ previous release's card (a fixed 2-step tolerance, no kernel sets) checks as bef
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import RELEASE_0_2_0, cli_runner
+from conftest import RELEASE_0_2_0, cli_runner, copy_for_check, edit_card
 from covid_edge import kernel_sets
 from covid_edge.benchmarks import check
 from covid_edge.card_schema import CardSchemaError, validate
@@ -108,23 +106,6 @@ def test_verdicts_near_a_boundary_are_told_apart(classifier):
     assert between and "between normal and pneumonia" in between
     assert check.near_boundary(classifier, [-60, -55, -128], 2) is None
     assert check.verdicts_within(classifier, [-60, -57, -128], 2) == {"normal", "pneumonia"}
-
-
-def copy_for_check(models_dir: Path, target: Path) -> Path:
-    card = json.loads((models_dir / "model_card.json").read_text())
-    target.mkdir()
-    shutil.copy(models_dir / "model_card.json", target)
-    shutil.copy(models_dir / card["variants"][card["reference_outputs"]["variant"]]["file"],
-                target)
-    shutil.copytree(models_dir / "samples", target / "samples")
-    return target
-
-
-def edit_card(folder: Path, change) -> None:
-    path = folder / "model_card.json"
-    card = json.loads(path.read_text())
-    change(card)
-    path.write_text(json.dumps(card))
 
 
 def test_check_forgives_a_verdict_near_the_threshold_only(models_dir, reference, tmp_path):

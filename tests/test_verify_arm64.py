@@ -7,7 +7,6 @@ with the docs, and the report fails what it must fail, judged on real outputs of
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -15,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, cli_runner
+from conftest import REPO_ROOT, cli_runner, load_script
 
 from covid_edge.edge_runtime.interpreter import _numpy_abi_mismatch
 
@@ -25,11 +24,7 @@ SAMPLES = REPO_ROOT / "models" / "samples"
 
 
 def _report_module():
-    spec = importlib.util.spec_from_file_location("arm64_report",
-                                                  REPO_ROOT / "scripts" / "arm64_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("arm64_report")
 
 
 def test_script_parses():
