@@ -27,8 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 CXR = REPO_ROOT.parent / "shared" / "data" / "cxr"
 
-from covid_edge.benchmarks.cpu_features import cpu_features, summary  # noqa: E402
-from covid_edge.benchmarks.device_info import cpu_model  # noqa: E402
+from covid_edge.benchmarks.device_info import host_line  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier, Prepared, split_outputs  # noqa: E402
 from covid_edge.edge_runtime.onnx_backends import read_sidecar  # noqa: E402
 
@@ -77,7 +76,7 @@ def main() -> None:
             got = classifier.scheme.probabilities((raw.astype(np.float64) - zero_point) * scale)
             worst[name] = max(worst[name], float(np.max(np.abs(got - expected))))
             agree[name] += classifier.verdict(got) == classifier.verdict(expected)
-    print(f"host: {cpu_model()}; {summary(cpu_features())}")
+    print(f"host: {host_line()}")
     print(f"onnxruntime {ort.__version__}, {args.onnx.name}; {count} X-rays; p50 of "
           f"{args.rounds} inferences at 1 thread, LiteRT's in the same loop")
     for name, session in sessions.items():

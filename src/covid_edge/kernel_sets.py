@@ -180,8 +180,7 @@ def store(reference: dict, card_dir: Path, classifier, measured: dict, *, measur
           command: str) -> dict:
     """Put the tolerance from `measured` (a `spread`) and every kernel set's outputs on the
     samples into `reference` (a card's "reference_outputs", changed in place and returned)."""
-    from .benchmarks.cpu_features import cpu_features, summary
-    from .benchmarks.device_info import cpu_model
+    from .benchmarks.device_info import host_line
 
     files = [image["file"] for image in reference["images"]]
     samples = raw_outputs(classifier, images_of((card_dir / file for file in files),
@@ -201,7 +200,7 @@ def store(reference: dict, card_dir: Path, classifier, measured: dict, *, measur
             "noise_floor_steps": NOISE_FLOOR_STEPS,
             "images_from": measured_on,
             "runtime": classifier.runtime.label,
-            "host": f"{cpu_model() or 'CPU model unknown'}; {summary(cpu_features())}",
+            "host": host_line(),
             "command": command,
             **measured,
         },

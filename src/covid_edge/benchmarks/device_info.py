@@ -119,6 +119,14 @@ def throttling(command: str = "vcgencmd") -> dict | None:
     return {"raw": hex(value), "conditions": decode_throttled(value)}
 
 
+def host_line() -> str:
+    """The CPU model and the instruction-set flags that decide int8 speed and rounding: what
+    every measured figure names as its host."""
+    from .cpu_features import cpu_features, summary
+
+    return f"{cpu_model() or 'CPU model unknown'}; {summary(cpu_features())}"
+
+
 def usable_cores() -> int:
     """Cores this process may run on (a container or taskset can allow fewer than exist)."""
     try:

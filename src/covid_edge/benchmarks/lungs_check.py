@@ -70,11 +70,10 @@ def measure_tolerance(lung_dir: Path, paths: list[Path], progress=None) -> dict:
         steps.append(max(int(np.abs(a - b).max()) for a, b in pairs))
         agreements.append(min(float(((a >= threshold_raw) == (b >= threshold_raw)).mean())
                               for a, b in pairs))
-    from .cpu_features import cpu_features, summary
-    from .device_info import cpu_model
+    from .device_info import host_line
 
     return {"kernel_sets": list(chosen), "runtime": segmenter.runtime.label,
-            "host": f"{cpu_model() or 'CPU model unknown'}; {summary(cpu_features())}",
+            "host": host_line(),
             "images": len(steps),
             "max_steps": max(steps), "p99_steps": float(np.percentile(steps, 99)),
             "min_mask_agreement": round(min(agreements), 6),

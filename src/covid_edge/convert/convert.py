@@ -366,7 +366,6 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     shutil.rmtree(scratch, ignore_errors=True)
 
     int8 = Classifier.load(out_dir / variants["int8"]["file"])
-    step = variants["int8"]["output_quantization"]["scale"]
     # The tolerance `bench check` grants a device: how far LiteRT's own int8 kernel sets
     # disagree on validation images (never the test split: the tolerance and the samples are
     # chosen on them).
@@ -444,9 +443,9 @@ def pick_clear_samples(int8, items, raw: np.ndarray, tolerance_steps: int, count
     within the tolerance (a sample near the threshold says nothing when its verdict differs
     between kernels), none the guard refuses. [(item, copied path)]."""
     from ..benchmarks.check import verdicts_within
+    from ..edge_runtime.classifier import _dequantize
 
-    scale, zero_point = int8.output_details["quantization"]
-    probabilities = {item.path: int8.scheme.probabilities((row - zero_point) * scale)
+    probabilities = {item.path: int8.scheme.probabilities(_dequantize(row, int8.output_details))
                      for item, row in zip(items, raw)}
     near = {item.path for item, row in zip(items, raw)
             if len(verdicts_within(int8, row, tolerance_steps)) > 1}
