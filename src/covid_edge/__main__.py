@@ -1,6 +1,6 @@
 """`python -m covid_edge` is the `covid-edge` command (handy where the script is not on PATH)."""
 
-from .cli import main
+from .cli import entry
 
 if __name__ == "__main__":
-    main(prog_name="covid-edge")
+    entry()

@@ -1,0 +1,63 @@
+"""The console script ends without the interpreter's teardown (cli.entry): what a script relies
+on at exit must survive that: exit codes, flushed output, atexit handlers, running threads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO_ROOT, subprocess_env
+
+
+def run_entry(prelude: str, *args: str) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(prelude) + textwrap.dedent(f"""
+        import sys
+        sys.argv = ["covid-edge", *{list(args)!r}]
+        from covid_edge.cli import entry
+        entry()
+        print("not reached: entry() ends the process")
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=REPO_ROOT, timeout=120)
+
+
+def test_exit_code_and_atexit_handlers_survive(tmp_path):
+    done = run_entry("""
+        import atexit
+        atexit.register(lambda: print("atexit ran", flush=True))
+    """, "classify", str(tmp_path / "missing.png"))
+    assert done.returncode == 2, done.stderr
+    assert "no such file" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "atexit ran"
+    assert "not reached" not in done.stdout
+
+
+def test_buffered_output_reaches_a_pipe(covid_xray, models_dir):
+    done = run_entry("", "classify", str(covid_xray), "--model", str(models_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("}")  # the whole JSON document, not a cut buffer
+
+
+def test_a_message_exit_is_printed_with_code_1():
+    done = run_entry("""
+        import covid_edge.cli
+        def refuse(**_):
+            raise SystemExit("refused for a reason")
+        covid_edge.cli.main = refuse
+    """)
+    assert done.returncode == 1
+    assert "refused for a reason" in done.stderr
+
+
+def test_a_running_thread_is_waited_for(tmp_path):
+    marker = tmp_path / "written-by-thread"
+    done = run_entry(f"""
+        import threading, time
+        def late_write():
+            time.sleep(0.3)
+            open({str(marker)!r}, "w").write("done")
+        threading.Thread(target=late_write).start()
+    """, "--version")
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "done"
