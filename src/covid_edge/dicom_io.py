@@ -31,6 +31,7 @@ is DICOM, so PNG/JPEG users never pay for it.
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,7 +55,8 @@ _DECOMPRESS_HINT = ("or decompress the file first, e.g. `gdcmconv --raw IN.dcm O
 
 
 def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
-               max_bytes: int | None = None, *, high_bit_depth: str = "minmax") -> Image.Image:
+               max_bytes: int | None = None, *, high_bit_depth: str = "minmax",
+               hold: ExitStack | None = None) -> Image.Image:
     """Read a single-frame DICOM image as an 8-bit PIL image: grayscale ("L") for monochrome
     data, "RGB" for colour (RGB, YBR, palette), so that the caller can still tell that a
     colour ultrasound or photo is no X-ray.
@@ -78,7 +80,9 @@ def read_dicom(path: str | Path | BinaryIO, max_pixels: int,
     except limits.BudgetExceeded as exc:
         raise ImageReadError(str(exc)) from None
     try:
-        with warnings.catch_warnings():
+        # A DICOM file is read whole before its header tells the decode's cost (and compressed
+        # pixel data decodes to many times the file): it reserves the whole budget.
+        with limits.reserved(budget, hold), warnings.catch_warnings():
             # pydicom warns about every small standard violation; real-world files have many.
             warnings.simplefilter("ignore")
             try:

@@ -12,6 +12,7 @@ import os
 import stat
 import struct
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -85,7 +86,7 @@ def read_grayscale(path: str | Path | BinaryIO, target_size: tuple[int, int] | N
 
 def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
                max_pixels: int = MAX_PIXELS, max_bytes: int | None = None, *,
-               high_bit_depth: str = "minmax") -> DecodedImage:
+               high_bit_depth: str = "minmax", hold: ExitStack | None = None) -> DecodedImage:
     """Open `path` (or a binary file object, e.g. an upload held in a BytesIO): an upright
     8-bit grayscale ("L") image, with the file's colourfulness and size.
 
@@ -104,6 +105,10 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     `high_bit_depth`: how 12/16-bit data without a DICOM VOI becomes 8 bit, "minmax" or
     "percentile" (covid_edge.stretch); the model card's preprocessing names it
     (PreprocessSpec.high_bit_depth), so callers that classify pass the spec's.
+
+    Threads decoding at once share one budget (covid_edge.limits.DECODING): a decode holds
+    its cost until it is done, or, given `hold`, until the caller closes that ExitStack, for a
+    caller that keeps the full-size picture a while (the folder pipeline resizes it).
     """
     if not hasattr(path, "read"):
         path = Path(path)
@@ -112,7 +117,8 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         if looks_like_dicom(path):
             # Imported here: pydicom is an optional extra that PNG/JPEG users never load.
             from .dicom_io import read_dicom
-            picture = read_dicom(path, max_pixels, max_bytes, high_bit_depth=high_bit_depth)
+            picture = read_dicom(path, max_pixels, max_bytes, high_bit_depth=high_bit_depth,
+                                 hold=hold)
             if picture.mode == "RGB":
                 return DecodedImage(picture.convert("L"), colourfulness(picture), picture.size)
             return DecodedImage(picture, None, picture.size)
@@ -136,16 +142,21 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
                     mode = _jpeg_draft_mode(img)
                     colour_lost = mode == "L" and img.mode != "L"
                     img.draft(mode, (2 * target_size[0], 2 * target_size[1]))
-                limits.check(limits.decode_cost(img.mode, *img.size),
-                             f"{img.size[0]}x{img.size[1]} {limits.describe_mode(img.mode)}",
-                             max_bytes)
-                # Rotation is applied to the 8-bit result: a copy of one byte per pixel rather
-                # than of the decoded picture (pixel conversions do not care about the order).
-                rotation = _EXIF_TRANSPOSE.get(img.getexif().get(_EXIF_ORIENTATION))
-                img.load()
-                colour = None if colour_lost else colourfulness(img)
-                gray = (img.getchannel(0) if img.mode == "YCbCr"
-                        else _to_8bit_gray(img, high_bit_depth))
+                cost = limits.decode_cost(img.mode, *img.size)
+                limits.check(cost, f"{img.size[0]}x{img.size[1]} "
+                             f"{limits.describe_mode(img.mode)}", max_bytes)
+                with limits.reserved(cost, hold):
+                    # Rotation is applied to the 8-bit result: a copy of one byte per pixel
+                    # rather than of the decoded picture (pixel conversions do not care about
+                    # the order). A PNG's getexif() decodes the picture (an eXIf chunk may
+                    # follow the pixel data): it counts as the decode.
+                    rotation = _EXIF_TRANSPOSE.get(img.getexif().get(_EXIF_ORIENTATION))
+                    img.load()
+                    colour = None if colour_lost else colourfulness(img)
+                    gray = (img.getchannel(0) if img.mode == "YCbCr"
+                            else _to_8bit_gray(img, high_bit_depth))
+                    if gray is not img:  # the decoded picture goes before another decode starts
+                        img.close()
                 if rotation is not None:
                     gray = gray.transpose(rotation)
                 rotated = rotation in _QUARTER_TURNS

@@ -11,6 +11,10 @@ Pi can decode two at once while serving.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+
 # Peak bytes one decode may take. A 4300x3500 radiograph costs 45 MB as 16-bit gray PNG, 105 MB
 # as 16-bit DICOM and 75 MB as RGB; 192 MiB leaves room for film scans of about 38 MP in RGB,
 # 64 MP in 16-bit gray, 27 MP as 16-bit DICOM, 21 MP in RGBA.
@@ -23,6 +27,45 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 _STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 # Bytes per pixel of the 8-bit gray result, which exists beside the decoded picture.
 _OUTPUT_BYTES = 1
+
+
+class SharedBudget:
+    """The bytes being decoded right now, across the threads of one process (the folder
+    pipeline's preparing threads, the server's requests): a decode waits until its cost fits
+    beside the others', so two pictures at the edge of the per-image budget decode one after
+    the other while small ones decode side by side. The first decode never waits: a cost the
+    per-image check accepted always fits alone."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.in_use = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def reserve(self, cost: int) -> Iterator[None]:
+        with self._changed:
+            while self.in_use and self.in_use + cost > self.total:
+                self._changed.wait()
+            self.in_use += cost
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= cost
+                self._changed.notify_all()
+
+
+# One per process: what the readers reserve while they decode.
+DECODING = SharedBudget(MAX_DECODE_BYTES)
+
+
+def reserved(cost: int, hold: ExitStack | None = None) -> AbstractContextManager:
+    """A decode's share of DECODING: for the `with` block, or, given `hold`, until that
+    ExitStack closes (the caller keeps the picture after the reader returns)."""
+    if hold is None:
+        return DECODING.reserve(cost)
+    hold.enter_context(DECODING.reserve(cost))
+    return nullcontext()
 
 
 class BudgetExceeded(Exception):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -364,15 +365,20 @@ class Classifier:
         """Decode, resize, run the guard's image checks and build the input tensor; a
         Prediction when the file is unreadable or refused before inference."""
         start = time.perf_counter()
-        try:
-            decoded = read_image(path, target_size=(self.spec.width, self.spec.height),
-                                 high_bit_depth=self.spec.high_bit_window)
-        except ImageReadError as exc:
-            return Prediction(str(path), None, None, self.threshold, None, None,
-                              self.runtime_label, error=str(exc))
-        pixels, lung = self.pixels_from_gray(decoded.gray)  # = preprocess.load_pixels
-        return self.prepare_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
-                                   size=decoded.size, start=start, lung=lung)
+        # The decode's share of the memory budget is held until the full-size picture is
+        # gone, so that threads preparing files at once stay within it together.
+        with ExitStack() as decoding:
+            try:
+                decoded = read_image(path, target_size=(self.spec.width, self.spec.height),
+                                     high_bit_depth=self.spec.high_bit_window, hold=decoding)
+            except ImageReadError as exc:
+                return Prediction(str(path), None, None, self.threshold, None, None,
+                                  self.runtime_label, error=str(exc))
+            pixels, lung = self.pixels_from_gray(decoded.gray)  # = preprocess.load_pixels
+            colourfulness, size = decoded.colourfulness, decoded.size
+            del decoded
+        return self.prepare_pixels(pixels, str(path), colourfulness=colourfulness,
+                                   size=size, start=start, lung=lung)
 
     def prepare_pixels(self, pixels: np.ndarray, path: str = "<pixels>", *,
                        colourfulness: float | None = None, size: tuple[int, int] | None = None,

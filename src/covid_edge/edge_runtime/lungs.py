@@ -276,7 +276,8 @@ class LungSegmenter:
             if picture.shape == (self.spec.height, self.spec.width):
                 return picture.astype(np.uint8, copy=False)
             picture = Image.fromarray(np.asarray(picture, dtype=np.uint8))
-        return resize_gray(picture.convert("L"), self.spec)
+        # convert() copies even an "L" picture: a full-size copy of a large X-ray for nothing.
+        return resize_gray(picture if picture.mode == "L" else picture.convert("L"), self.spec)
 
     def input_tensor(self, pixels: np.ndarray) -> np.ndarray:
         """Model-size uint8 pixels -> the tensor the lung model's input takes."""
