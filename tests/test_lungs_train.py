@@ -92,3 +92,22 @@ def test_other_data_is_refused(run_dir, tmp_path):
                         check=False)
     assert result.returncode == 1
     assert "not the data" in result.stderr
+
+
+def test_left_out_sources_are_in_no_part():
+    from covid_edge.convert import lungs_data
+
+    sources = np.array(["montgomery"] * 10 + ["shenzhen"] * 10 + ["jsrt"] * 10
+                       + ["kermany-v7"] * 10)
+    parts = lungs_data.split(sources, "shenzhen", 0.1, seed=0, leave_out=("kermany-v7",))
+    used = np.concatenate(list(parts.values()))
+    assert set(sources[used]) == {"montgomery", "shenzhen", "jsrt"}
+    assert set(sources[parts["test"]]) == {"shenzhen"}
+    assert len(np.unique(used)) == len(used) == 30
+
+
+def test_leave_out_refuses_the_held_out_source(pack, tmp_path):
+    done = covid_edge("train-lungs", pack, "--out", tmp_path / "run", "--image-size", 32,
+                      "--hold-out", "jsrt", "--leave-out", "jsrt", check=False)
+    assert done.returncode == 1 and "other than --hold-out" in done.stderr
+    assert "Traceback" not in done.stderr

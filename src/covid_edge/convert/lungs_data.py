@@ -144,8 +144,9 @@ def load(data: str | Path, spec: PreprocessSpec, progress=None,
 
 
 def split(sources: np.ndarray, hold_out: str | None, val_fraction: float,
-          seed: int) -> dict[str, np.ndarray]:
+          seed: int, leave_out: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """train / val (a seeded share of each training source) / test (the held-out source).
+    Sources in `leave_out` are in no part (an experiment on which sources train).
 
     Without a held-out source there is no test part: the shipped model trains on all four,
     and its figures are the per-source validation ones (the leave-one-source-out runs are
@@ -153,7 +154,7 @@ def split(sources: np.ndarray, hold_out: str | None, val_fraction: float,
     rng = np.random.default_rng(seed)
     train, val = [], []
     for source in SOURCES:
-        if source == hold_out:
+        if source == hold_out or source in leave_out:
             continue
         index = rng.permutation(np.flatnonzero(sources == source))
         n_val = max(1, int(round(len(index) * val_fraction))) if len(index) > 1 else 0

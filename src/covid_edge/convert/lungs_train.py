@@ -44,6 +44,7 @@ class LungTrainConfig:
     epochs: int = 60
     learning_rate: float = 2e-3
     hold_out: str | None = None
+    leave_out: tuple[str, ...] = ()  # sources used nowhere, neither trained on nor scored
     val_fraction: float = 0.1
     limit_per_source: int | None = None
     max_minutes: float | None = None
@@ -203,17 +204,25 @@ def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> d
     if config.hold_out is not None and config.hold_out not in lungs_data.SOURCES:
         raise ValueError(f"--hold-out {config.hold_out}: choose from "
                          f"{', '.join(lungs_data.SOURCES)}")
+    unknown = [s for s in config.leave_out if s not in lungs_data.SOURCES]
+    if unknown or config.hold_out in config.leave_out:
+        raise ValueError(f"--leave-out {', '.join(unknown or [config.hold_out])}: choose "
+                         f"sources of {', '.join(lungs_data.SOURCES)} other than --hold-out")
+    if len(set(config.leave_out) | {config.hold_out} - {None}) >= len(lungs_data.SOURCES):
+        raise ValueError("--leave-out and --hold-out leave no source to train on")
     keras.utils.set_random_seed(config.seed)
     spec = spec_for(config.image_size)
     data = lungs_data.load(config.data, spec, progress, config.limit_per_source)
-    parts = lungs_data.split(data.sources, config.hold_out, config.val_fraction, config.seed)
+    parts = lungs_data.split(data.sources, config.hold_out, config.val_fraction, config.seed,
+                             tuple(config.leave_out))
     log(f"{len(data)} lung pairs; " + ", ".join(f"{name} {len(index)}"
                                                  for name, index in parts.items())
-        + (f" (held out: {config.hold_out})" if config.hold_out else ""))
+        + (f" (held out: {config.hold_out})" if config.hold_out else "")
+        + (f" (not used: {', '.join(config.leave_out)})" if config.leave_out else ""))
     with open(out_dir / "split.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "source", "split"])
-        part_of = np.empty(len(data), dtype=object)
+        part_of = np.full(len(data), "unused", dtype=object)
         for name, index in parts.items():
             part_of[index] = name
         writer.writerows(zip(data.names, data.sources, part_of))

@@ -18,6 +18,10 @@ from .train_cli import Log, progress
 @click.option("--hold-out", type=click.Choice(["montgomery", "shenzhen", "jsrt", "kermany-v7"]),
               default=None, help="Leave this source out of training and score it as the test "
                                  "set (leave-one-source-out evaluation).")
+@click.option("--leave-out", multiple=True,
+              type=click.Choice(["montgomery", "shenzhen", "jsrt", "kermany-v7"]),
+              help="Use this source nowhere (repeatable): e.g. train only on the sources "
+                   "whose masks share the held-out source's convention.")
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 512),
               help="Square input side in pixels (divisible by 2**depth).")
 @click.option("--base-filters", default=8, show_default=True, type=click.IntRange(1, 64))
@@ -35,7 +39,7 @@ from .train_cli import Log, progress
               help="Stop training after this long (the best epoch so far is kept).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
-def train_lungs(data, out_dir, pack_path, hold_out, image_size, base_filters, depth,
+def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_filters, depth,
                 decoder_convs, separable, epochs,
                 batch_size, learning_rate, limit_per_source, max_minutes, seed, force):
     """Train the U-Net lung segmenter on image + lung-mask pairs.
@@ -70,9 +74,10 @@ def train_lungs(data, out_dir, pack_path, hold_out, image_size, base_filters, de
             raise click.UsageError("give --out RUN_DIR (or --pack FILE.npz)")
         config = LungTrainConfig(
             data=data, out_dir=out_dir, image_size=image_size, base_filters=base_filters,
-            depth=depth, decoder_convs=decoder_convs, separable=separable, batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
-            hold_out=hold_out, limit_per_source=limit_per_source, max_minutes=max_minutes,
-            seed=seed)
+            depth=depth, decoder_convs=decoder_convs, separable=separable,
+            batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+            hold_out=hold_out, leave_out=tuple(leave_out), limit_per_source=limit_per_source,
+            max_minutes=max_minutes, seed=seed)
         summary = train(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
