@@ -29,8 +29,9 @@ def default_workers() -> int:
     time has work, so the others cost nothing; where it is dearer (a 16-bit 2500x3000 PNG
     decodes in ~0.2 s) both decode. Measured on the idle 2-core host: 16-bit PNGs
     8.3 images/s with two threads against 4.8 with one; JPEGs the same either way
-    (scripts/folder_throughput.py). Two at most because each may hold a decoded picture of
-    up to limits' per-image budget: on a 1 GB Pi, more would risk the memory the cores gain."""
+    (scripts/folder_throughput.py). Their decodes share one memory budget
+    (limits.DECODING), so a second thread costs no more memory at the peak than one. Two at
+    most: no host here could show that more help."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
