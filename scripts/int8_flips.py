@@ -28,20 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
 from covid_edge import dataset  # noqa: E402
+# The loop `convert` compares its variants with; importing it loads no TensorFlow.
+from covid_edge.convert.convert import evaluate  # noqa: E402
+from covid_edge.convert.train_cli import progress  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier  # noqa: E402
-from covid_edge.progress import progress_bar  # noqa: E402
-
-
-def probabilities(classifier: Classifier, data_dirs: dict, items) -> np.ndarray:
-    out = np.empty((len(items), classifier.scheme.count))
-    with progress_bar(len(items), f"{classifier.variant:>8}") as bar:
-        for index, item in enumerate(items):
-            prediction = classifier.classify_file(dataset.item_path(data_dirs, item))
-            if prediction.error:
-                raise SystemExit(f"{item.path}: {prediction.error}")
-            out[index] = list(prediction.raw_probabilities.values())
-            bar.update(1)
-    return out
+from covid_edge.intervals import wilson  # noqa: E402
 
 
 def margins(probs: np.ndarray, threshold: float, positive: int) -> np.ndarray:
@@ -74,8 +65,8 @@ def main() -> None:
     scale = float(int8_model.output_details["quantization"][0])
     tolerance = card.get("reference_outputs", {}).get("tolerance", {}).get("raw_output_steps")
 
-    p_float = probabilities(float_model, data_dirs, test)
-    p_int8 = probabilities(int8_model, data_dirs, test)
+    p_float = evaluate(float_model, data_dirs, test, progress)
+    p_int8 = evaluate(int8_model, data_dirs, test, progress)
     v_float = scheme.verdict_indices(p_float, threshold)
     v_int8 = scheme.verdict_indices(p_int8, threshold)
     flipped = v_float != v_int8
@@ -90,7 +81,9 @@ def main() -> None:
     print(f"{len(test)} test images; threshold {threshold:.4f} on the model's P("
           f"{labels[scheme.positive_index]}); int8 output step {scale:.5f}; kernel tolerance "
           f"{tolerance} steps (card)")
-    print(f"agreement {1 - flipped.mean():.4f} ({flipped.sum()} flips): "
+    low, high = wilson(int((~flipped).sum()), len(test))
+    print(f"agreement {1 - flipped.mean():.4f} (95% Wilson {low:.4f}-{high:.4f}; "
+          f"{flipped.sum()} flips): "
           + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
     print(f"float32 margin of the flipped images, in int8 steps: median "
           f"{statistics.median(steps[flipped]):.1f}, max {steps[flipped].max():.1f}")

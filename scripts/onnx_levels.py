@@ -30,6 +30,7 @@ CXR = REPO_ROOT.parent / "shared" / "data" / "cxr"
 from covid_edge.benchmarks.device_info import host_line  # noqa: E402
 from covid_edge.edge_runtime.classifier import Classifier, Prepared, split_outputs  # noqa: E402
 from covid_edge.edge_runtime.onnx_backends import read_sidecar  # noqa: E402
+from covid_edge.intervals import wilson  # noqa: E402
 
 
 def main() -> None:
@@ -88,8 +89,10 @@ def main() -> None:
             start = time.perf_counter()
             classifier.run(tensor)
             litert.append((time.perf_counter() - start) * 1000.0)
+        low, high = wilson(agree[name], count)
         print(f"  {name:<9} verdicts agree {agree[name]}/{count} "
-              f"({agree[name] / count:.2%}), max |dp| {worst[name]:.3f}; p50 "
+              f"({agree[name] / count:.2%}, 95% Wilson {low:.2%}-{high:.2%}), max |dp| "
+              f"{worst[name]:.3f}; p50 "
               f"{statistics.median(ours):.1f} ms, LiteRT {statistics.median(litert):.1f} ms")
 
 

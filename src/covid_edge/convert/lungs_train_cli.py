@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
+from .lungs_data import SOURCES
 from .train_cli import Log, progress
 
 
@@ -15,11 +16,10 @@ from .train_cli import Log, progress
 @click.option("--pack", "pack_path", type=click.Path(dir_okay=False),
               help="Only read DATA (a lungs folder) through the preprocessing and save it as "
                    "this .npz, which DATA can then be (for training on another machine).")
-@click.option("--hold-out", type=click.Choice(["montgomery", "shenzhen", "jsrt", "kermany-v7"]),
+@click.option("--hold-out", type=click.Choice(SOURCES),
               default=None, help="Leave this source out of training and score it as the test "
                                  "set (leave-one-source-out evaluation).")
-@click.option("--leave-out", multiple=True,
-              type=click.Choice(["montgomery", "shenzhen", "jsrt", "kermany-v7"]),
+@click.option("--leave-out", multiple=True, type=click.Choice(SOURCES),
               help="Use this source nowhere (repeatable): e.g. train only on the sources "
                    "whose masks share the held-out source's convention.")
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 512),
