@@ -214,3 +214,18 @@ def test_convert_can_choose_the_threshold_again_on_validation():
     assert rethreshold(run, items, split, changed, scheme, 0.9,
                        log=lambda message: None)["threshold"] == new["threshold"]
     assert "--target-sensitivity 0.9" in new["threshold_rule"]
+
+
+def test_reproduce_command_carries_the_tolerance_sample():
+    """The card's `bench check` tolerance is measured on a draw of validation images when
+    --tolerance-images is set; the card's convert command must say so to reproduce it."""
+    from covid_edge.convert.convert import reproduce_commands
+
+    run = {"config": {"out_dir": "runs/x", "data_dir": "data", "weights": "w.h5",
+                      "image_size": 224, "batch_size": 32, "head_epochs": 1,
+                      "fine_tune_epochs": 2, "fine_tune_from": "block_12_expand",
+                      "target_sensitivity": 0.98, "seed": 0}}
+    _, drawn = reproduce_commands(run, "data", 300, 0, tolerance_images=100)
+    _, every = reproduce_commands(run, "data", 300, 0)
+    assert drawn.endswith(" --tolerance-images 100")
+    assert "--tolerance-images" not in every

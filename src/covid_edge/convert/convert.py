@@ -423,7 +423,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "converter_tensorflow": tf.__version__, "keras_converter": keras.__version__,
             "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
         "reproduce": reproduce_commands(run, data_dir, calibration_size, seed, edgetpu,
-                                        non_xray_dirs, bias_correction, ood_components),
+                                        non_xray_dirs, bias_correction, ood_components,
+                                        tolerance_images),
     })
     model_card.write_json(card, out_dir)
     refresh_lung_reference(out_dir, [path for _, path in samples], log)
@@ -511,7 +512,8 @@ def _data_description(run: dict) -> str:
 def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: int,
                        edgetpu: bool = False, non_xray_dirs=(),
                        bias_correction: bool = True,
-                       ood_components: int | None = None) -> list[str]:
+                       ood_components: int | None = None,
+                       tolerance_images: int | None = None) -> list[str]:
     config = run["config"]
     run_dir = config.get("out_dir", "runs/v1")
     # The paths as the user typed them (relative ones stay relative): a command to rerun.
@@ -546,5 +548,7 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                + (" --edgetpu" if edgetpu else "")
                + ("" if bias_correction else " --no-bias-correction")
                + ("" if ood_components is None else f" --ood-components {ood_components}")
-               + "".join(f" --non-xray {folder}" for folder in non_xray_dirs))
+               + "".join(f" --non-xray {folder}" for folder in non_xray_dirs)
+               # The card's device-check tolerance depends on how many images measured it.
+               + (f" --tolerance-images {tolerance_images}" if tolerance_images else ""))
     return [train, convert]
