@@ -2,20 +2,12 @@
 and images training dropped (named only by a manifest) are held out, not scored."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "split_as_test.py"
+from conftest import REPO_ROOT, load_script
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("split_as_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = REPO_ROOT / "scripts" / "split_as_test.py"
 
 
 def test_rewrite_marks_only_the_part_as_test():
@@ -27,7 +19,7 @@ def test_rewrite_marks_only_the_part_as_test():
              "root": "more"}]
     manifests = {"more": [{"path": "a.jpg", "label": "normal", "source": "x"},
                           {"path": "d.jpg", "label": "nodule", "source": "x"}]}
-    out = _module().rewrite(rows, "val", manifests)
+    out = load_script("split_as_test").rewrite(rows, "val", manifests)
     parts = {row["path"]: row["split"] for row in out}
     assert parts == {"a.jpg": "held-out", "b.jpg": "test", "c.jpg": "held-out",
                      "d.jpg": "held-out"}
