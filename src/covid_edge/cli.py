@@ -17,6 +17,7 @@ from .lazy_group import LazyGroup
 COMMANDS = {
     "train": "covid_edge.convert.train_cli:train",
     "convert": "covid_edge.convert.convert_cli:convert",
+    "average": "covid_edge.convert.average_cli:average",
     "export-onnx": "covid_edge.convert.onnx_cli:export_onnx",
     "train-lungs": "covid_edge.convert.lungs_train_cli:train_lungs",
     "convert-lungs": "covid_edge.convert.lungs_convert_cli:convert_lungs",
@@ -33,6 +34,7 @@ COMMANDS = {
 SUMMARIES = {
     "train": "Train MobileNetV2 on class folders of X-rays ([train] extra).",
     "convert": "Quantize a trained model to int8 TFLite, with its model card ([train] extra).",
+    "average": "Average the weights of training runs into one model ([train] extra).",
     "export-onnx": "Export the int8 model to ONNX, checked against it ([train,onnx] extras).",
     "classify": "Classify X-ray files, folders or globs with the int8 model.",
     "explain": "Draw where the model looked in an X-ray (occlusion heatmap).",

@@ -13,7 +13,7 @@ import click
 from . import install_hint
 
 # The install extra that brings a command's third-party imports.
-EXTRAS = {"train": "train", "convert": "train", "train-lungs": "train",
+EXTRAS = {"train": "train", "convert": "train", "average": "train", "train-lungs": "train",
           "convert-lungs": "train", "serve": "serve", "kiosk": "serve"}
 
 

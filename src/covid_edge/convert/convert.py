@@ -516,6 +516,28 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                        tolerance_images: int | None = None) -> list[str]:
     config = run["config"]
     run_dir = config.get("out_dir", "runs/v1")
+    averaged = (config.get("extra") or {}).get("average")
+    if averaged:  # `covid-edge average`: each ingredient's training, then the average
+        trains = [train_command(ingredient, data_dir) for ingredient in averaged["configs"]]
+        trains.append(f"covid-edge average {' '.join(averaged['runs'])} --out {run_dir}")
+    else:
+        trains = [train_command(config, data_dir)]
+    convert = (f"covid-edge convert {run_dir}/model.keras --out models "
+               f"--calibration-size {calibration_size} --seed {seed}"
+               + (f" --target-sensitivity {run['target_sensitivity_at_conversion']:g}"
+                  if run.get("target_sensitivity_at_conversion") else "")
+               + (" --edgetpu" if edgetpu else "")
+               + ("" if bias_correction else " --no-bias-correction")
+               + ("" if ood_components is None else f" --ood-components {ood_components}")
+               + "".join(f" --non-xray {folder}" for folder in non_xray_dirs)
+               # The card's device-check tolerance depends on how many images measured it.
+               + (f" --tolerance-images {tolerance_images}" if tolerance_images else ""))
+    return [*trains, convert]
+
+
+def train_command(config: dict, data_dir: Path) -> str:
+    """The `covid-edge train` command a run's config was made by."""
+    run_dir = config.get("out_dir", "runs/v1")
     # The paths as the user typed them (relative ones stay relative): a command to rerun.
     data_dir = config.get("data_dir", data_dir)
     folders = " ".join(str(folder) for folder in [data_dir, *config.get("more_data", ())])
@@ -541,14 +563,4 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
     # Runs from before these options existed had no invariance chain and the min-max stretch.
     train += (f" --invariance {config.get('invariance', 0.0)}"
               f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")
-    convert = (f"covid-edge convert {run_dir}/model.keras --out models "
-               f"--calibration-size {calibration_size} --seed {seed}"
-               + (f" --target-sensitivity {run['target_sensitivity_at_conversion']:g}"
-                  if run.get("target_sensitivity_at_conversion") else "")
-               + (" --edgetpu" if edgetpu else "")
-               + ("" if bias_correction else " --no-bias-correction")
-               + ("" if ood_components is None else f" --ood-components {ood_components}")
-               + "".join(f" --non-xray {folder}" for folder in non_xray_dirs)
-               # The card's device-check tolerance depends on how many images measured it.
-               + (f" --tolerance-images {tolerance_images}" if tolerance_images else ""))
-    return [train, convert]
+    return train

@@ -224,20 +224,29 @@ def versions() -> dict:
             "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__}
 
 
-def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
-    """Run the whole training; returns the run summary written to run.json."""
-    import keras
-    import tensorflow as tf
+@dataclass
+class RunData:
+    """A run's images, read and split: what training fits on and what a run folder records."""
+    items: list
+    class_labels: tuple
+    scheme: ClassScheme
+    spec: PreprocessSpec
+    pixels: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    split: np.ndarray
+    roots: dict
+    data_dirs: object
+    several_sources: bool
 
-    from . import model as model_lib
-    from .. import plots
+    @property
+    def parts(self) -> dict[str, np.ndarray]:
+        return {name: np.flatnonzero(self.split == name) for name in dataset.SPLITS}
 
-    started = time.time()
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_out_dir(out_dir, force)
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+
+def prepare(config: TrainConfig, log, progress) -> RunData:
+    """The images of config's data folders, relabelled, read through the device's
+    preprocessing and split (or the split of --split-from)."""
     spec = PreprocessSpec(height=config.image_size, width=config.image_size)
     if config.crop:
         from ..preprocess import default_lung_segmenter
@@ -250,7 +259,6 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     items, class_labels = gather_items(config, log)
     scheme = ClassScheme(class_labels, config.positive,
                          SIGMOID if len(class_labels) == 2 else SOFTMAX)
-    softmax = scheme.output_kind == SOFTMAX
     roots = data_roots(config)
     data_dirs = roots[""] if "" in roots else roots
     items = select_items(items, config.limit_per_class, config.seed, class_labels)
@@ -258,7 +266,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     counts = np.bincount(labels, minlength=scheme.count)
     log(f"{len(items)} images: " + ", ".join(f"{int(n)} {label}"
                                               for label, n in zip(class_labels, counts))
-        + (f"; {scheme.count} classes, softmax head" if softmax else ""))
+        + (f"; {scheme.count} classes, softmax head" if scheme.output_kind == SOFTMAX else ""))
     # Checked before the pixels load (minutes): a split that does not fit fails at once.
     reused = dataset.reuse_split(config.split_from, items) if config.split_from else None
     pixels = load_all_pixels(data_dirs, items, spec, progress)
@@ -270,7 +278,6 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
         groups = dataset.with_patients(items, dataset.duplicate_groups(pixels))
         strata = dataset.strata(items, class_labels) if several_sources else labels
         split = dataset.group_split(strata, groups, config.split_fractions, config.seed)
-    group_sizes = np.bincount(groups)
     if config.validation_sources:
         unknown = set(config.validation_sources) - {item.source for item in items}
         if unknown:
@@ -280,26 +287,46 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
         split[held] = "val"
         log(f"validation sources {', '.join(config.validation_sources)}: all {int(held.sum())} "
             "of their images validate, none trains or tests")
-    dataset.write_split(out_dir / "split.csv", items, groups, split)
-    parts = {name: np.flatnonzero(split == name) for name in dataset.SPLITS}
+    return RunData(items, class_labels, scheme, spec, pixels, labels, groups, split, roots,
+                   data_dirs, several_sources)
+
+
+def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
+    """Run the whole training; returns the run summary written to run.json."""
+    import keras
+    import tensorflow as tf
+
+    from . import model as model_lib
+
+    started = time.time()
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, force)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    data = prepare(config, log, progress)
+    scheme, spec, labels, parts = data.scheme, data.spec, data.labels, data.parts
+    softmax = scheme.output_kind == SOFTMAX
+    dataset.write_split(out_dir / "split.csv", data.items, data.groups, data.split)
+    group_sizes = np.bincount(data.groups)
     positive = scheme.positive_index
     log(f"duplicate groups: {int((group_sizes > 1).sum())} groups hold "
         f"{int(group_sizes[group_sizes > 1].sum())} images (near-duplicates and images of one "
         "patient), each kept within one split; "
         + ", ".join(f"{name} {len(index)} ({int((labels[index] == positive).sum())} "
                     f"{scheme.positive})" for name, index in parts.items())
-        + ("; stratified by class and source" if several_sources else ""))
+        + ("; stratified by class and source" if data.several_sources else ""))
 
     weights = class_weights(labels[parts["train"]], scheme.count)
-    train_data = make_batches(pixels[parts["train"]], labels[parts["train"]], spec,
+    train_data = make_batches(data.pixels[parts["train"]], labels[parts["train"]], spec,
                               config.batch_size,
                               augmenter=invariance_lib.augmenter(
                                   Augmenter(corner_erase_p=config.corner_erase),
                                   config.invariance, spec.high_bit_window),
                               weights=weights,
                               seed=config.seed, shuffle=True, sparse=softmax)
-    val_data = make_batches(pixels[parts["val"]], labels[parts["val"]], spec, config.batch_size,
-                            sparse=softmax)
+    val_data = make_batches(data.pixels[parts["val"]], labels[parts["val"]], spec,
+                            config.batch_size, sparse=softmax)
 
     model = model_lib.build(spec, config.weights, config.dropout, classes=scheme.output_size)
     history_rows: list[dict] = []
@@ -312,8 +339,22 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
         fit_phase(model, "fine-tune", train_data, val_data, config.fine_tune_epochs,
                   config.fine_tune_learning_rate, history_rows, log, softmax)
     model.save(out_dir / "model.keras")
+    return record_run(model, data, config, out_dir, history_rows, log, started)
 
-    probabilities = predict(model, pixels, spec, scheme)
+
+def record_run(model, data: RunData, config: TrainConfig, out_dir: Path, history_rows: list,
+               log, started: float) -> dict:
+    """Everything a run folder holds beside model.keras, from the model's outputs on every
+    image: the screening threshold (validation), metrics per split, predictions.csv, the
+    plots and run.json. Training and `covid-edge average` both end here."""
+    from .. import plots
+
+    scheme, labels, parts = data.scheme, data.labels, data.parts
+    class_labels, items, split = data.class_labels, data.items, data.split
+    softmax = scheme.output_kind == SOFTMAX
+    positive = scheme.positive_index
+    group_sizes = np.bincount(data.groups)
+    probabilities = predict(model, data.pixels, data.spec, scheme)
     val = parts["val"]
     threshold = metrics.screening_threshold(labels[val] == positive,
                                             probabilities[val, positive],
@@ -340,26 +381,27 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     write_rows(out_dir / "predictions.csv", [
         {"path": item.path, "label": item.label, "split": part,
          "probability": f"{probs[positive]:.6f}",
-         **({"root": item.root, "source": item.source} if several_sources else {}),
+         **({"root": item.root, "source": item.source} if data.several_sources else {}),
          **({f"p_{label}": f"{p:.6f}" for label, p in zip(class_labels, probs)}
             if softmax else {})}
         for item, part, probs in zip(items, split, probabilities)])
     (out_dir / "metrics.json").write_text(json.dumps(split_metrics, indent=2) + "\n")
 
     test = parts["test"]
-    plots.training_curves(history_rows, out_dir / "training_curves.png")
+    if history_rows:
+        plots.training_curves(history_rows, out_dir / "training_curves.png")
     plots.confusion_matrix(split_metrics["test"]["class_confusion_matrix"], class_labels,
                            out_dir / "confusion_matrix.png", title="test split")
-    plots.prediction_grid(pixels[test], labels[test], probabilities[test], threshold,
+    plots.prediction_grid(data.pixels[test], labels[test], probabilities[test], threshold,
                           out_dir / "test_predictions.png", seed=config.seed, scheme=scheme)
 
     summary = {
         "config": asdict(config),
         "data_dir": str(Path(config.data_dir).resolve()),
-        **({"data_dirs": {name: str(folder.resolve()) for name, folder in roots.items()}}
-           if len(roots) > 1 else {}),
-        "data_sha256": dataset.content_hash(data_dirs, items),
-        "preprocessing": spec.to_dict(),
+        **({"data_dirs": {name: str(folder.resolve()) for name, folder in data.roots.items()}}
+           if len(data.roots) > 1 else {}),
+        "data_sha256": dataset.content_hash(data.data_dirs, items),
+        "preprocessing": data.spec.to_dict(),
         "labels": list(class_labels),
         "positive_label": scheme.positive,
         "output_kind": scheme.output_kind,
@@ -371,7 +413,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
                                 **({label: int((labels[index] == i).sum())
                                     for i, label in enumerate(class_labels)} if softmax else {}),
                                 **({"by_source": _source_counts(
-                                    [items[i] for i in index])} if several_sources else {})}
+                                    [items[i] for i in index])} if data.several_sources else {})}
                          for name, index in parts.items()},
         "duplicate_groups": {"groups": int((group_sizes > 1).sum()),
                              "images": int(group_sizes[group_sizes > 1].sum()),

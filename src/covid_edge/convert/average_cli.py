@@ -1,0 +1,54 @@
+"""`covid-edge average RUN_DIR RUN_DIR... --out RUN_DIR`"""
+
+from __future__ import annotations
+
+import click
+
+from .. import DISCLAIMER
+from .train_cli import Log, progress
+
+
+@click.command(epilog=DISCLAIMER)
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder for the averaged model.keras, its split, metrics and plots.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+def average(run_dirs, out_dir, force, verbose):
+    """Average the weights of several training runs into one model (a "model soup").
+
+    Each RUN_DIR is a folder `covid-edge train` wrote, on the same data, classes,
+    preprocessing and split (train the later ones with --split-from the first's split.csv).
+    Runs fine-tuned from one starting point (same --weights and --seed) usually average into
+    a good network, often steadier under changes of encoding and hospital than either; runs
+    from different starting points usually do not. The result is a run folder like train's:
+    its threshold is chosen on validation, and `covid-edge convert` takes it as it takes a
+    trained run. Judge it on validation images before shipping it. Needs the [train] extra.
+
+    \b
+    Example:
+      covid-edge average runs/0.3.0 runs/0.3.0-long --out runs/0.3.0-avg
+      covid-edge convert runs/0.3.0-avg/model.keras --out runs/0.3.0-avg/export
+    """
+    from .tf_quiet import quiet_tensorflow
+
+    quiet_tensorflow(verbose)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "averaging needs TensorFlow: pip install '.[train]' in a clone of covid-edge"
+        ) from None
+    from .average import AverageError
+    from .average import average as run_average
+
+    try:
+        summary = run_average(list(run_dirs), out_dir, Log(), progress, force=force)
+    except (AverageError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    val = summary["metrics"]["val"]
+    click.echo(f"validation: ROC AUC {val['roc_auc']:.4f}, sensitivity {val['sensitivity']:.4f} "
+               f"at threshold {summary['threshold']:.4f}")
+    click.echo(f"averaged model and report in {out_dir}; next: covid-edge convert "
+               f"{out_dir}/model.keras --out DIR")
