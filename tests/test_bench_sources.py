@@ -69,6 +69,30 @@ def test_the_training_data_is_reduced_to_its_test_split():
     assert limited == limit_per_group(kept, 5, seed=1)
 
 
+def test_part_val_keeps_the_validation_images_only(tmp_path):
+    """--part val: a set of the training data gives its validation images (those its split
+    names so, nothing the split does not name); a set the split does not name is left out;
+    the selection says these are not held-out figures."""
+    import csv
+
+    split = RELEASE_0_2_0 / "training" / "split.csv"
+    with open(split, newline="") as handle:
+        val_names = {row["path"] for row in csv.DictReader(handle) if row["split"] == "val"}
+    kept, notes, trained = keep_unseen(load_set(str(CXR)), split, part="val")
+    assert {i.name for i in kept} == val_names and trained == ["cxr"]
+    assert "not held-out" in notes[0]
+
+    other = tmp_path / "elsewhere" / "normal"
+    other.mkdir(parents=True)
+    (other / "a.jpg").write_bytes(next(CXR.glob("normal/*.jpg")).read_bytes())
+    kept, notes, _ = keep_unseen(load_set(str(tmp_path / "elsewhere")), split, part="val")
+    assert kept == [] and "left out" in notes[-1]
+    images, selection = load_sets([str(CXR)], split, limit=3, part="val")
+    assert selection["part"] == "val" and len(images) == 6
+    with pytest.raises(LabelledSetError, match="needs the model's split file"):
+        keep_unseen(load_set(str(CXR)), None, part="val")
+
+
 def test_class_folders_and_bad_sets(tmp_path, covid_xray):
     (tmp_path / "site" / "covid").mkdir(parents=True)
     (tmp_path / "site" / "covid" / "a.jpg").write_bytes(covid_xray.read_bytes())
@@ -223,3 +247,15 @@ def test_sources_refuses_exactly_what_classify_refuses(models_dir):
         assert (benchmark["refused"] is not None) == (answer["verdict"] == "not a chest X-ray"), (
             benchmark, answer)
         assert benchmark["refused"] == answer["reason"]
+
+
+def test_sources_on_the_validation_part(models_dir):
+    """`--part val` scores the validation images of the model's own split, says so, and the
+    command it records reruns the same choice."""
+    result = run_cli("bench", "sources", str(CXR), "--model", str(models_dir), "--part", "val",
+                     "--limit", "2", "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert report["selection"]["part"] == "val" and report["selection"]["images"] == 4
+    assert "not held-out" in report["selection"]["notes"][0]
+    assert "--part val" in report["command"]

@@ -5,6 +5,7 @@ Real TensorFlow training on real X-rays from ../shared, real LiteRT on the conve
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -309,15 +310,33 @@ def test_classify_runs_the_converted_model(export_dir):
     assert report["model"]["guard"]["feature_test"]
 
 
-def test_training_is_reproducible(tmp_path):
+def test_training_is_reproducible(tmp_path, monkeypatch):
     """Same seed, same data -> the same split and bit-identical predictions (with the
-    invariance augmentation on)."""
+    invariance augmentation on); also with TensorFlow's log lines shown (--verbose), and
+    with its default CPU allocator in place of the pooling one training sets."""
     runs = []
-    for name in ("a", "b"):
+    for name, extra, allocator in (("a", (), None), ("b", ("--verbose",), None),
+                                   ("c", (), "false")):
+        if allocator:
+            monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", allocator)
         out = tmp_path / name
         covid_edge("train", CXR, "--out", out, "--weights", WEIGHTS, "--image-size", 96,
-                   "--limit-per-class", 12, "--head-epochs", 1, "--fine-tune-epochs", 0,
-                   "--batch-size", 8, "--invariance", 0.5)  # the chain is seeded too
+                   "--limit-per-class", 12, "--head-epochs", 1, "--fine-tune-epochs", 1,
+                   "--batch-size", 8, "--invariance", 0.5, *extra)  # the chain is seeded too
         runs.append(out)
-    for name in ("split.csv", "predictions.csv"):
-        assert (runs[0] / name).read_text() == (runs[1] / name).read_text(), name
+    for run in runs[1:]:
+        for name in ("split.csv", "predictions.csv", "history.csv"):
+            assert (runs[0] / name).read_text() == (run / name).read_text(), (run.name, name)
+
+
+def test_training_settings_keep_what_the_user_exported(monkeypatch):
+    """The settings that change TensorFlow's arithmetic or memory are defaults: a value the
+    user exported wins."""
+    from covid_edge.convert import tf_quiet
+
+    for name in tf_quiet.COMPUTE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "false")
+    tf_quiet.tensorflow_settings()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "false"

@@ -27,8 +27,8 @@ model was trained and tuned on the rest."""
 
 
 def labelled_options(command):
-    """SETS, --model, --split-file, --limit, --seed, --threads, --runtime, --no-guard, --out,
-    --force, --json."""
+    """SETS, --model, --split-file, --part, --limit, --seed, --threads, --runtime, --no-guard,
+    --out, --force, --json."""
     options = [
         click.option("--json", "as_json", is_flag=True,
                      help="Print the whole result as JSON on stdout (no table, no progress)."),
@@ -41,6 +41,11 @@ def labelled_options(command):
         click.option("--limit", type=click.IntRange(min=1), default=None,
                      help="At most N images per source and label (a seeded random choice), "
                           "for a quick run."),
+        click.option("--part", type=click.Choice(["test", "val"]), default="test",
+                     show_default=True,
+                     help="Of the model's own training data, score the test images (held "
+                          "out) or the validation images ('val': the part a choice between "
+                          "models or settings may be made on; other sets are then left out)."),
         click.option("--split-file", type=click.Path(exists=True, dir_okay=False,
                                                      path_type=Path),
                      help="The split.csv that says which images the model was trained on. "
@@ -77,14 +82,14 @@ def load_model(model_path, runtime_name, threads, no_guard, as_json):
     return classifier
 
 
-def load_images(classifier, sets, split_file, limit, seed, as_json):
+def load_images(classifier, sets, split_file, limit, seed, as_json, part="test"):
     from .labelled_sets import LabelledSetError, load_sets
     from .drift import SPLIT_FILE
 
     if split_file is None:
         split_file = classifier.model_path.parent / SPLIT_FILE
     try:
-        return load_sets(list(sets), split_file, limit, seed)
+        return load_sets(list(sets), split_file, limit, seed, part)
     except LabelledSetError as exc:
         fail(str(exc), EXIT_USAGE, as_json)
 

@@ -111,30 +111,56 @@ def from_folder(root: Path, source: str | None = None) -> list[LabelledImage]:
     return images
 
 
-def keep_unseen(images: list[LabelledImage], split_file: Path | None) -> tuple[
-        list[LabelledImage], list[str], list[str]]:
-    """Drop the images the model was trained or tuned on.
+PARTS = ("test", "val")
+
+
+def keep_unseen(images: list[LabelledImage], split_file: Path | None, part: str = "test"
+                ) -> tuple[list[LabelledImage], list[str], list[str]]:
+    """Drop the images the model was trained or tuned on (part "test"), or keep only those
+    it was tuned on (part "val").
 
     A set that shares file names with the model's split file is the training data: only its
     test split is kept (as `bench drift --split auto` does), with its images the split file
     does not name (labels training left out, e.g. by `train --map nodule=drop`: never seen).
-    Other sets are new data and kept whole. Returns the images, one note per set that was
-    reduced, and the sources the model trained on (those reduced to their test split).
+    Other sets are new data and kept whole. With part "val", a set keeps its validation-split
+    images only, and sets the split file does not name are left out: they have none. Returns
+    the images, one note per set that was reduced, and the sources the model trained on
+    (those reduced to one part of the split).
     """
+    if part not in PARTS:
+        raise LabelledSetError(f"part {part!r}: choose one of {', '.join(PARTS)}")
     if split_file is None or not split_file.is_file():
+        if part == "val":
+            raise LabelledSetError("--part val needs the model's split file (training/"
+                                   "split.csv beside the model, or --split-file)")
         return images, [], []
     parts = read_split_file(split_file)
     by_source: dict[str, list[LabelledImage]] = {}
     for image in images:
         by_source.setdefault(image.source, []).append(image)
-    kept, notes, trained = [], [], []
+    kept = []
+    notes = ([] if part == "test" else
+             ["--part val: validation images, on which the threshold and settings were "
+              "chosen; these figures are for choosing, not held-out results"])
+    trained = []
     for source, members in by_source.items():
         known = [m for m in members if m.name in parts]
         if not known:
-            kept += members
+            if part == "test":
+                kept += members
+            else:
+                notes.append(f"{source}: not in the model's split file, so it has no "
+                             "validation images: left out")
             continue
         if any(parts[m.name] == "train" for m in known):
             trained.append(source)
+        if part == "val":
+            chosen = [m for m in members if parts.get(m.name) == "val"]
+            notes.append(f"{source}: {len(known)} of its {len(members)} images are in the "
+                         f"model's split file: only its {len(chosen)} validation-split "
+                         "images are used")
+            kept += chosen
+            continue
         test = [m for m in members if parts.get(m.name) == "test"]
         unseen = [m for m in members if m.name not in parts]
         notes.append(f"{source}: {len(known)} of its {len(members)} images are in the model's "
@@ -157,12 +183,13 @@ def limit_per_group(images: list[LabelledImage], limit: int, seed: int = 0
 
 
 def load_sets(arguments: list[str], split_file: Path | None, limit: int | None = None,
-              seed: int = 0) -> tuple[list[LabelledImage], dict]:
-    """Every set named on the command line, unseen images only, and a record of the choice."""
+              seed: int = 0, part: str = "test") -> tuple[list[LabelledImage], dict]:
+    """Every set named on the command line, unseen images only (or the validation images,
+    part "val"), and a record of the choice."""
     images: list[LabelledImage] = []
     for argument in arguments:
         images += load_set(argument)
-    images, notes, trained = keep_unseen(images, split_file)
+    images, notes, trained = keep_unseen(images, split_file, part)
     if limit is not None:
         images = limit_per_group(images, limit, seed)
         notes.append(f"at most {limit} images per source and label (--limit, seed {seed})")
@@ -171,7 +198,7 @@ def load_sets(arguments: list[str], split_file: Path | None, limit: int | None =
     counts = Counter((image.source, image.label) for image in images)
     selection = {"sets": list(arguments),
                  "split_file": str(split_file) if split_file and split_file.is_file() else None,
-                 "images": len(images), "notes": notes,
+                 "part": part, "images": len(images), "notes": notes,
                  # Sources whose other images trained the model: their test images are new
                  # X-rays from a hospital it has seen, not from one it never saw.
                  "trained_on_sources": trained,

@@ -42,8 +42,8 @@ def _list_perturbations(ctx, _param, value):
 @click.option("-p", "--perturbation", "names", multiple=True,
               help="Run only this perturbation (repeatable). Default: all of them.")
 @labelled_options
-def shift(names, sets, model_path, split_file, limit, seed, threads, runtime_name, no_guard,
-          out_dir, force, as_json):
+def shift(names, sets, model_path, split_file, part, limit, seed, threads, runtime_name,
+          no_guard, out_dir, force, as_json):
     """How often the verdict changes when the same X-ray arrives another way.
 
     Each image of SETS is classified as it is, then as copies that a
@@ -69,7 +69,8 @@ def shift(names, sets, model_path, split_file, limit, seed, threads, runtime_nam
     except (ReportExistsError, shifting.ShiftError) as exc:
         fail(str(exc), EXIT_USAGE, as_json)
     classifier = load_model(model_path, runtime_name, threads, no_guard, as_json)
-    images, selection = load_images(classifier, sets, split_file, limit, seed, as_json)
+    images, selection = load_images(classifier, sets, split_file, limit, seed, as_json,
+                                   part)
     with progress("bench shift", as_json) as (start, advance):
         try:
             report = shifting.run(classifier, images, selection, perturbations, seed=seed,

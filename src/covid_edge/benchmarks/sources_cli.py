@@ -26,8 +26,8 @@ sets; 3 the model cannot be loaded.
 
 @click.command(epilog=EPILOG)
 @labelled_options
-def sources(sets, model_path, split_file, limit, seed, threads, runtime_name, no_guard,
-            out_dir, force, as_json):
+def sources(sets, model_path, split_file, part, limit, seed, threads, runtime_name,
+            no_guard, out_dir, force, as_json):
     """How the model does on each source of X-rays, with 95% intervals.
 
     Every image of SETS is classified once, by the device's own code path.
@@ -48,7 +48,8 @@ def sources(sets, model_path, split_file, limit, seed, threads, runtime_name, no
         except ReportExistsError as exc:
             fail(str(exc), EXIT_USAGE, as_json)
     classifier = load_model(model_path, runtime_name, threads, no_guard, as_json)
-    images, selection = load_images(classifier, sets, split_file, limit, seed, as_json)
+    images, selection = load_images(classifier, sets, split_file, limit, seed, as_json,
+                                   part)
     with progress("bench sources", as_json) as (start, advance):
         report = per_source.run(classifier, images, selection, command=command_line(),
                                 on_start=start, progress=advance)

@@ -37,6 +37,9 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, as_json
         --loso runs/lungs-loso-montgomery/int8 --loso runs/lungs-loso-shenzhen/int8 \\
         --loso runs/lungs-loso-jsrt/int8 --loso runs/lungs-loso-kermany-v7/int8
     """
+    from .tf_quiet import tensorflow_settings
+
+    tensorflow_settings()
     try:
         import tensorflow  # noqa: F401
     except ImportError:

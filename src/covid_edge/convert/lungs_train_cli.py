@@ -55,6 +55,9 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
       covid-edge train-lungs ../shared/data/lungs --pack lungs-128.npz
     Next: covid-edge convert-lungs RUN_DIR --data ../shared/data/lungs --out models/lungs
     """
+    from .tf_quiet import tensorflow_settings
+
+    tensorflow_settings()  # under the TensorFlow backend; the others ignore them
     try:
         import keras  # noqa: F401
     except ImportError:
