@@ -73,6 +73,7 @@ def test_average_of_two_runs(three_class_run, tmp_path):
     assert run["config"]["split_from"] == str(three_class_run / "split.csv")
     assert (out / "split.csv").read_bytes() == (three_class_run / "split.csv").read_bytes()
     assert set(run["metrics"]) == {"train", "val", "test"}
+    assert not (out / "history.csv").exists() and (out / "predictions.csv").is_file()
 
     same = tmp_path / "same"
     run_covid_edge("average", three_class_run, three_class_run, "--out", same)

@@ -377,7 +377,11 @@ def record_run(model, data: RunData, config: TrainConfig, out_dir: Path, history
                if softmax else ""))
     log(f"threshold {threshold:.4f}: {threshold_rule}")
 
-    write_rows(out_dir / "history.csv", history_rows)
+    if history_rows:
+        write_rows(out_dir / "history.csv", history_rows)
+    else:  # an average trained nothing: no curves, and none left from a run it overwrites
+        for name in ("history.csv", "training_curves.png"):
+            (out_dir / name).unlink(missing_ok=True)
     write_rows(out_dir / "predictions.csv", [
         {"path": item.path, "label": item.label, "split": part,
          "probability": f"{probs[positive]:.6f}",
