@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import CXR, RELEASE_0_2_0, SHARED, cli_runner
-from covid_edge.benchmarks.labelled_sets import (LabelledSetError, keep_unseen, limit_per_group,
+from covid_edge.benchmarks.labelled_sets import (LabelledSetError, keep_part, limit_per_group,
                                                  load_set, load_sets)
 from covid_edge.intervals import delong_auc, wilson
 
@@ -62,7 +62,7 @@ def test_a_manifest_gives_each_image_its_source():
 
 def test_the_training_data_is_reduced_to_its_test_split():
     images = load_set(str(CXR))
-    kept, notes, trained = keep_unseen(images, RELEASE_0_2_0 / "training" / "split.csv")
+    kept, notes, trained = keep_part(images, RELEASE_0_2_0 / "training" / "split.csv")
     assert len(kept) == 1656 and "test-split" in notes[0] and trained == ["cxr"]
     limited = limit_per_group(kept, 5, seed=1)
     assert sorted(i.label for i in limited) == ["covid"] * 5 + ["normal"] * 5
@@ -78,19 +78,19 @@ def test_part_val_keeps_the_validation_images_only(tmp_path):
     split = RELEASE_0_2_0 / "training" / "split.csv"
     with open(split, newline="") as handle:
         val_names = {row["path"] for row in csv.DictReader(handle) if row["split"] == "val"}
-    kept, notes, trained = keep_unseen(load_set(str(CXR)), split, part="val")
+    kept, notes, trained = keep_part(load_set(str(CXR)), split, part="val")
     assert {i.name for i in kept} == val_names and trained == ["cxr"]
     assert "not held-out" in notes[0]
 
     other = tmp_path / "elsewhere" / "normal"
     other.mkdir(parents=True)
     (other / "a.jpg").write_bytes(next(CXR.glob("normal/*.jpg")).read_bytes())
-    kept, notes, _ = keep_unseen(load_set(str(tmp_path / "elsewhere")), split, part="val")
+    kept, notes, _ = keep_part(load_set(str(tmp_path / "elsewhere")), split, part="val")
     assert kept == [] and "left out" in notes[-1]
     images, selection = load_sets([str(CXR)], split, limit=3, part="val")
     assert selection["part"] == "val" and len(images) == 6
     with pytest.raises(LabelledSetError, match="needs the model's split file"):
-        keep_unseen(load_set(str(CXR)), None, part="val")
+        keep_part(load_set(str(CXR)), None, part="val")
 
 
 def test_class_folders_and_bad_sets(tmp_path, covid_xray):

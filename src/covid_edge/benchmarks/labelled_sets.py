@@ -114,7 +114,7 @@ def from_folder(root: Path, source: str | None = None) -> list[LabelledImage]:
 PARTS = ("test", "val")
 
 
-def keep_unseen(images: list[LabelledImage], split_file: Path | None, part: str = "test"
+def keep_part(images: list[LabelledImage], split_file: Path | None, part: str = "test"
                 ) -> tuple[list[LabelledImage], list[str], list[str]]:
     """Drop the images the model was trained or tuned on (part "test"), or keep only those
     it was tuned on (part "val").
@@ -189,7 +189,7 @@ def load_sets(arguments: list[str], split_file: Path | None, limit: int | None =
     images: list[LabelledImage] = []
     for argument in arguments:
         images += load_set(argument)
-    images, notes, trained = keep_unseen(images, split_file, part)
+    images, notes, trained = keep_part(images, split_file, part)
     if limit is not None:
         images = limit_per_group(images, limit, seed)
         notes.append(f"at most {limit} images per source and label (--limit, seed {seed})")
