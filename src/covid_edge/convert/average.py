@@ -89,14 +89,9 @@ def mean_weights(models) -> list[np.ndarray]:
     return averaged
 
 
-def average(run_dirs: list[str | Path], out_dir: str | Path, log, progress,
-            force: bool = False) -> dict:
-    """Average the runs' weights into a new run folder; returns its run.json summary."""
-    import keras
-
-    started = time.time()
-    run_dirs = [Path(run_dir) for run_dir in run_dirs]
-    out_dir = Path(out_dir)
+def check_runs(run_dirs: list[Path], out_dir: Path, force: bool = False) -> list[dict]:
+    """The runs' run.json, once they are known to average into `out_dir` (no TensorFlow
+    needed: a command that cannot run says so before TensorFlow's seconds of start-up)."""
     if len(run_dirs) < 2:
         raise AverageError("give at least two run folders to average")
     if any(out_dir.resolve() == run_dir.resolve() for run_dir in run_dirs):
@@ -105,9 +100,20 @@ def average(run_dirs: list[str | Path], out_dir: str | Path, log, progress,
         check_out_dir(out_dir, force)
     except FileExistsError as exc:
         raise AverageError(str(exc)) from None
-    loaded = [load_run_config(run_dir) for run_dir in run_dirs]
-    runs = [run for run, _ in loaded]
+    runs = [load_run_config(run_dir)[0] for run_dir in run_dirs]
     check_compatible(run_dirs, runs)
+    return runs
+
+
+def average(run_dirs: list[str | Path], out_dir: str | Path, log, progress,
+            force: bool = False) -> dict:
+    """Average the runs' weights into a new run folder; returns its run.json summary."""
+    import keras
+
+    started = time.time()
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    out_dir = Path(out_dir)
+    runs = check_runs(run_dirs, out_dir, force)
 
     known = {f.name for f in fields(TrainConfig)}
     first = {key: value for key, value in runs[0]["config"].items() if key in known}

@@ -31,6 +31,14 @@ def average(run_dirs, out_dir, force, verbose):
       covid-edge average runs/0.3.0 runs/0.3.0-long --out runs/0.3.0-avg
       covid-edge convert runs/0.3.0-avg/model.keras --out runs/0.3.0-avg/export
     """
+    from pathlib import Path
+
+    from .average import AverageError, check_runs
+
+    try:
+        check_runs([Path(run_dir) for run_dir in run_dirs], Path(out_dir), force)
+    except AverageError as exc:
+        raise click.ClickException(str(exc)) from None
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -40,7 +48,6 @@ def average(run_dirs, out_dir, force, verbose):
         raise click.ClickException(
             "averaging needs TensorFlow: pip install '.[train]' in a clone of covid-edge"
         ) from None
-    from .average import AverageError
     from .average import average as run_average
 
     try:
