@@ -21,10 +21,12 @@ def average(run_dirs, out_dir, force, verbose):
     Each RUN_DIR is a folder `covid-edge train` wrote, on the same data, classes,
     preprocessing and split (train the later ones with --split-from the first's split.csv).
     Runs fine-tuned from one starting point (same --weights and --seed) usually average into
-    a good network, often steadier under changes of encoding and hospital than either; runs
-    from different starting points usually do not. The result is a run folder like train's:
+    a good network; runs from different starting points usually do not. Whether the average
+    beats its ingredients is an empirical question (for 0.3.0 it did on false covid calls,
+    not on steadiness: docs/bench/0.3.0/weight-average.md), so judge it on validation images
+    (`bench shift --part val`) before shipping it. The result is a run folder like train's:
     its threshold is chosen on validation, and `covid-edge convert` takes it as it takes a
-    trained run. Judge it on validation images before shipping it. Needs the [train] extra.
+    trained run. Needs the [train] extra.
 
     \b
     Example:
