@@ -13,6 +13,7 @@ which `covid-edge convert` takes as it takes a trained run.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import fields, replace
@@ -33,15 +34,12 @@ class AverageError(Exception):
     """Runs that cannot be averaged, or an output folder that would be overwritten."""
 
 
-def load_run_config(run_dir: Path) -> tuple[dict, dict]:
-    import json
-
+def load_run(run_dir: Path) -> dict:
     for name in ("model.keras", "run.json", "split.csv"):
         if not (run_dir / name).is_file():
             raise AverageError(f"{run_dir} has no {name}: give run folders that `covid-edge "
                                "train` wrote")
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return run, run["config"]
+    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
 
 
 def check_compatible(run_dirs: list[Path], runs: list[dict]) -> None:
@@ -100,7 +98,7 @@ def check_runs(run_dirs: list[Path], out_dir: Path, force: bool = False) -> list
         check_out_dir(out_dir, force)
     except FileExistsError as exc:
         raise AverageError(str(exc)) from None
-    runs = [load_run_config(run_dir)[0] for run_dir in run_dirs]
+    runs = [load_run(run_dir) for run_dir in run_dirs]
     check_compatible(run_dirs, runs)
     return runs
 

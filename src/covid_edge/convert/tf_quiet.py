@@ -25,7 +25,7 @@ COMPUTE_SETTINGS = {
     # tensor back to the system and faults it in again for the next batch: on the 2-core
     # development machine a short `train` spent 31-35 s of its 100-123 s of CPU in the kernel
     # that way, pooled 7-8 s, for 0.5 GB more peak memory and the same predictions, metrics
-    # and history byte for byte; wall time 1.04-1.35x shorter, with the machine's load
+    # and history byte for byte; wall time 1.04-1.25x shorter, with the machine's load
     # (scripts/training_speed.py, docs/speed.md "Training").
     "TF_CPU_ALLOCATOR_USE_BFC": "true",
 }
