@@ -516,12 +516,7 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                        tolerance_images: int | None = None) -> list[str]:
     config = run["config"]
     run_dir = config.get("out_dir", "runs/v1")
-    averaged = (config.get("extra") or {}).get("average")
-    if averaged:  # `covid-edge average`: each ingredient's training, then the average
-        trains = [train_command(ingredient, data_dir) for ingredient in averaged["configs"]]
-        trains.append(f"covid-edge average {' '.join(averaged['runs'])} --out {run_dir}")
-    else:
-        trains = [train_command(config, data_dir)]
+    trains = training_commands(config, data_dir)
     convert = (f"covid-edge convert {run_dir}/model.keras --out models "
                f"--calibration-size {calibration_size} --seed {seed}"
                + (f" --target-sensitivity {run['target_sensitivity_at_conversion']:g}"
@@ -533,6 +528,22 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                # The card's device-check tolerance depends on how many images measured it.
                + (f" --tolerance-images {tolerance_images}" if tolerance_images else ""))
     return [*trains, convert]
+
+
+def training_commands(config: dict, data_dir: Path) -> list[str]:
+    """The commands that made a run's model.keras, in order: for an average each
+    ingredient's, then `average`; for a run started from another, that run's first."""
+    extra = config.get("extra") or {}
+    if extra.get("average"):
+        averaged = extra["average"]
+        commands = [command for ingredient in averaged["configs"]
+                    for command in training_commands(ingredient, data_dir)]
+        out_dir = config.get("out_dir", "runs/v1")
+        return [*commands, f"covid-edge average {' '.join(averaged['runs'])} --out {out_dir}"]
+    if extra.get("start_from"):
+        return [*training_commands(extra["start_from"]["config"], data_dir),
+                train_command(config, data_dir)]
+    return [train_command(config, data_dir)]
 
 
 def train_command(config: dict, data_dir: Path) -> str:
@@ -558,8 +569,12 @@ def train_command(config: dict, data_dir: Path) -> str:
         train += f" --crop {config['crop']}"
     if config.get("limit_per_class"):
         train += f" --limit-per-class {config['limit_per_class']}"
-    if config.get("split_from"):
+    if config.get("start_from"):  # its split is the starting run's, implied
+        train += f" --start-from {config['start_from']}"
+    elif config.get("split_from"):
         train += f" --split-from {config['split_from']}"
+    if config.get("consistency"):
+        train += f" --consistency {config['consistency']:g}"
     # Runs from before these options existed had no invariance chain and the min-max stretch.
     train += (f" --invariance {config.get('invariance', 0.0)}"
               f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")

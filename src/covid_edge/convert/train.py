@@ -54,6 +54,11 @@ class TrainConfig:
     # Share of training images re-encoded by a random chain (convert/invariance.py); 0 keeps
     # release 0.2.0's training draw for draw.
     invariance: float = 0.0
+    # Weight of the Jensen-Shannon term between a picture and its re-encoding
+    # (convert/consistency.py); 0: no pairs, one view per picture.
+    consistency: float = 0.0
+    # A run folder whose model.keras training continues from (its split is reused).
+    start_from: str | None = None
     # 12/16-bit window recorded in the card (stretch.py); 0.2.0 was "minmax".
     high_bit_window: str = "percentile"
     split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
@@ -187,10 +192,18 @@ def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=No
 
 
 def fit_phase(model, name, train_data, val_data, epochs, learning_rate, history_rows, log,
-              softmax: bool = False):
+              softmax: bool = False, consistency: float = 0.0):
+    """One phase of fit(); with consistency > 0, `model` is consistency.pair_model's and the
+    data come in pairs."""
     import keras
 
-    if softmax:
+    if consistency > 0:
+        from . import consistency as pairs
+
+        outputs = 1 if not softmax else model.output_shape[-1] // 2
+        loss = pairs.pair_loss(outputs, consistency, sparse=softmax)
+        tracked = [pairs.view_a_accuracy(outputs, sparse=softmax)]
+    elif softmax:
         loss, tracked = "sparse_categorical_crossentropy", [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     else:
@@ -304,6 +317,8 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     check_out_dir(out_dir, force)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
+    if config.start_from:
+        config = continued(config)
     data = prepare(config, log, progress)
     scheme, spec, labels, parts = data.scheme, data.spec, data.labels, data.parts
     softmax = scheme.output_kind == SOFTMAX
@@ -317,29 +332,87 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
                     f"{scheme.positive})" for name, index in parts.items())
         + ("; stratified by class and source" if data.several_sources else ""))
 
-    weights = class_weights(labels[parts["train"]], scheme.count)
-    train_data = make_batches(data.pixels[parts["train"]], labels[parts["train"]], spec,
-                              config.batch_size,
-                              augmenter=invariance_lib.augmenter(
-                                  Augmenter(corner_erase_p=config.corner_erase),
-                                  config.invariance, spec.high_bit_window),
-                              weights=weights,
-                              seed=config.seed, shuffle=True, sparse=softmax)
-    val_data = make_batches(data.pixels[parts["val"]], labels[parts["val"]], spec,
-                            config.batch_size, sparse=softmax)
+    train_data, val_data = training_batches(config, data)
+    if config.start_from:
+        check_same_task(Path(config.start_from), data)
+        model = keras.saving.load_model(Path(config.start_from) / "model.keras", compile=False)
+        log(f"starting from {config.start_from}/model.keras")
+    else:
+        model = model_lib.build(spec, config.weights, config.dropout, classes=scheme.output_size)
+    fitted = model
+    if config.consistency > 0:
+        from .consistency import pair_model
 
-    model = model_lib.build(spec, config.weights, config.dropout, classes=scheme.output_size)
+        fitted = pair_model(model)
+        log(f"consistency: every training picture twice, as drawn and re-encoded; loss = "
+            f"cross-entropy of both + {config.consistency:g} x Jensen-Shannon(A, B)")
     history_rows: list[dict] = []
-    fit_phase(model, "head", train_data, val_data, config.head_epochs,
-              config.head_learning_rate, history_rows, log, softmax)
+    if config.head_epochs > 0:
+        model_lib.freeze_backbone(model)
+        fit_phase(fitted, "head", train_data, val_data, config.head_epochs,
+                  config.head_learning_rate, history_rows, log, softmax, config.consistency)
     if config.fine_tune_epochs > 0:
         count = model_lib.unfreeze_top(model, config.fine_tune_from)
         log(f"fine-tuning {count} backbone layers from {config.fine_tune_from} "
             "(BatchNormalization frozen)")
-        fit_phase(model, "fine-tune", train_data, val_data, config.fine_tune_epochs,
-                  config.fine_tune_learning_rate, history_rows, log, softmax)
+        fit_phase(fitted, "fine-tune", train_data, val_data, config.fine_tune_epochs,
+                  config.fine_tune_learning_rate, history_rows, log, softmax, config.consistency)
     model.save(out_dir / "model.keras")
     return record_run(model, data, config, out_dir, history_rows, log, started)
+
+
+def training_batches(config: TrainConfig, data: RunData):
+    """(training batches, validation batches): single pictures, or pairs with consistency."""
+    parts, labels, spec = data.parts, data.labels, data.spec
+    softmax = data.scheme.output_kind == SOFTMAX
+    train, val = parts["train"], parts["val"]
+    weights = class_weights(labels[train], data.scheme.count)
+    augmenter = invariance_lib.augmenter(Augmenter(corner_erase_p=config.corner_erase),
+                                         config.invariance, spec.high_bit_window)
+    if config.consistency > 0:
+        from . import consistency as pairs
+
+        chain = invariance_lib.InvarianceAugmenter(p=1.0,
+                                                   high_bit_window=spec.high_bit_window).chain
+        return (pairs.make_pair_batches(data.pixels[train], labels[train], spec,
+                                        config.batch_size, augmenter=augmenter, chain=chain,
+                                        weights=weights, seed=config.seed, sparse=softmax),
+                pairs.make_validation_pairs(data.pixels[val], labels[val], spec,
+                                            config.batch_size, sparse=softmax))
+    return (make_batches(data.pixels[train], labels[train], spec, config.batch_size,
+                         augmenter=augmenter, weights=weights, seed=config.seed, shuffle=True,
+                         sparse=softmax),
+            make_batches(data.pixels[val], labels[val], spec, config.batch_size, sparse=softmax))
+
+
+def continued(config: TrainConfig) -> TrainConfig:
+    """config for training on from config.start_from: that run's split (its test images
+    must stay unseen) and its config recorded, so the card can list both commands."""
+    run_dir = Path(config.start_from)
+    split = run_dir / "split.csv"
+    if not split.is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"--start-from {run_dir}: no split.csv and run.json there "
+                                "(give a run folder that `covid-edge train` wrote)")
+    if config.split_from and Path(config.split_from).read_bytes() != split.read_bytes():
+        raise ValueError(f"--start-from {run_dir} and --split-from {config.split_from} split "
+                         "the images differently: the starting run's test images would train")
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    extra = {**config.extra, "start_from": {"run": str(run_dir), "config": run["config"]}}
+    return replace(config, split_from=str(split), extra=extra)
+
+
+def check_same_task(run_dir: Path, data: RunData) -> None:
+    """A run training continues from must have had these classes and this preprocessing."""
+    if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"--start-from {run_dir}: no model.keras and run.json there "
+                                "(give a run folder that `covid-edge train` wrote)")
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if run.get("labels") != list(data.class_labels):
+        raise ValueError(f"--start-from {run_dir}: its classes {run.get('labels')} are not "
+                         f"these ({', '.join(data.class_labels)}); use the same data and --map")
+    if run.get("preprocessing") != data.spec.to_dict():
+        raise ValueError(f"--start-from {run_dir}: its preprocessing differs from this "
+                         "run's (image size, --crop or --high-bit-depth)")
 
 
 def record_run(model, data: RunData, config: TrainConfig, out_dir: Path, history_rows: list,

@@ -70,8 +70,9 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 # The defaults are the release's settings (model card, "reproduce"): the short command in the
 # README rebuilds the released model.
-@click.option("--head-epochs", default=2, show_default=True, type=click.IntRange(1),
-              help="Phase 1: epochs for the new head on the frozen backbone.")
+@click.option("--head-epochs", default=2, show_default=True, type=click.IntRange(0),
+              help="Phase 1: epochs for the new head on the frozen backbone (0 only with "
+                   "--start-from, whose head has trained).")
 @click.option("--fine-tune-epochs", default=6, show_default=True, type=click.IntRange(0),
               help="Phase 2: epochs fine-tuning the top blocks (BatchNorm frozen).")
 @click.option("--fine-tune-from", default="block_12_expand", show_default=True,
@@ -93,6 +94,18 @@ def parse_map(ctx, param, values) -> dict:
                    "back through the device's window, noise, blur, gamma, borders, burned-in "
                    "text, a camera capture; so that how an image was encoded tells the model "
                    "nothing. 0 (the default) trains as release 0.2.0 did; 0.5 is a good start.")
+@click.option("--consistency", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              metavar="WEIGHT",
+              help="Show every training picture twice, as drawn and re-encoded by a random "
+                   "chain of the --invariance transforms, and add WEIGHT x the Jensen-Shannon "
+                   "divergence between the two verdicts' probabilities to the loss, so that "
+                   "an encoding cannot move a picture across the threshold (AugMix's weight: "
+                   "12). Each step then costs about twice as much. 0: off.")
+@click.option("--start-from", type=click.Path(exists=True, file_okay=False), default=None,
+              metavar="RUN_DIR",
+              help="Continue training from another run's model.keras, on that run's split "
+                   "(its test images stay unseen), e.g. --start-from runs/0.3.0 --head-epochs 0 "
+                   "--fine-tune-epochs 1. The card lists both runs' commands.")
 @click.option("--high-bit-depth", "high_bit_window", default="percentile", show_default=True,
               type=click.Choice(["percentile", "minmax"]),
               help="How 12/16-bit files (and DICOM without a VOI window) become 8 bit, in "
@@ -111,7 +124,8 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
-          invariance, high_bit_window, split_from, limit_per_class, seed, force, verbose):
+          invariance, consistency, start_from, high_bit_window, split_from, limit_per_class,
+          seed, force, verbose):
     """Train MobileNetV2 to classify chest X-rays into the classes its data names.
 
     Each DATA_DIR holds one folder per class (covid/, normal/, pneumonia/, ...) or a
@@ -132,6 +146,9 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
       covid-edge train ../shared/data/cxr ../shared/data/cxr-more --out runs/3class \\
         --map tuberculosis=drop --map nodule=drop --weights ...
     """
+    if head_epochs == 0 and not start_from:
+        raise click.BadParameter("0 needs --start-from: a new head must train first",
+                                 param_hint="--head-epochs")
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -148,7 +165,8 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         positive=positive, validation_sources=tuple(validation_sources), out_dir=out_dir, weights=weights, image_size=image_size,
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
-        corner_erase=corner_erase, crop=crop, invariance=invariance,
+        corner_erase=corner_erase, crop=crop, invariance=invariance, consistency=consistency,
+        start_from=start_from,
         high_bit_window=high_bit_window, split_from=split_from,
         limit_per_class=limit_per_class, seed=seed)
     try:
