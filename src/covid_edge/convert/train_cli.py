@@ -99,8 +99,8 @@ def parse_map(ctx, param, values) -> dict:
               help="Show every training picture twice, as drawn and re-encoded by a random "
                    "chain of the --invariance transforms, and add WEIGHT x the Jensen-Shannon "
                    "divergence between the two verdicts' probabilities to the loss, so that "
-                   "an encoding cannot move a picture across the threshold (AugMix's weight: "
-                   "12). Each step then costs about twice as much. 0: off.")
+                   "moving a picture across the threshold by re-encoding it costs loss (AugMix's "
+                   "weight: 12). Each step then costs about twice as much. 0: off.")
 @click.option("--start-from", type=click.Path(exists=True, file_okay=False), default=None,
               metavar="RUN_DIR",
               help="Continue training from another run's model.keras, on that run's split "
