@@ -30,9 +30,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
 def split_paths(part: str) -> list[Path]:
+    """The `part` images of ../shared/data/cxr in the classifier's split. A split of several
+    data folders names each image's folder (root); cxr-more is its own set below."""
     with open(SPLIT, newline="", encoding="utf-8") as handle:
         return [SHARED / "cxr" / row["path"] for row in csv.DictReader(handle)
-                if row["split"] == part]
+                if row["split"] == part and row.get("root", "cxr") == "cxr"]
 
 
 def folder_paths(folder: Path) -> list[Path]:
@@ -97,6 +99,10 @@ def main() -> int:
                     for p in paths[:args.limit]]
         rows += measured
         n = len(measured)
+        unreadable = [r["path"] for r in measured if r["verdict"] == "unreadable"]
+        if unreadable:  # a missing file must not count as accepted
+            print(f"{name}: {len(unreadable)} unreadable, e.g. {unreadable[0]}", file=sys.stderr)
+            return 1
         refused = sum(r["verdict"] == NOT_CHEST_XRAY for r in measured)
         by_lungs = sum(r["reason"].startswith(NOT_FRONTAL) for r in measured)
         lung_rule = sum(bool(r.get("lung_rule")) for r in measured)

@@ -181,8 +181,6 @@ def test_a_broken_preprocessing_fails_the_measured_tolerance(classifier, models_
         classifier.prepare_input = prepare
     failed = [row for row in rows if not row["passed"]]
     assert failed and all("output steps from the reference" in row["reason"] for row in failed)
-    # The saturated samples hardly move: a check with only those would miss it.
-    assert min(row["steps"] for row in rows) < reference["tolerance"]["raw_output_steps"]
 
 
 def test_the_lung_models_tolerance_is_measured_the_same_way(models_dir):
