@@ -4,7 +4,9 @@ DATA_DIR/<class>/ folders or a MANIFEST.csv (path, label, source), one or severa
 classes (--map merges or drops labels; two classes: one sigmoid unit, more: softmax) -> pixels (covid_edge.preprocess, the same code the device runs) ->
 duplicate-aware stratified split -> phase 1: new head on the frozen backbone -> phase 2: the
 top blocks fine-tuned with BatchNormalization frozen -> screening threshold on validation ->
-metrics, pictures and model.keras in RUN_DIR.
+metrics, pictures and model.keras in RUN_DIR. --start-from continues another run's model on
+its split; --consistency trains on pairs of a picture and its re-encoding
+(convert/consistency.py).
 """
 
 from __future__ import annotations
