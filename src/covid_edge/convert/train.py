@@ -320,7 +320,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     if config.start_from:
-        config = continued(config)
+        config, start_run = continued(config)
     data = prepare(config, log, progress)
     scheme, spec, labels, parts = data.scheme, data.spec, data.labels, data.parts
     softmax = scheme.output_kind == SOFTMAX
@@ -336,7 +336,7 @@ def train(config: TrainConfig, log, progress, force: bool = False) -> dict:
 
     train_data, val_data = training_batches(config, data)
     if config.start_from:
-        check_same_task(Path(config.start_from), data)
+        check_same_task(Path(config.start_from), start_run, data)
         model = keras.saving.load_model(Path(config.start_from) / "model.keras", compile=False)
         log(f"starting from {config.start_from}/model.keras")
     else:
@@ -387,28 +387,29 @@ def training_batches(config: TrainConfig, data: RunData):
             make_batches(data.pixels[val], labels[val], spec, config.batch_size, sparse=softmax))
 
 
-def continued(config: TrainConfig) -> TrainConfig:
-    """config for training on from config.start_from: that run's split (its test images
-    must stay unseen) and its config recorded, so the card can list both commands."""
+def continued(config: TrainConfig) -> tuple[TrainConfig, dict]:
+    """(config for training on from config.start_from, that run's run.json): its split
+    (its test images must stay unseen) and its config recorded, so the card can list both
+    commands."""
     run_dir = Path(config.start_from)
     split = run_dir / "split.csv"
     if not split.is_file() or not (run_dir / "run.json").is_file():
         raise FileNotFoundError(f"--start-from {run_dir}: no split.csv and run.json there "
+                                "(give a run folder that `covid-edge train` wrote)")
+    if not (run_dir / "model.keras").is_file():
+        raise FileNotFoundError(f"--start-from {run_dir}: no model.keras there "
                                 "(give a run folder that `covid-edge train` wrote)")
     if config.split_from and Path(config.split_from).read_bytes() != split.read_bytes():
         raise ValueError(f"--start-from {run_dir} and --split-from {config.split_from} split "
                          "the images differently: the starting run's test images would train")
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     extra = {**config.extra, "start_from": {"run": str(run_dir), "config": run["config"]}}
-    return replace(config, split_from=str(split), extra=extra)
+    return replace(config, split_from=str(split), extra=extra), run
 
 
-def check_same_task(run_dir: Path, data: RunData) -> None:
-    """A run training continues from must have had these classes and this preprocessing."""
-    if not (run_dir / "model.keras").is_file() or not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"--start-from {run_dir}: no model.keras and run.json there "
-                                "(give a run folder that `covid-edge train` wrote)")
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+def check_same_task(run_dir: Path, run: dict, data: RunData) -> None:
+    """A run training continues from (run: its run.json) must have had these classes and
+    this preprocessing."""
     if run.get("labels") != list(data.class_labels):
         raise ValueError(f"--start-from {run_dir}: its classes {run.get('labels')} are not "
                          f"these ({', '.join(data.class_labels)}); use the same data and --map")
