@@ -1,7 +1,7 @@
 """The guard's frontal-film (lung) check, measured.
 
-    python scripts/lung_guard_eval.py --tune     # tuning sets: not-frontal-chest + cxr validation
-    python scripts/lung_guard_eval.py            # evaluation: cxr test split + cxr-more
+    python scripts/lung_guard_eval.py --tune     # tuning: not-frontal-chest + validation split
+    python scripts/lung_guard_eval.py            # evaluation: cxr test split + the rest of cxr-more
 
 Every image goes through `Classifier.classify_file`'s own path (decode, lung model, guard,
 classifier). --tune also prints the lung geometry's quantiles per set, which the limits in
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,12 +30,12 @@ SPLIT = ROOT / "models" / "training" / "split.csv"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
-def split_paths(part: str) -> list[Path]:
-    """The `part` images of ../shared/data/cxr in the classifier's split. A split of several
-    data folders names each image's folder (root); cxr-more is its own set below."""
+def split_paths(part: str, root: str = "cxr") -> list[Path]:
+    """The `part` images of one data folder (root) in the classifier's split. A one-folder
+    split (0.2.0's) has no root column: all its images are cxr's."""
     with open(SPLIT, newline="", encoding="utf-8") as handle:
-        return [SHARED / "cxr" / row["path"] for row in csv.DictReader(handle)
-                if row["split"] == part and row.get("root", "cxr") == "cxr"]
+        return [SHARED / root / row["path"] for row in csv.DictReader(handle)
+                if row["split"] == part and row.get("root", "cxr") == root]
 
 
 def folder_paths(folder: Path) -> list[Path]:
@@ -48,9 +49,13 @@ def sets(tune: bool) -> dict[str, tuple[list[Path], bool]]:
         return {"lateral (tuning)": (folder_paths(nfc / "lateral"), False),
                 "ct (tuning)": (folder_paths(nfc / "ct"), False),
                 "knee (tuning)": (folder_paths(nfc / "knee"), False),
-                "cxr validation (tuning)": (split_paths("val"), True)}
+                "cxr validation (tuning)": (split_paths("val"), True),
+                "cxr-more validation (tuning)": (split_paths("val", "cxr-more"), True)}
+    # cxr-more's validation images tune the limits (above), so they are not evaluated on
+    tuned = set(split_paths("val", "cxr-more"))
     return {"cxr test": (split_paths("test"), True),
-            "cxr-more": (folder_paths(SHARED / "cxr-more"), True)}
+            "cxr-more, not validation": ([p for p in folder_paths(SHARED / "cxr-more")
+                                          if p not in tuned], True)}
 
 
 def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict:
@@ -68,11 +73,13 @@ def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict
     classifier.lungs = lungs
     geometry = lung.geometry
     big = [f for f in geometry.fields if f.area >= classifier.lung_rule.min_field_area]
+    pair = classifier.lung_rule.pair(geometry) or {}
     return {**row, "verdict": prediction.verdict, "reason": prediction.reason or "",
             "lung_rule": classifier.lung_rule.reason(geometry) or "",
             "fields": geometry.field_count, "big_fields": len(big),
             "lung_fraction": round(geometry.lung_fraction, 4),
             "balance": round(geometry.balance, 4), "confidence": round(geometry.confidence, 4),
+            **{k: round(v, 4) for k, v in pair.items() if k != "balance"},
             "left_area": round(geometry.image_left_area, 4),
             "right_area": round(geometry.image_right_area, 4),
             "lung_ms": round(lung.latency_ms, 3)}
@@ -85,11 +92,19 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set")
     parser.add_argument("--without-lungs", action="store_true",
                         help="the guard as it was before the lung check (for comparison)")
+    parser.add_argument("--rule", action="append", default=[], metavar="LIMIT=VALUE",
+                        help="try another limit of edge_runtime/lung_guard.LungRule, e.g. "
+                             "--rule max_top_offset=0.15 (for tuning; repeatable)")
     args = parser.parse_args()
     classifier = Classifier.load()
     if classifier.lungs is None:
         print("the lung model is not loaded", file=sys.stderr)
         return 1
+    try:
+        overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.rule)}
+        classifier.lung_rule = dataclasses.replace(classifier.lung_rule, **overrides)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--rule LIMIT=VALUE with a LungRule limit and a number: {exc}")
     print(f"lung rule: {classifier.lung_rule.to_dict()}"
           + (" (NOT APPLIED: --without-lungs)" if args.without_lungs else ""))
     apply_rule = not args.without_lungs
@@ -111,7 +126,8 @@ def main() -> int:
               f"{share:.2%}  (guard refused {refused}: {by_lungs} by the lung check; the lung "
               f"rule alone would refuse {lung_rule})")
         if args.tune:
-            for key in ("big_fields", "lung_fraction", "balance", "confidence"):
+            for key in ("big_fields", "lung_fraction", "balance", "height_offset",
+                        "top_offset", "confidence"):
                 values = np.array([r[key] for r in measured if key in r], dtype=float)
                 q = np.percentile(values, [0, 1, 5, 25, 50, 75, 95, 99, 100])
                 print(f"{'':>28}{key:>14}: " + " ".join(f"{v:.3f}" for v in q)

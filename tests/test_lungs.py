@@ -155,6 +155,19 @@ def test_geometry_of_two_drawn_fields():
     one[20:80, 30:70] = True
     assert LungRule().reason(geometry(one)).startswith(f"{NOT_FRONTAL}: one lung field")
     assert LungRule().reason(geometry(np.zeros((10, 10), bool))).endswith("no lung fields found")
+    assert LungRule().pair(geometry(one)) is None
+
+
+def test_pair_measures_what_the_apices_limit_refuses():
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[20:80, 10:40] = True
+    mask[35:80, 60:90] = True   # its top 15% of the picture lower
+    pair = LungRule().pair(geometry(mask))
+    assert pair["top_offset"] == pytest.approx(0.15)
+    assert pair["height_offset"] == pytest.approx(0.075)
+    assert pair["balance"] == pytest.approx(1350 / 1800)
+    assert "apices" in LungRule().reason(geometry(mask))
+    assert LungRule(max_top_offset=0.16, min_confidence=0).reason(geometry(mask)) is None
 
 
 def test_crop_box_adds_the_margin_and_stays_inside():
