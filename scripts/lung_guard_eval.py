@@ -23,6 +23,7 @@ from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
 from covid_edge.edge_runtime.lung_guard import NOT_FRONTAL
 from covid_edge.image_io import ImageReadError, read_image
+from covid_edge.intervals import wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -36,6 +37,18 @@ def split_paths(part: str, root: str = "cxr") -> list[Path]:
     with open(SPLIT, newline="", encoding="utf-8") as handle:
         return [SHARED / root / row["path"] for row in csv.DictReader(handle)
                 if row["split"] == part and row.get("root", "cxr") == root]
+
+
+def split_parts(root: str) -> dict[Path, str]:
+    """path -> the classifier's split part, for one data folder's images in the split."""
+    with open(SPLIT, newline="", encoding="utf-8") as handle:
+        return {SHARED / root / row["path"]: row["split"] for row in csv.DictReader(handle)
+                if row.get("root", "cxr") == root}
+
+
+def _share(k: int, n: int) -> str:
+    low, high = wilson(k, n)
+    return f"{k / n:.2%} ({low:.2%}-{high:.2%})" if n else "n/a"
 
 
 def folder_paths(folder: Path) -> list[Path]:
@@ -121,10 +134,19 @@ def main() -> int:
         refused = sum(r["verdict"] == NOT_CHEST_XRAY for r in measured)
         by_lungs = sum(r["reason"].startswith(NOT_FRONTAL) for r in measured)
         lung_rule = sum(bool(r.get("lung_rule")) for r in measured)
-        share = (n - refused) / n if frontal else refused / n
         print(f"{name:>26}: {n:5d} images, {'accepted' if frontal else 'refused'} "
-              f"{share:.2%}  (guard refused {refused}: {by_lungs} by the lung check; the lung "
-              f"rule alone would refuse {lung_rule})")
+              f"{_share(n - refused if frontal else refused, n)}  (guard refused {refused}: "
+              f"{by_lungs} by the lung check; the lung rule alone would refuse {lung_rule})")
+        if not args.tune and name.startswith("cxr-more"):
+            # The feature check was fitted on the classifier's training images: the images it
+            # never trained on are the fairer evaluation.
+            parts = split_parts("cxr-more")
+            for part in ("train", "test", None):
+                group = [r for r in measured if parts.get(Path(r["path"])) == part]
+                accepted = sum(r["verdict"] != NOT_CHEST_XRAY for r in group)
+                label = f"classifier's {part} split" if part else "not in the split (dropped)"
+                print(f"{'':>28}{label}: {len(group)} images, accepted "
+                      f"{_share(accepted, len(group))}")
         if args.tune:
             for key in ("big_fields", "lung_fraction", "balance", "height_offset",
                         "top_offset", "confidence"):

@@ -46,6 +46,16 @@ def test_reproduce_commands_of_an_average():
     assert commands[2] == "covid-edge average runs/a runs/b --out runs/avg"
     assert commands[3].startswith("covid-edge convert runs/avg/model.keras")
 
+    # Two runs continued from one: that run's command appears once, first.
+    continued = [{**config(out, 0), "extra": {"start_from": {"config": config("runs/a", 1)}}}
+                 for out in ("runs/c", "runs/d")]
+    run["config"]["extra"]["average"] = {"runs": ["runs/c", "runs/d"], "weights": [0.5, 0.5],
+                                         "configs": continued}
+    commands = reproduce_commands(run, "data", 300, 0)
+    assert [c.split(" --out ")[1].split()[0] for c in commands[:3]] == [
+        "runs/a", "runs/c", "runs/d"]
+    assert commands[3] == "covid-edge average runs/c runs/d --out runs/avg"
+
 
 def test_average_of_two_runs(three_class_run, tmp_path):
     """A copy of a run with every weight shifted: the average's weights are the mean, it

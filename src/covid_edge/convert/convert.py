@@ -536,8 +536,9 @@ def training_commands(config: dict, data_dir: Path) -> list[str]:
     extra = config.get("extra") or {}
     if extra.get("average"):
         averaged = extra["average"]
-        commands = [command for ingredient in averaged["configs"]
-                    for command in training_commands(ingredient, data_dir)]
+        # Ingredients continued from one run share its command: it is run once.
+        commands = list(dict.fromkeys(command for ingredient in averaged["configs"]
+                                      for command in training_commands(ingredient, data_dir)))
         out_dir = config.get("out_dir", "runs/v1")
         return [*commands, f"covid-edge average {' '.join(averaged['runs'])} --out {out_dir}"]
     if extra.get("start_from"):
