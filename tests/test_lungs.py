@@ -166,7 +166,7 @@ def test_pair_measures_what_the_apices_limit_refuses():
     assert pair["top_offset"] == pytest.approx(0.15)
     assert pair["height_offset"] == pytest.approx(0.075)
     assert pair["balance"] == pytest.approx(1350 / 1800)
-    assert "apices" in LungRule().reason(geometry(mask))
+    assert "apices" in LungRule(max_top_offset=0.10).reason(geometry(mask))
     assert LungRule(max_top_offset=0.16, min_confidence=0).reason(geometry(mask)) is None
 
 

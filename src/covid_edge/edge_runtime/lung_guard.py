@@ -6,9 +6,9 @@ like a radiograph's, so the lung model's mask (edge_runtime/lungs.py) tells them
 the image checks and the classifier's feature distance did not (81% of lateral chest X-rays
 were accepted before this check).
 
-The limits were tuned on ../shared/data/not-frontal-chest and the cxr validation split only
-(scripts/lung_guard_eval.py --tune prints the figures they were chosen from); the evaluation
-is the cxr test split and ../shared/data/cxr-more.
+The limits were tuned on ../shared/data/not-frontal-chest and the classifier's validation
+split only (scripts/lung_guard_eval.py --tune prints the figures they were chosen from); the
+evaluation is the cxr test split and the rest of ../shared/data/cxr-more.
 """
 
 from __future__ import annotations
