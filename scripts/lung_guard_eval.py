@@ -31,19 +31,17 @@ SPLIT = ROOT / "models" / "training" / "split.csv"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
-def split_paths(part: str, root: str = "cxr") -> list[Path]:
-    """The `part` images of one data folder (root) in the classifier's split. A one-folder
-    split (0.2.0's) has no root column: all its images are cxr's."""
-    with open(SPLIT, newline="", encoding="utf-8") as handle:
-        return [SHARED / root / row["path"] for row in csv.DictReader(handle)
-                if row["split"] == part and row.get("root", "cxr") == root]
-
-
 def split_parts(root: str) -> dict[Path, str]:
-    """path -> the classifier's split part, for one data folder's images in the split."""
+    """path -> the classifier's split part, for one data folder's (root's) images in the
+    split. A one-folder split (0.2.0's) has no root column: all its images are cxr's."""
     with open(SPLIT, newline="", encoding="utf-8") as handle:
         return {SHARED / root / row["path"]: row["split"] for row in csv.DictReader(handle)
                 if row.get("root", "cxr") == root}
+
+
+def split_paths(part: str, root: str = "cxr") -> list[Path]:
+    """The `part` images of one data folder in the classifier's split, in its order."""
+    return [path for path, its_part in split_parts(root).items() if its_part == part]
 
 
 def _share(k: int, n: int) -> str:
