@@ -2,6 +2,7 @@
 
     python scripts/lung_guard_eval.py --tune     # tuning: not-frontal-chest + validation split
     python scripts/lung_guard_eval.py            # evaluation: cxr test split + the rest of cxr-more
+    python scripts/lung_guard_eval.py --tune --model runs/q999   # another conversion's guard
 
 Every image goes through `Classifier.classify_file`'s own path (decode, lung model, guard,
 classifier). --tune also prints the lung geometry's quantiles per set, which the limits in
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from covid_edge.edge_runtime.classifier import Classifier
-from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
+from covid_edge.edge_runtime.guard import FEATURES_FAR, NOT_CHEST_XRAY
 from covid_edge.edge_runtime.lung_guard import NOT_FRONTAL
 from covid_edge.image_io import ImageReadError, read_image
 from covid_edge.intervals import wilson
@@ -87,6 +88,8 @@ def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict
     pair = classifier.lung_rule.pair(geometry) or {}
     return {**row, "verdict": prediction.verdict, "reason": prediction.reason or "",
             "lung_rule": classifier.lung_rule.reason(geometry) or "",
+            "ood_distance": (round(prediction.ood_distance, 3)
+                             if prediction.ood_distance is not None else ""),
             "fields": geometry.field_count, "big_fields": len(big),
             "lung_fraction": round(geometry.lung_fraction, 4),
             "balance": round(geometry.balance, 4), "confidence": round(geometry.confidence, 4),
@@ -106,8 +109,11 @@ def main() -> int:
     parser.add_argument("--rule", action="append", default=[], metavar="LIMIT=VALUE",
                         help="try another limit of edge_runtime/lung_guard.LungRule, e.g. "
                              "--rule max_top_offset=0.15 (for tuning; repeatable)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a model folder or .tflite file, as `classify --model` takes "
+                             "(default: the released model); its guard is measured")
     args = parser.parse_args()
-    classifier = Classifier.load()
+    classifier = Classifier.load(args.model)
     if classifier.lungs is None:
         print("the lung model is not loaded", file=sys.stderr)
         return 1
@@ -131,10 +137,12 @@ def main() -> int:
             return 1
         refused = sum(r["verdict"] == NOT_CHEST_XRAY for r in measured)
         by_lungs = sum(r["reason"].startswith(NOT_FRONTAL) for r in measured)
+        by_features = sum(r["reason"].startswith(FEATURES_FAR) for r in measured)
         lung_rule = sum(bool(r.get("lung_rule")) for r in measured)
         print(f"{name:>26}: {n:5d} images, {'accepted' if frontal else 'refused'} "
               f"{_share(n - refused if frontal else refused, n)}  (guard refused {refused}: "
-              f"{by_lungs} by the lung check; the lung rule alone would refuse {lung_rule})")
+              f"{by_lungs} by the lung check, {by_features} by the feature check; the lung rule "
+              f"alone would refuse {lung_rule})")
         if not args.tune and name.startswith("cxr-more"):
             # The feature check was fitted on the classifier's training images: the images it
             # never trained on are the fairer evaluation.
@@ -149,6 +157,8 @@ def main() -> int:
             for key in ("big_fields", "lung_fraction", "balance", "height_offset",
                         "top_offset", "confidence"):
                 values = np.array([r[key] for r in measured if key in r], dtype=float)
+                if not values.size:  # e.g. no picture of the set has a pair of lung fields
+                    continue
                 q = np.percentile(values, [0, 1, 5, 25, 50, 75, 95, 99, 100])
                 print(f"{'':>28}{key:>14}: " + " ".join(f"{v:.3f}" for v in q)
                       + "  (min 1% 5% 25% 50% 75% 95% 99% max)")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import CXR, CXR_MORE, REFERENCE
+from conftest import CXR, CXR_MORE, REFERENCE, REPO_ROOT
 from covid_edge.cli import main
 from covid_edge.convert import non_xray
 from covid_edge.convert.ood_fit import choose_components, fit, with_threshold
@@ -309,3 +309,16 @@ def test_stats_file_that_does_not_match_the_card_is_an_error(guarded_model, mode
     result = run_cli("classify", covid_xray, "--model", tmp_path)
     assert result.exit_code == 3 and "sha256" in result.stderr and "--no-guard" in result.stderr
     assert run_cli("classify", covid_xray, "--model", tmp_path, "--no-guard").exit_code == 0
+
+
+def test_the_readme_quotes_the_released_guard():
+    """The README's guard table is the released card's `ood_guard` figures, not an older
+    release's."""
+    guard = load_card(REPO_ROOT / "models" / "model_card.json")["ood_guard"]
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    test, other = guard["test"], guard["non_xray"]
+    assert (f"**{test['acceptance']:.2%}** ({test['accepted']}/{test['images']}; "
+            f"{test['images'] - test['accepted']} refused") in readme
+    assert (f"**{other['rejection']:.0%}** ({other['rejected']}/{other['images']}; the feature "
+            f"test alone refuses {other['feature_test_alone']['rejected']})") in readme
+    assert f"refused above the {guard['quantile']:.1%} quantile" in readme.lower()

@@ -206,9 +206,11 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
         "train_acceptance": float(np.mean(train_distances <= stats.threshold)),
         "validation_acceptance": float(np.mean(val_distances <= stats.threshold)),
         "validation_distance_percentiles": _percentiles(val_distances),
-        "limits": "Measured on the images listed here; no X-ray of another body part (hand, "
-                  "knee, skull) or lateral chest view was available offline, so how the guard "
-                  "treats those is unknown: they may pass as chest X-rays.",
+        "limits": "The image checks and the feature check are measured on the images listed "
+                  "here, which are not X-rays. X-rays that are not frontal chest films "
+                  "(lateral views, CT slices, knees) are the lung check's job: the lung model "
+                  "in lungs/ beside this model, measured by scripts/lung_guard_eval.py "
+                  "(docs/lungs.md). Without it, such X-rays may pass as chest X-rays.",
     }
     for row in candidate_rows:
         log(f"guard: {row['components']:>3} components refuse {row['tuning_rejected']}/"

@@ -28,6 +28,8 @@ from PIL import Image, ImageFilter
 from ..model_card import sha256_file
 
 NOT_CHEST_XRAY = "not a chest X-ray"
+# The feature check's reason starts with this (reports count its refusals by it).
+FEATURES_FAR = "features far from the training X-rays"
 OOD_STATS_FILENAME = "ood_stats.npz"
 CARD_KEY = "ood_guard"
 
@@ -251,6 +253,6 @@ class Guard:
             return None, None
         distance = self.features.distance(np.asarray(features).reshape(-1))
         if distance > self.features.threshold:
-            return (f"features far from the training X-rays (distance {distance:.1f} > "
+            return (f"{FEATURES_FAR} (distance {distance:.1f} > "
                     f"{self.features.threshold:.1f})"), distance
         return None, distance
