@@ -115,3 +115,17 @@ def test_average_refuses_what_it_cannot_average(three_class_run, tmp_path):
     not_a_run.mkdir()
     code, said = refused("average", three_class_run, not_a_run, "--out", tmp_path / "z")
     assert code == 1 and "has no model.keras" in said
+
+
+def test_the_card_links_only_the_training_pictures_it_has(tmp_path):
+    """An averaged run trained nothing: its card links no curves, and no stale curves of an
+    earlier conversion remain to be linked."""
+    from conftest import REPO_ROOT
+    from covid_edge.convert.card_markdown import write_markdown
+
+    card = json.loads((REPO_ROOT / "models" / "model_card.json").read_text())
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "confusion_matrix.png").write_bytes(b"")
+    text = write_markdown(card, tmp_path).read_text()
+    assert "Training pictures: [confusion matrix](training/confusion_matrix.png)." in text
+    assert "training_curves.png" not in text

@@ -200,3 +200,30 @@ def test_the_lung_models_tolerance_is_measured_the_same_way(models_dir):
     assert here["kernel_sets"] == measured["kernel_sets"] == ["xnnpack", "builtin"]
     assert here["max_steps"] <= measured["max_steps"]
     assert here["min_mask_agreement"] >= tolerance["mask_agreement"]
+
+
+def test_convert_measures_the_lung_models_tolerance_where_the_classifiers_was(models_dir,
+                                                                             tmp_path):
+    """`convert` leaves the lung card measured on the same validation X-rays as the
+    classifier's, so a release needs no second step that could measure it on fewer."""
+    import shutil
+
+    from covid_edge.convert.convert import refresh_lung_reference
+
+    if not (models_dir / "lungs").is_dir():
+        pytest.skip("no lung model beside the classifier")
+    out = copy_for_check(models_dir, tmp_path / "out")
+    shutil.copytree(models_dir / "lungs", out / "lungs")
+    samples = sorted((out / "samples").glob("*.jpg"))
+    lines = []
+    refresh_lung_reference(out, samples, lines.append, samples[:3], "three validation X-rays")
+    card = json.loads((out / "lungs" / "lung_model_card.json").read_text())
+    tolerance = card["reference_outputs"]["tolerance"]
+    assert tolerance["measured"]["images"] == 3
+    assert tolerance["measured"]["images_from"] == "three validation X-rays"
+    assert tolerance["measured"]["command"].startswith("covid-edge convert")
+    assert tolerance["raw_output_steps"] == (tolerance["measured"]["max_steps"]
+                                             + kernel_sets.NOISE_FLOOR_STEPS)
+    assert [image["file"] for image in card["reference_outputs"]["images"]] == [
+        f"../samples/{path.name}" for path in samples]
+    assert any("tolerance" in line for line in lines)

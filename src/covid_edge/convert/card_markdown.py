@@ -40,7 +40,13 @@ def _classes(card: dict) -> list[str]:
     return lines
 
 
-def render(card: dict) -> str:
+TRAINING_PICTURES = {"curves": "training_curves.png", "confusion matrix": "confusion_matrix.png",
+                     "test predictions": "test_predictions.png"}
+
+
+def render(card: dict, training_pictures=tuple(TRAINING_PICTURES)) -> str:
+    """The card as Markdown; training_pictures: the names (keys of TRAINING_PICTURES) to link
+    (an averaged run has no curves)."""
     lines = [
         f"# Model card: {card['name']} {card['version']}",
         "",
@@ -136,9 +142,8 @@ def render(card: dict) -> str:
         f"Data content sha256: `{data['content_sha256']}`; MANIFEST.csv sha256: "
         f"`{data['manifest_sha256']}`.",
         "",
-        "Training pictures: [curves](training/training_curves.png), "
-        "[confusion matrix](training/confusion_matrix.png), "
-        "[test predictions](training/test_predictions.png).",
+        "Training pictures: " + (", ".join(f"[{name}](training/{TRAINING_PICTURES[name]})"
+                                           for name in training_pictures) or "none") + ".",
         "",
         "## Limits",
         "",
@@ -328,7 +333,9 @@ def _calibration(card: dict) -> list[str]:
 
 def write_markdown(card: dict, directory: str | Path) -> Path:
     path = Path(directory) / CARD_MARKDOWN_FILENAME
-    path.write_text(render(card), encoding="utf-8")
+    present = [name for name, file in TRAINING_PICTURES.items()
+               if (Path(directory) / "training" / file).is_file()]
+    path.write_text(render(card, present), encoding="utf-8")
     return path
 
 

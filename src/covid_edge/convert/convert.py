@@ -427,10 +427,15 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                                         tolerance_images),
     })
     model_card.write_json(card, out_dir)
-    refresh_lung_reference(out_dir, [path for _, path in samples], log)
+    refresh_lung_reference(out_dir, [path for _, path in samples], log,
+                           [dataset.item_path(data_dir, item) for item in measured_items],
+                           f"validation split ({len(measured_items)} of {len(val)} images), the "
+                           "classifier's X-rays", progress)
     for name in TRAINING_FILES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, training_dir / name)
+        else:  # an averaged run has no curves: none may stay from a conversion this overwrites
+            (training_dir / name).unlink(missing_ok=True)
     from .card_markdown import write_markdown
 
     write_markdown(card, out_dir)
@@ -465,19 +470,33 @@ def pick_clear_samples(int8, items, raw: np.ndarray, tolerance_steps: int, count
     return [(item, _copy_sample(item, data_dir, samples_dir)) for item in chosen]
 
 
-def refresh_lung_reference(out_dir: Path, samples: list[Path], log) -> None:
+def refresh_lung_reference(out_dir: Path, samples: list[Path], log, measured_paths=(),
+                           measured_on: str = "", progress=None) -> None:
     """The lung model beside the classifier (OUT/lungs/) pins its reference outputs on the
     bundled samples; new samples need new references, or `bench check` would look for files
-    that are gone."""
+    that are gone. Its tolerance is measured on the X-rays the classifier's was (with none,
+    the fixed default stays), so that one conversion leaves both cards measured alike."""
     from ..edge_runtime.lungs import LUNG_CARD_FILENAME
 
     lung_dir = out_dir / "lungs"
     if not (lung_dir / LUNG_CARD_FILENAME).is_file():
         return
-    from ..benchmarks.lungs_check import write_reference
+    from ..benchmarks import lungs_check
 
-    write_reference(lung_dir, sorted(samples), LUNG_CARD_FILENAME)
+    lungs_check.write_reference(lung_dir, sorted(samples), LUNG_CARD_FILENAME)
     log(f"lung model: reference outputs recomputed on the {len(samples)} new samples")
+    if not measured_paths:
+        return
+    measured_paths = list(measured_paths)
+    measured = lungs_check.measure_tolerance(
+        lung_dir, measured_paths,
+        progress=(lambda paths: progress(paths, "lung kernel sets")) if progress else None)
+    tolerance = lungs_check.store_tolerance(
+        lung_dir, LUNG_CARD_FILENAME, measured, measured_on=measured_on,
+        command="covid-edge convert (this conversion; scripts/measure_tolerance.py "
+                "--which lungs redoes it)")
+    log(f"lung model: device-check tolerance {tolerance['raw_output_steps']} output steps, "
+        f"mask agreement >= {tolerance['mask_agreement']} ({len(measured_paths)} images)")
 
 
 def _sample_path(item, samples_dir: Path) -> Path:
