@@ -81,9 +81,9 @@ def main() -> None:
     readouts = {
         "int8 as shipped": p_int8,
         "int8 features, int8 dense layer in float": softmax(
-            f_int8 @ np.atleast_2d(int8_layer.weights).T + np.atleast_1d(int8_layer.bias)),
+            np.array([int8_layer.logits(f) for f in f_int8])),
         "int8 features, float32 dense layer": softmax(
-            f_int8 @ np.atleast_2d(float_layer.weights).T + np.atleast_1d(float_layer.bias)),
+            np.array([float_layer.logits(f) for f in f_int8])),
     }
     v_float = scheme.verdict_indices(p_float, threshold)
     print(f"{len(paths)} {args.part} images; threshold {threshold:.4f}; flips against float32:")

@@ -19,12 +19,12 @@ from ..preprocess import PreprocessSpec, load_pixels
 from ..edgetpu.compile import EdgeTpuCompileError, compiled_name, prepare_for_edgetpu
 from ..edge_runtime.guard import OOD_STATS_FILENAME
 from .bias_correction import BiasCorrectionError, correct_bias
+from .card_markdown import TRAINING_PICTURES, write_markdown
 from .quantize import (VARIANT_DESCRIPTIONS, VARIANTS, check_loadable, convert_variant,
                        export_saved_model, input_is_lossless, representative_images,
                        variant_filename, with_features)
 
-TRAINING_FILES = ("training_curves.png", "confusion_matrix.png", "test_predictions.png",
-                  "metrics.json", "history.csv", "split.csv")
+TRAINING_FILES = (*TRAINING_PICTURES.values(), "metrics.json", "history.csv", "split.csv")
 
 
 class ConvertError(Exception):
@@ -374,9 +374,10 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                                [:tolerance_images])]
     log(f"measuring the device-check tolerance: {len(measured_items)} validation images under "
         "each int8 kernel set")
+    measured_paths = [dataset.item_path(data_dir, item) for item in measured_items]
+    measured_on = f"validation split ({len(measured_items)} of {len(val)} images)"
     val_raw, spread = kernel_sets.measure(
-        int8, [dataset.item_path(data_dir, item) for item in measured_items],
-        progress=lambda paths: progress(paths, "kernel sets"))
+        int8, measured_paths, progress=lambda paths: progress(paths, "kernel sets"))
     tolerance_steps = kernel_sets.tolerance_steps(spread)
     log(f"device-check tolerance: {tolerance_steps} output steps (kernel sets differ by up to "
         f"{spread['max_steps']})")
@@ -398,7 +399,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
 
     reference_outputs = kernel_sets.store(
         {"variant": "int8", "images": reference}, out_dir, int8, spread,
-        measured_on=f"validation split ({len(measured_items)} of {len(val)} images)",
+        measured_on=measured_on,
         command="covid-edge convert (this conversion; scripts/measure_tolerance.py redoes it)")
 
     card.update({
@@ -427,17 +428,13 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
                                         tolerance_images),
     })
     model_card.write_json(card, out_dir)
-    refresh_lung_reference(out_dir, [path for _, path in samples], log,
-                           [dataset.item_path(data_dir, item) for item in measured_items],
-                           f"validation split ({len(measured_items)} of {len(val)} images), the "
-                           "classifier's X-rays", progress)
+    refresh_lung_reference(out_dir, [path for _, path in samples], log, measured_paths,
+                           f"{measured_on}, the classifier's X-rays", progress)
     for name in TRAINING_FILES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, training_dir / name)
         else:  # an averaged run has no curves: none may stay from a conversion this overwrites
             (training_dir / name).unlink(missing_ok=True)
-    from .card_markdown import write_markdown
-
     write_markdown(card, out_dir)
     return card
 
@@ -470,12 +467,12 @@ def pick_clear_samples(int8, items, raw: np.ndarray, tolerance_steps: int, count
     return [(item, _copy_sample(item, data_dir, samples_dir)) for item in chosen]
 
 
-def refresh_lung_reference(out_dir: Path, samples: list[Path], log, measured_paths=(),
-                           measured_on: str = "", progress=None) -> None:
+def refresh_lung_reference(out_dir: Path, samples: list[Path], log, measured_paths: list[Path],
+                           measured_on: str, progress=None) -> None:
     """The lung model beside the classifier (OUT/lungs/) pins its reference outputs on the
     bundled samples; new samples need new references, or `bench check` would look for files
-    that are gone. Its tolerance is measured on the X-rays the classifier's was (with none,
-    the fixed default stays), so that one conversion leaves both cards measured alike."""
+    that are gone. Its tolerance is measured on the X-rays the classifier's was, so that one
+    conversion leaves both cards measured alike."""
     from ..edge_runtime.lungs import LUNG_CARD_FILENAME
 
     lung_dir = out_dir / "lungs"
@@ -485,9 +482,6 @@ def refresh_lung_reference(out_dir: Path, samples: list[Path], log, measured_pat
 
     lungs_check.write_reference(lung_dir, sorted(samples), LUNG_CARD_FILENAME)
     log(f"lung model: reference outputs recomputed on the {len(samples)} new samples")
-    if not measured_paths:
-        return
-    measured_paths = list(measured_paths)
     measured = lungs_check.measure_tolerance(
         lung_dir, measured_paths,
         progress=(lambda paths: progress(paths, "lung kernel sets")) if progress else None)
