@@ -125,6 +125,54 @@ def test_feature_distance_accepts_its_distribution_and_refuses_others(tmp_path):
     assert loaded.threshold == stats.threshold and loaded.quantile == 0.99
 
 
+def test_one_model_per_label_refuses_what_lies_between_the_labels(tmp_path):
+    """Two labels' features, far apart: one model of both also covers the space between
+    them; one model per label (the nearest counts) refuses it, and accepts both labels."""
+    a, b = gaussian_features(1000, seed=10), gaussian_features(1000, seed=11)
+    b[:, :4] += 40.0
+    train = np.concatenate([a, b])
+    labels = np.array(["normal"] * 1000 + ["covid"] * 1000)
+    val = np.concatenate([gaussian_features(500, seed=12), gaussian_features(500, seed=13)])
+    val[500:, :4] += 40.0
+    between = gaussian_features(200, seed=14)
+    between[:, :4] += 20.0
+    pooled = with_threshold(fit(train, components=8), fit(train, components=8).distance(val),
+                            0.99)
+    per_label = fit(train, components=8, labels=labels)
+    per_label = with_threshold(per_label, per_label.distance(val), 0.99)
+    assert per_label.groups == ("normal", "covid") and pooled.groups == ("all",)
+    assert per_label.mean.shape == (2, 64) and per_label.components.shape == (2, 8, 64)
+    assert np.mean(per_label.distance(between) > per_label.threshold) >= 0.99
+    assert np.mean(pooled.distance(between) > pooled.threshold) <= 0.05
+    held_out = np.concatenate([gaussian_features(500, seed=15), gaussian_features(500, seed=16)])
+    held_out[500:, :4] += 40.0
+    assert np.mean(per_label.distance(held_out) <= per_label.threshold) >= 0.98
+    # Saved and loaded with its groups; one feature vector gives a float.
+    loaded = FeatureDistance.load(per_label.save(tmp_path / OOD_STATS_FILENAME))
+    assert loaded.groups == ("normal", "covid")
+    np.testing.assert_allclose(loaded.distance(between), per_label.distance(between), rtol=1e-5)
+    assert isinstance(loaded.distance(between[0]), float)
+    with pytest.raises(ValueError, match="one label per"):
+        fit(train, components=8, labels=labels[:10])
+
+
+def test_a_statistics_file_from_before_the_groups_still_loads(tmp_path):
+    """Release 0.2.0's ood_stats.npz holds one model without a groups array."""
+    stats = fit(gaussian_features(500), components=4)
+    path = tmp_path / OOD_STATS_FILENAME
+    with open(path, "wb") as handle:
+        np.savez(handle, mean=stats.mean[0].astype(np.float32),
+                 components=stats.components[0].astype(np.float32),
+                 variances=stats.variances[0], residual_variance=stats.residual_variance[0],
+                 threshold=np.float64(10.0), quantile=np.float64(0.995))
+    loaded = FeatureDistance.load(path)
+    assert loaded.groups == ("all",) and loaded.component_count == 4
+    probe = gaussian_features(20, seed=3)
+    np.testing.assert_allclose(loaded.distance(probe), stats.distance(probe), rtol=1e-5)
+    released = FeatureDistance.load(REPO_ROOT / "releases" / "0.2.0" / OOD_STATS_FILENAME)
+    assert released.groups == ("all",)
+
+
 def test_components_are_chosen_on_the_tuning_images():
     train, val = gaussian_features(2000), gaussian_features(1000, seed=1)
     # Off the distribution only along its weakest directions: the pooled residual variance of
@@ -137,11 +185,11 @@ def test_components_are_chosen_on_the_tuning_images():
     rejected = [row["tuning_rejected"] for row in rows]
     assert rejected[0] < rejected[-1] == 6
     chosen = [row for row in rows if row.get("chosen")]
-    assert len(chosen) == 1 and chosen[0]["components"] == stats.components.shape[0] == 32
+    assert len(chosen) == 1 and chosen[0]["components"] == stats.component_count == 32
     assert np.mean(stats.distance(val) <= stats.threshold) >= 0.99  # the threshold rule holds
     # With one candidate there is nothing to choose.
     fixed, rows = choose_components(train, val, tuning, candidates=(8,), quantile=0.99)
-    assert fixed.components.shape[0] == 8 and rows[0]["chosen"]
+    assert fixed.component_count == 8 and rows[0]["chosen"]
 
 
 def test_guard_without_features_or_statistics_keeps_the_image_checks(tmp_path):

@@ -169,6 +169,57 @@ def test_three_class_int8_model(three_class_dir):
         assert prediction.verdict == expected == reference["verdict"]
 
 
+@pytest_train
+def test_fit_guard_fits_the_feature_check_again_and_touches_nothing_else(three_class_dir,
+                                                                          tmp_path):
+    """`covid-edge fit-guard` on a converted folder: one feature model per label, the card's
+    guard entry measured again and its recipe extended; the model files stay as they were."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from covid_edge.cli import main
+    from covid_edge.edge_runtime.classifier import Classifier
+    from covid_edge.edge_runtime.guard import FeatureDistance
+    from covid_edge.model_card import load_card, sha256_file
+
+    folder = tmp_path / "models"
+    shutil.copytree(three_class_dir, folder)
+    models = sorted(folder.glob("*.tflite"))
+    before = {path.name: sha256_file(path) for path in models}
+    old = load_card(folder / "model_card.json")
+    for _ in range(2):  # a rerun replaces its own line in the recipe
+        result = CliRunner().invoke(main, ["fit-guard", str(folder), "--ood-per-label",
+                                           "--ood-components", "4", "--ood-quantile", "0.99"])
+        assert result.exit_code == 0, result.output
+    assert "4 components per group" in result.output
+    card = load_card(folder / "model_card.json")
+    guard = card["ood_guard"]
+    assert set(guard["groups"]) == set(card["labels"]) and guard["components"] == 4
+    assert guard["quantile"] == 0.99 and guard["limits"] == old["ood_guard"]["limits"]
+    assert guard["test"]["images"] == old["ood_guard"]["test"]["images"]
+    stats = FeatureDistance.load(folder / guard["stats_file"])
+    assert sha256_file(folder / guard["stats_file"]) == guard["stats_sha256"]
+    assert stats.groups == tuple(guard["groups"]) and stats.component_count == 4
+    assert card["reproduce"][:-1] == old["reproduce"]
+    assert card["reproduce"][-1] == (f"covid-edge fit-guard {folder} --ood-components 4 "
+                                     "--ood-quantile 0.99 --ood-per-label")
+    assert {path.name: sha256_file(path) for path in models} == before
+    assert {k: v for k, v in card.items() if k != "ood_guard" and k != "reproduce"} == {
+        k: v for k, v in old.items() if k != "ood_guard" and k != "reproduce"}
+    assert "per label" in (folder / "MODEL_CARD.md").read_text()
+    guarded = Classifier.load(folder)
+    assert guarded.guard.features.groups == stats.groups
+    sample = sorted(path for path in (folder / "samples").iterdir() if path.is_file()
+                    and path.suffix in (".jpg", ".png"))[0]
+    assert guarded.classify_file(sample).ood_distance is not None
+    # Refusals a script can tell apart: a folder that is not a conversion, a bad --data.
+    result = CliRunner().invoke(main, ["fit-guard", str(tmp_path)])
+    assert result.exit_code == 1 and "no model card" in result.output
+    result = CliRunner().invoke(main, ["fit-guard", str(folder), "--data", "cxr"])
+    assert result.exit_code == 2 and "ROOT=DIR" in result.output
+
+
 def test_one_patients_images_share_a_group():
     items = dataset.scan(CXR_MORE)
     groups = dataset.with_patients(items, np.arange(len(items)))
@@ -229,3 +280,8 @@ def test_reproduce_command_carries_the_tolerance_sample():
     _, every = reproduce_commands(run, "data", 300, 0)
     assert drawn.endswith(" --tolerance-images 100")
     assert "--tolerance-images" not in every
+    # The guard's fit too, where it differs from the defaults.
+    assert "--ood" not in every
+    _, guard = reproduce_commands(run, "data", 300, 0, ood_train_images=4000,
+                                  ood_quantile=0.999, ood_per_label=True)
+    assert guard.endswith(" --ood-train-images 4000 --ood-quantile 0.999 --ood-per-label")

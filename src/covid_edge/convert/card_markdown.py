@@ -221,6 +221,14 @@ def _calibrated_threshold(card: dict) -> list[str]:
             f"**{calibration['threshold']:.4f}**: the same decision."]
 
 
+def _per_group(guard: dict) -> str:
+    """How the feature model is grouped: one model per label or one for all."""
+    groups = guard.get("groups") or ["all"]
+    if groups == ["all"]:
+        return ""
+    return f" per label, one model each for {', '.join(groups)} (the nearest counts)"
+
+
 def _guard(card: dict) -> list[str]:
     guard = card.get("ood_guard")
     if not guard or "test" not in guard:
@@ -249,7 +257,8 @@ def _guard(card: dict) -> list[str]:
            f"below {checks.get('detail_min') or 0:.3f} (a smooth gradient) "
            f"({guard['image_checks_fitted']})" if checks.get("detail_max") else "") + ".",
         f"- Feature test, after: {guard['features']}; probabilistic PCA with "
-        f"{guard['components']} components ({_pct(guard['explained_variance'])} of the "
+        f"{guard['components']} components{_per_group(guard)} "
+        f"({_pct(guard['explained_variance'])} of the "
         f"variance) fitted on {fitted['train_images']} training images (of "
         f"{fitted['train_images_available']}); distance = Mahalanobis distance in those "
         "components plus the residual scaled by the mean variance of the others; refused above "

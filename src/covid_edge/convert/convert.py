@@ -165,6 +165,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             log=print, progress=None, force: bool = False, edgetpu: bool = False,
             non_xray_dirs: tuple = (), ood_train_images: int = 2000,
             ood_components: int | None = None, ood_quantile: float = 0.995,
+            ood_per_label: bool = False,
             bias_correction: bool = True, target_sensitivity: float | None = None,
             tolerance_images: int | None = None) -> dict:
     import keras
@@ -298,6 +299,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     card["ood_guard"], val_probabilities = ood_fit.fit_guard(
         Classifier.load(int8_path, guard=False), data_dir, train_items, val, out_dir,
         train_images=ood_train_images, components=ood_components, quantile=ood_quantile,
+        per_label=ood_per_label,
         seed=seed, progress=progress, log=log, scratch=scratch)
     distances = card["ood_guard"].pop("_distances")
     model_card.write_json(card, out_dir)  # with the guard's statistics, for the runtime
@@ -425,7 +427,8 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
             "runtime": variants["int8"]["runtime"], "python_convert": platform.python_version()},
         "reproduce": reproduce_commands(run, data_dir, calibration_size, seed, edgetpu,
                                         non_xray_dirs, bias_correction, ood_components,
-                                        tolerance_images),
+                                        tolerance_images, ood_train_images=ood_train_images,
+                                        ood_quantile=ood_quantile, ood_per_label=ood_per_label),
     })
     model_card.write_json(card, out_dir)
     refresh_lung_reference(out_dir, [path for _, path in samples], log, measured_paths,
@@ -526,7 +529,9 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                        edgetpu: bool = False, non_xray_dirs=(),
                        bias_correction: bool = True,
                        ood_components: int | None = None,
-                       tolerance_images: int | None = None) -> list[str]:
+                       tolerance_images: int | None = None, *,
+                       ood_train_images: int = 2000, ood_quantile: float = 0.995,
+                       ood_per_label: bool = False) -> list[str]:
     config = run["config"]
     run_dir = config.get("out_dir", "runs/v1")
     trains = training_commands(config, data_dir)
@@ -537,6 +542,9 @@ def reproduce_commands(run: dict, data_dir: Path, calibration_size: int, seed: i
                + (" --edgetpu" if edgetpu else "")
                + ("" if bias_correction else " --no-bias-correction")
                + ("" if ood_components is None else f" --ood-components {ood_components}")
+               + ("" if ood_train_images == 2000 else f" --ood-train-images {ood_train_images}")
+               + ("" if ood_quantile == 0.995 else f" --ood-quantile {ood_quantile:g}")
+               + (" --ood-per-label" if ood_per_label else "")
                + "".join(f" --non-xray {folder}" for folder in non_xray_dirs)
                # The card's device-check tolerance depends on how many images measured it.
                + (f" --tolerance-images {tolerance_images}" if tolerance_images else ""))

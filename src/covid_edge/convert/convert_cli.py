@@ -23,6 +23,43 @@ class ComponentsParam(click.ParamType):
         return number
 
 
+def guard_options(command):
+    """The options of the out-of-distribution guard's fit, shared by `convert` and
+    `fit-guard`."""
+    options = [
+        click.option("--non-xray", "non_xray_dirs", multiple=True,
+                     type=click.Path(exists=True, file_okay=False),
+                     help="A folder of real images that are not chest X-rays (photos, scans "
+                          "of other things), added to the set the out-of-distribution guard "
+                          "is measured on. Repeatable. Bundled sample images and drawn frames "
+                          "are always used."),
+        click.option("--ood-train-images", default=2000, show_default=True,
+                     type=click.IntRange(10),
+                     help="Training images whose features the guard's statistics are fitted "
+                          "on (a seeded subsample; each costs one int8 inference)."),
+        click.option("--ood-components", default="auto", show_default=True,
+                     type=ComponentsParam(),
+                     help="Principal components of the guard's feature model: a number, or "
+                          "'auto' to pick among 16/32/64/128 the one that refuses most of a "
+                          "separate tuning set of non-X-ray images (never the set the guard "
+                          "is measured on)."),
+        click.option("--ood-quantile", default=0.995, show_default=True,
+                     type=click.FloatRange(0.5, 1.0),
+                     help="The guard refuses features farther than this quantile of the "
+                          "validation X-rays' distances."),
+        click.option("--ood-per-label/--ood-pooled", "ood_per_label", default=False,
+                     show_default=True,
+                     help="One feature model per label (the nearest counts) or one for all "
+                          "training images. Per label is tighter around each label: on "
+                          "release 0.3.0's tuning sets it refused as many CT slices or more "
+                          "at every threshold tried, and fewer non-X-ray tuning images at "
+                          "looser ones (docs/bench/0.3.0/guard-per-label.md)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command(epilog=DISCLAIMER)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -46,22 +83,7 @@ class ComponentsParam(click.ParamType):
               help="Also prepare the int8 model for a Coral Edge TPU: check that every op maps "
                    "(else fail), then run edgetpu_compiler if it is on PATH (log kept in "
                    "edgetpu_compiler.log) or print the command to run where it is.")
-@click.option("--non-xray", "non_xray_dirs", multiple=True,
-              type=click.Path(exists=True, file_okay=False),
-              help="A folder of real images that are not chest X-rays (photos, scans of other "
-                   "things), added to the set the out-of-distribution guard is measured on. "
-                   "Repeatable. Bundled sample images and drawn frames are always used.")
-@click.option("--ood-train-images", default=2000, show_default=True, type=click.IntRange(10),
-              help="Training images whose features the guard's statistics are fitted on "
-                   "(a seeded subsample; each costs one int8 inference).")
-@click.option("--ood-components", default="auto", show_default=True, type=ComponentsParam(),
-              help="Principal components of the guard's feature model: a number, or 'auto' to "
-                   "pick among 16/32/64/128 the one that refuses most of a separate tuning set "
-                   "of non-X-ray images (never the set the guard is measured on).")
-@click.option("--ood-quantile", default=0.995, show_default=True,
-              type=click.FloatRange(0.5, 1.0),
-              help="The guard refuses features farther than this quantile of the validation "
-                   "X-rays' distances.")
+@guard_options
 @click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=None,
               help="Choose the screening threshold again, on the run's validation split "
                    "(the Keras model's probabilities in predictions.csv), for this COVID "
@@ -75,7 +97,7 @@ class ComponentsParam(click.ParamType):
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
             force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
-            target_sensitivity, tolerance_images, verbose):
+            ood_per_label, target_sensitivity, tolerance_images, verbose):
     """Convert a trained model to float32, float16, dynamic-range and int8 TFLite.
 
     MODEL is the model.keras that `covid-edge train` wrote; its run.json and split.csv
@@ -113,7 +135,8 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
                               sample_count=sample_count, seed=seed, log=Log(), progress=progress,
                               force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
                               ood_train_images=ood_train_images, ood_components=ood_components,
-                              ood_quantile=ood_quantile, bias_correction=bias_correction,
+                              ood_quantile=ood_quantile, ood_per_label=ood_per_label,
+                              bias_correction=bias_correction,
                               tolerance_images=tolerance_images or None)
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None

@@ -17,6 +17,7 @@ numpy only, apart from the optional distance histogram.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -55,30 +56,51 @@ def collect(classifier, data_dir: Path, items, progress, label: str, details: li
     return np.array(probabilities), np.stack(features)
 
 
-def fit(train_features: np.ndarray, components: int = DEFAULT_COMPONENTS) -> FeatureDistance:
-    """Probabilistic PCA of the training features (threshold still infinite)."""
-    return fit_each(train_features, (components,))[0]
+def fit(train_features: np.ndarray, components: int = DEFAULT_COMPONENTS,
+        labels=None) -> FeatureDistance:
+    """Probabilistic PCA of the training features (threshold still infinite); one model per
+    label when `labels` (one per feature vector) are given."""
+    return fit_each(train_features, (components,), labels)[0]
 
 
-def fit_each(train_features: np.ndarray, candidates) -> list[FeatureDistance]:
-    """`fit` for each number of components in `candidates`, from one decomposition."""
+def fit_each(train_features: np.ndarray, candidates, labels=None) -> list[FeatureDistance]:
+    """`fit` for each number of components in `candidates`, from one decomposition per
+    group: each label's features when `labels` are given, else all of them."""
     x = np.asarray(train_features, dtype=np.float64)
-    n, d = x.shape
-    if n < 3:
-        raise ValueError("need at least 3 training feature vectors")
-    mean = x.mean(axis=0)
-    _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
-    eigenvalues = np.zeros(d)
-    eigenvalues[:len(singular)] = singular ** 2 / (n - 1)
-    floor = 1e-6 * max(eigenvalues[0], 1e-12)  # a direction no training image varies in
+    if labels is None:
+        groups = {"all": x}
+    else:
+        labels = np.asarray(labels)
+        if len(labels) != len(x):
+            raise ValueError("one label per training feature vector")
+        groups = {str(label): x[labels == label] for label in dict.fromkeys(labels.tolist())}
+    # The same number of components for every group, so that no group's k exceeds its data.
+    smallest = min(len(group) for group in groups.values())
+    if smallest < 3:
+        raise ValueError("need at least 3 training feature vectors per group")
+    d = x.shape[1]
+    decompositions = []
+    for group in groups.values():
+        mean = group.mean(axis=0)
+        _, singular, vt = np.linalg.svd(group - mean, full_matrices=False)
+        eigenvalues = np.zeros(d)
+        eigenvalues[:len(singular)] = singular ** 2 / (len(group) - 1)
+        decompositions.append((mean, vt, eigenvalues))
     fitted = []
     for components in candidates:
-        k = max(1, min(components, n - 2, d - 1))
-        residual = max(float(eigenvalues[k:].sum() / (d - k)), floor)
-        fitted.append(FeatureDistance(mean=mean, components=vt[:k],
-                                      variances=eigenvalues[:k] + floor,
-                                      residual_variance=residual, threshold=float("inf"),
-                                      quantile=1.0))
+        k = max(1, min(components, smallest - 2, d - 1))
+        means, bases, variances, residuals = [], [], [], []
+        for mean, vt, eigenvalues in decompositions:
+            floor = 1e-6 * max(eigenvalues[0], 1e-12)  # a direction no training image varies in
+            means.append(mean)
+            bases.append(vt[:k])
+            variances.append(eigenvalues[:k] + floor)
+            residuals.append(max(float(eigenvalues[k:].sum() / (d - k)), floor))
+        fitted.append(FeatureDistance(mean=np.stack(means), components=np.stack(bases),
+                                      variances=np.stack(variances),
+                                      residual_variance=np.array(residuals),
+                                      threshold=float("inf"), quantile=1.0,
+                                      groups=tuple(groups)))
     return fitted
 
 
@@ -86,22 +108,22 @@ def with_threshold(stats: FeatureDistance, validation_distances: np.ndarray,
                    quantile: float = DEFAULT_QUANTILE) -> FeatureDistance:
     # "higher": an observed distance, so at least `quantile` of validation is accepted.
     threshold = float(np.quantile(np.asarray(validation_distances), quantile, method="higher"))
-    return FeatureDistance(stats.mean, stats.components, stats.variances,
-                           stats.residual_variance, threshold, quantile)
+    return dataclasses.replace(stats, threshold=threshold, quantile=quantile)
 
 
 def choose_components(train_features: np.ndarray, val_features: np.ndarray,
                       tuning_features: np.ndarray, candidates=CANDIDATE_COMPONENTS,
-                      quantile: float = DEFAULT_QUANTILE) -> tuple[FeatureDistance, list[dict]]:
+                      quantile: float = DEFAULT_QUANTILE, labels=None
+                      ) -> tuple[FeatureDistance, list[dict]]:
     """The candidate that refuses the most tuning non-X-rays, then the one whose closest
     tuning image lies farthest beyond its threshold. Every candidate accepts the same share of
     validation X-rays (its threshold is that quantile), so only the refusals differ."""
     rows, fitted = [], []
-    for stats in fit_each(train_features, candidates):
+    for stats in fit_each(train_features, candidates, labels):
         stats = with_threshold(stats, stats.distance(val_features), quantile)
         margins = np.atleast_1d(stats.distance(tuning_features)) / stats.threshold
         fitted.append(stats)
-        rows.append({"components": int(stats.components.shape[0]),
+        rows.append({"components": stats.component_count,
                      "threshold": stats.threshold,
                      "tuning_rejected": int((margins > 1).sum()),
                      "tuning_images": int(len(margins)),
@@ -133,20 +155,31 @@ def tuning_features(classifier, checks: ImageChecks, folder: Path, seed: int = 1
     return rows, np.stack(features)
 
 
-def explained_variance(train_features: np.ndarray, stats: FeatureDistance) -> float:
-    centred = np.asarray(train_features, dtype=np.float64) - stats.mean
-    total = float((centred ** 2).sum())
-    return float(((centred @ stats.components.T) ** 2).sum() / total) if total else 1.0
+def explained_variance(train_features: np.ndarray, stats: FeatureDistance,
+                       labels=None) -> float:
+    """The share of the training features' variance about their group's mean that the group's
+    components explain (groups: as fitted, by label or all together)."""
+    x = np.asarray(train_features, dtype=np.float64)
+    labels = np.full(len(x), "all") if labels is None else np.asarray(labels).astype(str)
+    total = explained = 0.0
+    for mean, components, group in zip(stats.mean, stats.components, stats.groups):
+        centred = x[labels == group] - mean
+        total += float((centred ** 2).sum())
+        explained += float(((centred @ components.T) ** 2).sum())
+    return explained / total if total else 1.0
 
 
 def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path, *,
               train_images: int = DEFAULT_TRAIN_IMAGES, components: int | None = None,
-              quantile: float = DEFAULT_QUANTILE, seed: int = 0, progress=None, log=print,
-              scratch: Path | None = None) -> tuple[dict, np.ndarray]:
+              quantile: float = DEFAULT_QUANTILE, per_label: bool = False, seed: int = 0,
+              progress=None, log=print, scratch: Path | None = None
+              ) -> tuple[dict, np.ndarray]:
     """Fit on `classifier` (the int8 model, guard off); write ood_stats.npz into out_dir.
 
     components: a fixed number of principal components, or None to choose among
     CANDIDATE_COMPONENTS on the tuning set (drawn into `scratch`, a temporary folder if None).
+    per_label: one model of the features per label (the training images' labels), else one
+    for all.
 
     Returns the model card's "ood_guard" entry and the validation probabilities (which
     calibration reuses: one pass over the validation split serves both).
@@ -166,8 +199,9 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
         tuning_rows, tuning = tuning_features(classifier, checks,
                                               Path(scratch or temporary) / "tuning")
     candidates = CANDIDATE_COMPONENTS if components is None else (components,)
+    labels = [item.label for item in subset] if per_label else None
     stats, candidate_rows = choose_components(train_features, val_features, tuning, candidates,
-                                              quantile)
+                                              quantile, labels)
     val_distances = stats.distance(val_features)
     path = stats.save(Path(out_dir) / OOD_STATS_FILENAME)
     train_distances = stats.distance(train_features)
@@ -176,7 +210,8 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                   "PCA distance of the model's pooled penultimate features (its second "
                   "output) to the training X-rays' features: Mahalanobis distance in the top "
                   "principal components plus the residual scaled by the mean variance of the "
-                  "others",
+                  "others" + (f", one model per label ({', '.join(stats.groups)}), the nearest "
+                              "counts" if per_label else ""),
         "verdict": NOT_CHEST_XRAY,
         "image_checks": checks.to_dict(),
         "image_checks_fitted": f"detail_max = {DETAIL_MARGIN} x the largest fine detail of the "
@@ -189,7 +224,8 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
         "stats_file": path.name,
         "stats_sha256": sha256_file(path),
         "stats_bytes": path.stat().st_size,
-        "components": int(stats.components.shape[0]),
+        "components": stats.component_count,
+        "groups": list(stats.groups),
         "components_chosen": ("fixed by --ood-components" if components is not None else
                               f"the candidate of {list(CANDIDATE_COMPONENTS)} that refuses the "
                               "most tuning images that pass the image checks, then by the "
@@ -197,7 +233,7 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
         "tuning": {"images": len(tuning_rows), "passed_image_checks": len(tuning),
                    "sources": dict(Counter(row["source"] for row in tuning_rows)),
                    "candidates": candidate_rows, "per_image": tuning_rows},
-        "explained_variance": explained_variance(train_features, stats),
+        "explained_variance": explained_variance(train_features, stats, labels),
         "threshold": stats.threshold,
         "quantile": quantile,
         "fitted_on": {"variant": classifier.variant,

@@ -122,36 +122,53 @@ class ImageChecks:
 
 @dataclass(frozen=True)
 class FeatureDistance:
-    """Probabilistic PCA of the training X-rays' features.
+    """Probabilistic PCA of the training X-rays' features, one model per group: one for all
+    of them (the default, and every file written before groups existed) or one per label
+    (`convert --ood-per-label`).
 
     distance(f)^2 = sum_i z_i^2 / variance_i + |residual|^2 / residual_variance, where z are
-    the coordinates of f - mean on the top principal components and the residual is what those
-    components do not explain (Tipping & Bishop 1999: the model's negative log-likelihood up to
-    constants). Features unlike any training X-ray score high in one term or the other.
+    the coordinates of f - mean on the group's top principal components and the residual is
+    what those components do not explain (Tipping & Bishop 1999: the model's negative
+    log-likelihood up to constants); the distance is that of the nearest group. Features
+    unlike any training X-ray score high in one term or the other. One model per label is
+    tighter than one for all (Lee et al. 2018, class-conditional Gaussians): the three labels'
+    features form three clouds, and one ellipsoid around all of them also covers the space
+    between them, where CT slices land.
     """
 
-    mean: np.ndarray  # (d,)
-    components: np.ndarray  # (k, d), orthonormal rows
-    variances: np.ndarray  # (k,)
-    residual_variance: float
+    mean: np.ndarray  # (groups, d)
+    components: np.ndarray  # (groups, k, d), orthonormal rows per group
+    variances: np.ndarray  # (groups, k)
+    residual_variance: np.ndarray  # (groups,)
     threshold: float  # refuse when distance > threshold
     quantile: float  # of the validation distances the threshold is
+    groups: tuple[str, ...] = ("all",)  # what each model was fitted on
 
     def distance(self, features: np.ndarray) -> np.ndarray | float:
         """(..., d) features -> (...) distances (a float for one feature vector)."""
         features = np.asarray(features, dtype=np.float64)
-        centred = features - self.mean
-        # asarray: no copy of the (k, d) matrix per image when it is float64 already (it is,
-        # as loaded); the same transposed layout, so the same product.
-        projected = centred @ np.asarray(self.components, dtype=np.float64).T
-        residual = np.maximum((centred ** 2).sum(axis=-1) - (projected ** 2).sum(axis=-1), 0.0)
-        squared = (projected ** 2 / self.variances).sum(axis=-1) + residual / self.residual_variance
+        squared = None
+        for mean, components, variances, residual_variance in zip(
+                self.mean, self.components, self.variances, self.residual_variance):
+            centred = features - mean
+            # asarray: no copy of the (k, d) matrix per image when it is float64 already (it
+            # is, as loaded); the same transposed layout, so the same product.
+            projected = centred @ np.asarray(components, dtype=np.float64).T
+            residual = np.maximum((centred ** 2).sum(axis=-1) - (projected ** 2).sum(axis=-1),
+                                  0.0)
+            group = (projected ** 2 / variances).sum(axis=-1) + residual / residual_variance
+            squared = group if squared is None else np.minimum(squared, group)
         distances = np.sqrt(squared)
         return float(distances) if distances.ndim == 0 else distances
 
     @property
     def feature_dim(self) -> int:
-        return int(self.mean.shape[0])
+        return int(self.mean.shape[-1])
+
+    @property
+    def component_count(self) -> int:
+        """Principal components per group."""
+        return int(self.components.shape[1])
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -159,31 +176,40 @@ class FeatureDistance:
             np.savez(handle, mean=self.mean.astype(np.float32),
                      components=self.components.astype(np.float32),
                      variances=self.variances.astype(np.float64),
-                     residual_variance=np.float64(self.residual_variance),
-                     threshold=np.float64(self.threshold), quantile=np.float64(self.quantile))
+                     residual_variance=np.asarray(self.residual_variance, dtype=np.float64),
+                     threshold=np.float64(self.threshold), quantile=np.float64(self.quantile),
+                     groups=np.array(self.groups, dtype=str))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureDistance":
         with np.load(path, allow_pickle=False) as data:
-            loaded = cls(mean=data["mean"].astype(np.float64),
-                         components=data["components"].astype(np.float64),
-                         variances=data["variances"].astype(np.float64),
-                         residual_variance=float(data["residual_variance"]),
-                         threshold=float(data["threshold"]), quantile=float(data["quantile"]))
-        if loaded.components.ndim != 2:
-            raise ValueError("components is not a matrix")
-        k, d = loaded.components.shape
-        if loaded.mean.shape != (d,) or loaded.variances.shape != (k,):
+            mean = data["mean"].astype(np.float64)
+            components = data["components"].astype(np.float64)
+            variances = data["variances"].astype(np.float64)
+            residual_variance = np.asarray(data["residual_variance"], dtype=np.float64)
+            if mean.ndim == 1:  # a file with one model, written before the groups (0.2.0)
+                mean, components = mean[None], components[None]
+                variances, residual_variance = variances[None], residual_variance.reshape(1)
+            groups = (tuple(str(g) for g in data["groups"]) if "groups" in data.files
+                      else ("all",))
+            loaded = cls(mean=mean, components=components, variances=variances,
+                         residual_variance=residual_variance,
+                         threshold=float(data["threshold"]), quantile=float(data["quantile"]),
+                         groups=groups)
+        if loaded.components.ndim != 3:
+            raise ValueError("components is not a matrix per group")
+        g, k, d = loaded.components.shape
+        if (loaded.mean.shape != (g, d) or loaded.variances.shape != (g, k)
+                or loaded.residual_variance.shape != (g,) or len(loaded.groups) != g or g == 0):
             raise ValueError("inconsistent array shapes")
-        arrays = (loaded.mean, loaded.components, loaded.variances)
-        scalars = (loaded.residual_variance, loaded.quantile)
+        arrays = (loaded.mean, loaded.components, loaded.variances, loaded.residual_variance)
         # threshold may be +inf (fitted but not yet thresholded), never NaN.
-        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(scalars).all()
+        if not (all(np.isfinite(a).all() for a in arrays) and np.isfinite(loaded.quantile)
                 and not np.isnan(loaded.threshold)):
             raise ValueError("non-finite values")
-        if (loaded.variances <= 0).any() or loaded.residual_variance <= 0 \
-                or loaded.threshold <= 0:
+        if ((loaded.variances <= 0).any() or (loaded.residual_variance <= 0).any()
+                or loaded.threshold <= 0):
             raise ValueError("variances and threshold must be positive")
         return loaded
 

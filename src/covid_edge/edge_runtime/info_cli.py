@@ -148,6 +148,7 @@ def _guard_summary(guard: dict | None) -> dict | None:
         return None
     summary = {key: guard.get(key) for key in ("stats_file", "components", "threshold",
                                                "quantile", "validation_acceptance")}
+    summary["groups"] = guard.get("groups") or ["all"]
     summary["test_acceptance"] = (guard.get("test") or {}).get("acceptance")
     other = guard.get("non_xray") or {}
     summary["non_xray_rejection"] = other.get("rejection")
@@ -231,7 +232,9 @@ def _print_model(model: dict) -> None:
                         f"images refused {guard['non_xray_rejection']:.1%} of "
                         f"{guard['non_xray_images']}")
         _echo(f"  out-of-distribution guard: feature distance <= {guard['threshold']:.2f} "
-              f"({guard['components']} components){measured}")
+              f"({guard['components']} components"
+              + ("" if guard["groups"] == ["all"] else f" per label: {', '.join(guard['groups'])}")
+              + f"){measured}")
     else:
         _echo("  out-of-distribution guard: image checks only (no statistics in the card)")
     _echo(f"  preprocessing: {spec.get('height')}x{spec.get('width')}x{spec.get('channels')}"

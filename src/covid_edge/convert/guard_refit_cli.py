@@ -1,0 +1,66 @@
+"""`covid-edge fit-guard MODELS_DIR`"""
+
+from __future__ import annotations
+
+import click
+
+from .. import DISCLAIMER
+from .convert_cli import guard_options
+from .train_cli import Log, progress
+
+
+def _data(values) -> dict[str, str]:
+    data = {}
+    for value in values:
+        root, sep, path = value.partition("=")
+        if not sep or not root or not path:
+            raise click.BadParameter(f"{value!r}: expected ROOT=DIR, e.g. cxr=../shared/data/cxr",
+                                     param_hint="--data")
+        data[root] = path
+    return data
+
+
+@click.command(epilog=DISCLAIMER)
+@click.argument("models_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data", multiple=True, metavar="ROOT=DIR",
+              help="Where the images of one root of training/split.csv are, if not where the "
+                   "card's data.folders says. Repeatable.")
+@guard_options
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Draws the training subsample and the tuning and evaluation images.")
+def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
+              ood_per_label, seed):
+    """Fit the out-of-distribution guard's feature check again, for a converted model.
+
+    The guard's statistics (ood_stats.npz) describe the int8 file's own features, so they
+    can be fitted again without the Keras model: on the training and validation images of the
+    folder's training/split.csv, as `covid-edge convert` fits them, then measured on its test
+    split and the non-X-ray images. The model card's ood_guard entry, MODEL_CARD.md and
+    training/ood_distances.png are rewritten, and the command is added to the card's
+    reproduce list; the model files, threshold and calibration are not touched.
+
+    \b
+    \b
+    Examples:
+      covid-edge fit-guard models --non-xray ../shared/reference/photos
+      covid-edge fit-guard runs/per-label --ood-per-label --ood-components 64 \\
+          --ood-quantile 0.999 --non-xray ../shared/reference/photos
+    """
+    from ..model_card import ModelCardError
+    from .guard_refit import RefitError, command_line, refit_guard
+
+    overrides = _data(data)
+    command = command_line(models_dir, data=overrides, train_images=ood_train_images,
+                           components=ood_components, quantile=ood_quantile,
+                           per_label=ood_per_label, seed=seed, non_xray_dirs=non_xray_dirs)
+    try:
+        entry = refit_guard(models_dir, data=overrides, train_images=ood_train_images,
+                            components=ood_components, quantile=ood_quantile,
+                            per_label=ood_per_label, seed=seed, non_xray_dirs=non_xray_dirs,
+                            command=command, log=Log(), progress=progress)
+    except (RefitError, ModelCardError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"guard: {entry['components']} components per group "
+               f"({', '.join(entry['groups'])}), threshold {entry['threshold']:.2f}; test "
+               f"X-rays accepted {entry['test']['acceptance']:.2%}, non-X-ray images refused "
+               f"{entry['non_xray']['rejection']:.2%}; wrote {models_dir}/model_card.json")
