@@ -173,14 +173,16 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         summary = run_training(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    test = summary["metrics"]["test"]
-    click.echo(f"test: accuracy {test['accuracy']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
-               f"sensitivity {test['sensitivity']:.4f}, specificity {test['specificity']:.4f} "
+    # Validation figures only: settings are chosen on them, and a test figure on the screen
+    # invites choosing on it too. The test split's are in metrics.json, for after the choice.
+    val = summary["metrics"]["val"]
+    click.echo(f"validation: accuracy {val['accuracy']:.4f}, ROC AUC {val['roc_auc']:.4f}, "
+               f"sensitivity {val['sensitivity']:.4f}, specificity {val['specificity']:.4f} "
                f"at threshold {summary['threshold']:.4f}")
     if len(summary["labels"]) > 2:
-        click.echo(f"{len(summary['labels'])}-class accuracy {test['class_accuracy']:.4f}; "
-                   "one-vs-rest ROC AUC " + ", ".join(
+        click.echo(f"{len(summary['labels'])}-class validation accuracy "
+                   f"{val['class_accuracy']:.4f}; one-vs-rest ROC AUC " + ", ".join(
                        f"{label} {values['roc_auc']:.4f}"
-                       for label, values in test["per_class"].items()))
-    click.echo(f"model and report in {out_dir}; next: covid-edge convert "
-               f"{out_dir}/model.keras --out DIR")
+                       for label, values in val["per_class"].items()))
+    click.echo(f"model and report in {out_dir} (test-split figures: {out_dir}/metrics.json); "
+               f"next: covid-edge convert {out_dir}/model.keras --out DIR")
