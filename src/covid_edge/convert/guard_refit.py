@@ -70,10 +70,7 @@ def refit_guard(models_dir: str | Path, *, data: dict[str, str] | None = None,
             models_dir, train_images=train_images, components=components, quantile=quantile,
             per_label=per_label, seed=seed, progress=progress, log=log, scratch=scratch)
         distances = entry.pop("_distances")
-        # Keep what the previous fit's entry said about the conversion that this fit does not
-        # redo, and replace the rest.
-        card["ood_guard"] = {**{k: v for k, v in card.get("ood_guard", {}).items()
-                                if k == "limits"}, **entry}
+        card["ood_guard"] = entry
         model_card.write_json(card, models_dir)  # the runtime reads the new statistics
         measured = ood_fit.measure_guard(
             Classifier.load(int8_path), Classifier.load(int8_path, guard=False), folders,

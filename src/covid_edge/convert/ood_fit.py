@@ -4,7 +4,8 @@ The features are computed by the deployed int8 TFLite file itself, through the s
 the device runs, so the statistics describe exactly what the device will compute:
 
 1. features of (a seeded subsample of) the training split -> probabilistic PCA (mean, top-k
-   components and their variances, the mean variance of the rest);
+   components and their variances, the mean variance of the rest), of all of them or of each
+   label's (`--ood-per-label`: the nearest label's distance counts);
 2. distances of the validation split -> threshold = a high quantile of them;
 3. k: each candidate is fitted and thresholded as above, and the one that refuses most of the
    tuning set of non-X-rays (non_xray.build_tuning), by the widest margin, is kept;
