@@ -350,21 +350,9 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
         probabilities["int8"][:, positive], labels == positive, threshold,
         training_dir / "reliability.png", clip=variants["int8"]["output_quantization"]["scale"] / 2,
         log=log)
-    measured = ood_fit.measure_guard(
-        Classifier.load(int8_path), Classifier.load(int8_path, guard=False), data_dir, test,
-        scratch / "non_xray", non_xray_dirs, progress, seed)
-    distances |= measured.pop("_distances")
-    card["ood_guard"].update(measured)
-    card["ood_guard"]["distance_histogram"] = "training/ood_distances.png"
-    ood_fit.distance_histogram({"validation X-rays": distances["validation"],
-                                "test X-rays": distances["test"],
-                                "non-X-ray images": distances["non_xray"]},
-                               card["ood_guard"]["threshold"], training_dir / "ood_distances.png")
-    log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
-        f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
-        f"rejected {measured['non_xray']['rejection']:.2%} "
-        f"({measured['non_xray']['rejected']}/{measured['non_xray']['images']}; feature test "
-        f"alone {measured['non_xray']['feature_test_alone']['rejected']})")
+    ood_fit.measure_into(card["ood_guard"], distances, int8_path, data_dir, test,
+                         scratch / "non_xray", non_xray_dirs, progress, seed,
+                         training_dir / "ood_distances.png", log)
     shutil.rmtree(scratch, ignore_errors=True)
 
     int8 = Classifier.load(out_dir / variants["int8"]["file"])

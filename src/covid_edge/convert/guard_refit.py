@@ -65,26 +65,17 @@ def refit_guard(models_dir: str | Path, *, data: dict[str, str] | None = None,
     progress = progress or (lambda values, label: values)
     scratch = Path(tempfile.mkdtemp(prefix="covid-edge-guard-"))
     try:
-        entry, _ = ood_fit.fit_guard(
+        card["ood_guard"], _ = ood_fit.fit_guard(
             Classifier.load(int8_path, guard=False), folders, parts["train"], parts["val"],
             models_dir, train_images=train_images, components=components, quantile=quantile,
             per_label=per_label, seed=seed, progress=progress, log=log, scratch=scratch)
-        distances = entry.pop("_distances")
-        card["ood_guard"] = entry
+        distances = card["ood_guard"].pop("_distances")
         model_card.write_json(card, models_dir)  # the runtime reads the new statistics
-        measured = ood_fit.measure_guard(
-            Classifier.load(int8_path), Classifier.load(int8_path, guard=False), folders,
-            parts["test"], scratch / "non_xray", non_xray_dirs, progress, seed)
+        ood_fit.measure_into(card["ood_guard"], distances, int8_path, folders, parts["test"],
+                             scratch / "non_xray", non_xray_dirs, progress, seed,
+                             models_dir / "training" / "ood_distances.png", log)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    distances |= measured.pop("_distances")
-    card["ood_guard"].update(measured)
-    card["ood_guard"]["distance_histogram"] = "training/ood_distances.png"
-    ood_fit.distance_histogram({"validation X-rays": distances["validation"],
-                                "test X-rays": distances["test"],
-                                "non-X-ray images": distances["non_xray"]},
-                               card["ood_guard"]["threshold"],
-                               models_dir / "training" / "ood_distances.png")
     if command:
         # The card's recipe: the conversion, then this refit (a rerun replaces the old one).
         recipe = [line for line in card.get("reproduce", [])
@@ -92,11 +83,6 @@ def refit_guard(models_dir: str | Path, *, data: dict[str, str] | None = None,
         card["reproduce"] = recipe + [command]
     model_card.write_json(card, models_dir)
     write_markdown(card, models_dir)
-    log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
-        f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
-        f"refused {measured['non_xray']['rejection']:.2%} "
-        f"({measured['non_xray']['rejected']}/{measured['non_xray']['images']}; feature test "
-        f"alone {measured['non_xray']['feature_test_alone']['rejected']})")
     return card["ood_guard"]
 
 

@@ -329,6 +329,31 @@ def measure_guard(guarded, plain, data_dir: Path, test_items, scratch: Path,
     }
 
 
+def measure_into(entry: dict, distances: dict, int8_path: Path, data_dir, test_items,
+                 scratch: Path, non_xray_dirs, progress, seed: int, histogram: Path,
+                 log=print) -> dict:
+    """measure_guard on the int8 file whose guard `entry` (the card's ood_guard, fitted by
+    fit_guard; `distances` its validation distances) describes: adds the measurements and
+    the distance histogram to the entry, logs the summary, returns the measurements."""
+    from ..edge_runtime.classifier import Classifier
+
+    measured = measure_guard(Classifier.load(int8_path), Classifier.load(int8_path, guard=False),
+                             data_dir, test_items, scratch, non_xray_dirs, progress, seed)
+    distances = distances | measured.pop("_distances")
+    entry.update(measured)
+    entry["distance_histogram"] = f"training/{histogram.name}"
+    distance_histogram({"validation X-rays": distances["validation"],
+                        "test X-rays": distances["test"],
+                        "non-X-ray images": distances["non_xray"]},
+                       entry["threshold"], histogram)
+    log(f"guard: test X-rays accepted {measured['test']['acceptance']:.2%} "
+        f"({measured['test']['accepted']}/{measured['test']['images']}); non-X-ray images "
+        f"rejected {measured['non_xray']['rejection']:.2%} "
+        f"({measured['non_xray']['rejected']}/{measured['non_xray']['images']}; feature test "
+        f"alone {measured['non_xray']['feature_test_alone']['rejected']})")
+    return measured
+
+
 def _feature_distance(plain, stats: FeatureDistance, path: Path) -> float:
     decoded = read_image(path, target_size=(plain.spec.width, plain.spec.height),
                          high_bit_depth=plain.spec.high_bit_window)
