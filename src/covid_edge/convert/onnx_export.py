@@ -24,7 +24,7 @@ import numpy as np
 
 from ..edge_runtime.classifier import Classifier, Prepared, split_outputs
 from ..edge_runtime.onnx_backends import (AGREEMENT_MIN, ONNX_RUNTIMES, OnnxInterpreter,
-                                          installed, sidecar_path)
+                                          installed, kernel_host, sidecar_path)
 from ..model_card import sha256_file
 
 OPSET = 17
@@ -126,6 +126,8 @@ def record_agreement(onnx_path: Path, sidecar: dict, results: dict[str, Agreemen
     sidecar["agreement"] = {
         "data": data,
         "minimum": AGREEMENT_MIN,
+        # Where it was measured: the runtime trusts it only on a host with the same kernels.
+        "host": kernel_host(),
         "runtimes": {name: {"images": r.images, "verdict_agreement": round(r.fraction, 6),
                             "max_abs_dp": round(r.max_abs_dp, 6), "flips": r.flips[:20]}
                      for name, r in results.items()},

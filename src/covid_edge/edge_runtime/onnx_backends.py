@@ -88,10 +88,26 @@ def select_onnx_runtime(name: str | None) -> OnnxRuntime:
         f"no ONNX backend installed ({' or '.join(names)}): {install_hint('onnx')}")
 
 
-def check_agreement(sidecar: dict, runtime_name: str) -> float:
+def kernel_host(features: dict | None = None) -> dict:
+    """What decides how a backend computes int8 here: the instruction set and the int8 and
+    float kernel paths its flags allow (benchmarks.cpu_features)."""
+    from ..benchmarks.cpu_features import cpu_features
+
+    features = cpu_features() if features is None else features
+    return {key: features.get(key) for key in ("isa", "int8_kernels", "float_kernels")}
+
+
+def check_agreement(sidecar: dict, runtime_name: str, host: dict | None = None) -> float:
     """The backend's recorded verdict agreement with the TFLite model; raises when it is
-    missing or below AGREEMENT_MIN."""
-    record = (sidecar.get("agreement") or {}).get("runtimes", {}).get(runtime_name)
+    missing, below AGREEMENT_MIN, or was measured on a host whose kernels differ from this
+    one's (`host`, default: this machine's kernel_host()).
+
+    The host matters: the backends pick int8 kernels by instruction set, and they do not all
+    compute alike. Release 0.3.0's export agreed with the TFLite model on 94.50% of 400 test
+    verdicts under ONNX Runtime on an AVX2 host without VNNI, and on 100% on an AVX-512 VNNI
+    host (docs/speed.md)."""
+    agreement = sidecar.get("agreement") or {}
+    record = agreement.get("runtimes", {}).get(runtime_name)
     if record is None:
         raise OnnxBackendError(
             f"the export's agreement with the TFLite model was not checked with {runtime_name}: "
@@ -101,6 +117,16 @@ def check_agreement(sidecar: dict, runtime_name: str) -> float:
         raise OnnxBackendError(
             f"{runtime_name} agrees with the TFLite int8 model on only {value:.2%} of verdicts "
             f"(needs {AGREEMENT_MIN:.1%}); use the .tflite file")
+    checked_on = agreement.get("host")
+    here = kernel_host() if host is None else host
+    if checked_on != here:
+        where = ("an unrecorded host (an export written before hosts were recorded)"
+                 if checked_on is None else
+                 f"a host with {checked_on.get('int8_kernels')} int8 kernels")
+        raise OnnxBackendError(
+            f"the export's agreement was checked on {where}; this host has "
+            f"{here.get('int8_kernels')} int8 kernels, where {runtime_name} may compute "
+            "differently: run `covid-edge export-onnx` on this host to check it here")
     return value
 
 
