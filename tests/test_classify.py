@@ -420,6 +420,7 @@ def test_info_json(models_dir, model_card):
     assert model["samples"] and all(s.startswith(str(models_dir)) for s in model["samples"])
     assert document["runtimes"]["selected"] == "ai_edge_litert"
     assert document["runtimes"]["installed"]["ai_edge_litert"]
+    assert document["host"]["cpu"]["isa"] and document["host"]["pick"]
     assert document["disclaimer"] == DISCLAIMER
 
 
@@ -429,6 +430,7 @@ def test_info_human(models_dir, model_card):
     for variant in model_card["variants"].values():
         assert variant["file"] in result.stdout
     assert "threshold" in result.stdout and "preprocessing" in result.stdout
+    assert "Host:" in result.stdout and "pick: " in result.stdout
     assert DISCLAIMER in result.stdout
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covid_edge.benchmarks.cpu_features import cpu_features, summary
+from covid_edge.benchmarks.cpu_features import cpu_features, summary, variant_pick
 
 EPYC_KVM = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -93,3 +93,11 @@ def test_this_host_is_described():
     described = cpu_features()
     assert described["isa"] and isinstance(described["flags"], list)
     assert summary(described)
+
+
+def test_the_variant_pick_follows_the_int8_path(tmp_path):
+    assert variant_pick(features(tmp_path, XEON_VNNI, "x86_64")).startswith("int8 (the default)")
+    assert variant_pick(features(tmp_path, PI5, "aarch64")).startswith("int8 (the default)")
+    assert "float16" in variant_pick(features(tmp_path, EPYC_KVM, "x86_64"))
+    assert variant_pick(features(tmp_path, PI4, "aarch64")).startswith("measure")
+    assert variant_pick(cpu_features(tmp_path / "nothing", "x86_64")).startswith("measure")

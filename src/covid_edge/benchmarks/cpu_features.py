@@ -166,3 +166,18 @@ def summary(features: dict) -> str:
         features.get("int8_fast_path")]
     return (f"{head}; flags: {flags}; int8 kernels: {features['int8_kernels']} "
             f"({verdict}); float kernels: {features['float_kernels']}")
+
+
+def variant_pick(features: dict) -> str:
+    """Which model variant to run on this CPU, from its int8 path (README: "Which model on
+    which host"); a measurement (`covid-edge bench latency`) settles it."""
+    fast = features.get("int8_fast_path")
+    if fast:
+        return ("int8 (the default): this CPU multiplies int8 with dot-product instructions, "
+                "so the int8 model is the fastest variant")
+    if fast is False:
+        return ("int8 or float16, about as fast: without VNNI int8 is multiplied in 16-bit "
+                "lanes, as fast as float32; int8 keeps the smallest file and the Edge TPU "
+                "path, float16 (`--model models/covid-edge-float16.tflite`) is no slower")
+    return ("measure: int8 kernels here have no dot product (or the CPU flags are unknown), "
+            "so which variant is faster depends on the core")

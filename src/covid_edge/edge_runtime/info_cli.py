@@ -55,6 +55,14 @@ def runtimes_report() -> dict:
     return {"selected": selected, "installed": installed, "edgetpu": edgetpu_report()}
 
 
+def host_report() -> dict:
+    """The CPU (benchmarks.cpu_features: flags and kernel paths) and the variant it favours."""
+    from ..benchmarks.cpu_features import cpu_features, summary, variant_pick
+
+    features = cpu_features()
+    return {"cpu": features, "summary": summary(features), "pick": variant_pick(features)}
+
+
 def edgetpu_report() -> dict:
     """libedgetpu's version and device count, read through its C API (no device is opened)."""
     from .devices import DeviceError, open_edgetpu_library
@@ -175,8 +183,10 @@ Exit codes:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def info(model_path, as_json):
     """Describe the model (card, variants, test metrics, threshold, preprocessing), the TFLite
-    runtimes installed and the bundled sample images. Imports no runtime."""
+    runtimes installed, the bundled sample images, and this host's CPU with the model variant
+    its int8 path favours. Imports no runtime."""
     runtimes = runtimes_report()
+    host = host_report()
     try:
         model, model_error = model_report(model_path), None
     except ModelCardError as exc:
@@ -185,6 +195,7 @@ def info(model_path, as_json):
     if as_json:
         click.echo(json.dumps({"covid_edge": __version__, "model": model,
                                "model_error": model_error, "runtimes": runtimes,
+                               "host": host,
                                "disclaimer": DISCLAIMER}, indent=2))
     else:
         _echo(f"covid-edge {__version__}")
@@ -193,6 +204,9 @@ def info(model_path, as_json):
         else:
             _echo(f"error: {model_error}", err=True)
         _print_runtimes(runtimes)
+        _echo("\nHost:")
+        _echo(f"  CPU: {host['summary']}")
+        _echo(f"  pick: {host['pick']}; `covid-edge bench latency` measures every variant here")
         _echo("")
         _echo(DISCLAIMER)
     click.get_current_context().exit(EXIT_MODEL if model is None else EXIT_OK)
