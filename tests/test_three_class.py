@@ -190,7 +190,8 @@ def test_fit_guard_fits_the_feature_check_again_and_touches_nothing_else(three_c
     old = load_card(folder / "model_card.json")
     for _ in range(2):  # a rerun replaces its own line in the recipe
         result = CliRunner().invoke(main, ["fit-guard", str(folder), "--ood-per-label",
-                                           "--ood-components", "4", "--ood-quantile", "0.99"])
+                                           "--ood-components", "4", "--ood-quantile", "0.99",
+                                           "--force"])
         assert result.exit_code == 0, result.output
     assert "4 components per group" in result.output
     card = load_card(folder / "model_card.json")
@@ -203,7 +204,7 @@ def test_fit_guard_fits_the_feature_check_again_and_touches_nothing_else(three_c
     assert stats.groups == tuple(guard["groups"]) and stats.component_count == 4
     assert card["reproduce"][:-1] == old["reproduce"]
     assert card["reproduce"][-1] == (f"covid-edge fit-guard {folder} --ood-components 4 "
-                                     "--ood-quantile 0.99 --ood-per-label")
+                                     "--ood-quantile 0.99 --ood-per-label --force")
     assert {path.name: sha256_file(path) for path in models} == before
     assert {k: v for k, v in card.items() if k != "ood_guard" and k != "reproduce"} == {
         k: v for k, v in old.items() if k != "ood_guard" and k != "reproduce"}
@@ -213,7 +214,12 @@ def test_fit_guard_fits_the_feature_check_again_and_touches_nothing_else(three_c
     sample = sorted(path for path in (folder / "samples").iterdir() if path.is_file()
                     and path.suffix in (".jpg", ".png"))[0]
     assert guarded.classify_file(sample).ood_distance is not None
-    # Refusals a script can tell apart: a folder that is not a conversion, a bad --data.
+    # Refusals a script can tell apart: a guard replaced without --force (nothing is
+    # written), a folder that is not a conversion, a bad --data.
+    stats_before = sha256_file(folder / guard["stats_file"])
+    result = CliRunner().invoke(main, ["fit-guard", str(folder)])
+    assert result.exit_code == 1 and "--force" in result.output
+    assert sha256_file(folder / guard["stats_file"]) == stats_before
     result = CliRunner().invoke(main, ["fit-guard", str(tmp_path)])
     assert result.exit_code == 1 and "no model card" in result.output
     result = CliRunner().invoke(main, ["fit-guard", str(folder), "--data", "cxr"])

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .. import dataset, model_card
+from ..edge_runtime.guard import OOD_STATS_FILENAME
 from ..model_card import CARD_FILENAME
 from . import ood_fit
 from .card_markdown import write_markdown
@@ -41,7 +42,8 @@ def refit_guard(models_dir: str | Path, *, data: dict[str, str] | None = None,
                 train_images: int = ood_fit.DEFAULT_TRAIN_IMAGES,
                 components: int | None = None, quantile: float = ood_fit.DEFAULT_QUANTILE,
                 per_label: bool = False, seed: int = 0, non_xray_dirs: tuple = (),
-                command: str | None = None, log=print, progress=None) -> dict:
+                command: str | None = None, force: bool = False, log=print,
+                progress=None) -> dict:
     """Fit and measure the guard of the conversion in `models_dir`; rewrites its
     ood_stats.npz, model card (ood_guard, reproduce) and training/ood_distances.png.
     Returns the card's new ood_guard entry."""
@@ -49,6 +51,11 @@ def refit_guard(models_dir: str | Path, *, data: dict[str, str] | None = None,
 
     models_dir = Path(models_dir)
     card = model_card.load_card(models_dir / CARD_FILENAME)
+    stats = models_dir / OOD_STATS_FILENAME
+    if (stats.exists() or card.get("ood_guard", {}).get("stats_file")) and not force:
+        raise RefitError(f"{models_dir} already has a fitted guard ({stats.name} and the "
+                         "card's ood_guard): pass --force to replace it, or fit a copy "
+                         f"(cp -r {models_dir} runs/guard-trial) to compare first")
     split_path = models_dir / "training" / "split.csv"
     if not split_path.is_file():
         raise RefitError(f"{split_path}: missing; the guard is fitted on the conversion's "
@@ -103,6 +110,7 @@ def command_line(models_dir, *, data: dict[str, str], train_images: int,
         words.append("--ood-per-label")
     if seed:
         words += ["--seed", str(seed)]
+    words.append("--force")  # the recipe replays it on a folder that has a guard
     for folder in non_xray_dirs:
         words += ["--non-xray", str(folder)]
     return shlex.join(words)

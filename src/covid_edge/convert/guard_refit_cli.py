@@ -28,8 +28,10 @@ def _data(values) -> dict[str, str]:
 @guard_options
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Draws the training subsample and the tuning and evaluation images.")
+@click.option("--force", is_flag=True,
+              help="Replace the guard the folder has (its statistics and card entry).")
 def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
-              ood_per_label, seed):
+              ood_per_label, seed, force):
     """Fit the out-of-distribution guard's feature check again, for a converted model.
 
     The guard's statistics (ood_stats.npz) describe the int8 file's own features, so they
@@ -39,11 +41,13 @@ def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components,
     training/ood_distances.png are rewritten, and the command is added to the card's
     reproduce list; the model files, threshold and calibration are not touched.
 
-    \b
+    It replaces the folder's guard, so it asks for --force; to compare a setting with the
+    shipped one, fit a copy of the folder.
+
     \b
     Examples:
-      covid-edge fit-guard models --non-xray ../shared/reference/photos
-      covid-edge fit-guard runs/per-label --ood-per-label --ood-components 64 \\
+      cp -r models runs/per-label
+      covid-edge fit-guard runs/per-label --force --ood-per-label --ood-components 64 \\
           --ood-quantile 0.999 --non-xray ../shared/reference/photos
     """
     from ..model_card import ModelCardError
@@ -57,7 +61,7 @@ def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components,
         entry = refit_guard(models_dir, data=overrides, train_images=ood_train_images,
                             components=ood_components, quantile=ood_quantile,
                             per_label=ood_per_label, seed=seed, non_xray_dirs=non_xray_dirs,
-                            command=command, log=Log(), progress=progress)
+                            command=command, force=force, log=Log(), progress=progress)
     except (RefitError, ModelCardError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"guard: {entry['components']} components per group "
