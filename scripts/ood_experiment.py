@@ -46,11 +46,12 @@ def features_of_files(model, paths):
 
 
 def scores(stats, features, kind):
-    x = np.asarray(features, dtype=np.float64) - stats.mean
-    z = x @ stats.components.T
-    mahalanobis = (z ** 2 / stats.variances).sum(axis=-1)
+    # One model for all labels (ood_fit.fit without labels): its one group.
+    x = np.asarray(features, dtype=np.float64) - stats.mean[0]
+    z = x @ stats.components[0].T
+    mahalanobis = (z ** 2 / stats.variances[0]).sum(axis=-1)
     residual = np.maximum((x ** 2).sum(axis=-1) - (z ** 2).sum(axis=-1), 0)
-    return {"ppca": mahalanobis + residual / stats.residual_variance,
+    return {"ppca": mahalanobis + residual / stats.residual_variance[0],
             "mahalanobis": mahalanobis, "residual": residual}[kind]
 
 

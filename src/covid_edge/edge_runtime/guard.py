@@ -131,9 +131,10 @@ class FeatureDistance:
     what those components do not explain (Tipping & Bishop 1999: the model's negative
     log-likelihood up to constants); the distance is that of the nearest group. Features
     unlike any training X-ray score high in one term or the other. One model per label is
-    tighter than one for all (Lee et al. 2018, class-conditional Gaussians): the three labels'
-    features form three clouds, and one ellipsoid around all of them also covers the space
-    between them, where CT slices land.
+    tighter than one for all (Lee et al. 2018, class-conditional Gaussians): one ellipsoid
+    around every label's features also covers the space between them; on release 0.3.0's
+    tuning sets, per label kept more CT slices refused at looser thresholds
+    (docs/bench/0.3.0/guard-per-label.md).
     """
 
     mean: np.ndarray  # (groups, d)
