@@ -34,6 +34,13 @@ MASK_CONVENTIONS = {
                   "(paediatric)",
 }
 
+# The outputs of a model trained with one output per convention (train-lungs
+# --convention-heads): channel 0, the one everything downstream reads, is the adult convention
+# (the lung behind the heart left out), channel 1 Kermany's V7 masks (included).
+CONVENTION_HEADS = ("adult: the lung behind the heart left out",
+                    "V7: the lung behind the heart included")
+CONVENTION_HEAD_OF = {"montgomery": 0, "shenzhen": 0, "jsrt": 0, "kermany-v7": 1}
+
 
 @dataclass
 class LungData:

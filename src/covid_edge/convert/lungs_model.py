@@ -33,9 +33,10 @@ def _block(x, filters: int, name: str, convs: int = 2, separable: bool = False):
 
 
 def build(spec: PreprocessSpec, base_filters: int = 8, depth: int = 4, decoder_convs: int = 1,
-          separable: bool = True) -> keras.Model:
+          separable: bool = True, outputs: int = 1) -> keras.Model:
     """U-Net: `depth` 2x downsamplings, filters doubling from `base_filters`; `decoder_convs`
-    convolutions per decoder level (one keeps the full-resolution levels cheap)."""
+    convolutions per decoder level (one keeps the full-resolution levels cheap); `outputs`
+    sigmoid channels (one per mask convention with --convention-heads; channel 0 is read)."""
     if spec.height % (2 ** depth) or spec.width % (2 ** depth):
         raise ValueError(f"input {spec.height}x{spec.width} must be divisible by {2 ** depth}")
     inputs = keras.Input(spec.input_shape, name=INPUT_NAME)
@@ -49,5 +50,5 @@ def build(spec: PreprocessSpec, base_filters: int = 8, depth: int = 4, decoder_c
         x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(x)
         x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
         x = _block(x, base_filters * 2 ** level, f"dec{level}", decoder_convs, separable)
-    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name=OUTPUT_NAME)(x)
-    return keras.Model(inputs, outputs, name="covid_edge_lungs_unet")
+    probabilities = keras.layers.Conv2D(outputs, 1, activation="sigmoid", name=OUTPUT_NAME)(x)
+    return keras.Model(inputs, probabilities, name="covid_edge_lungs_unet")

@@ -48,6 +48,7 @@ class LungTrainConfig:
     val_fraction: float = 0.1
     limit_per_source: int | None = None
     max_minutes: float | None = None
+    convention_heads: bool = False  # one output per mask convention (lungs_data.CONVENTION_HEADS)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -95,17 +96,28 @@ class PairAugmenter:
         return x, y
 
 
-def make_batches(pixels, targets, spec, batch_size, *, augmenter=None, seed=0, shuffle=False):
-    """Batches of (model input, soft mask), on the classifier's seeded batch sequence."""
+def make_batches(pixels, targets, spec, batch_size, *, augmenter=None, seed=0, shuffle=False,
+                 heads=None):
+    """Batches of (model input, soft mask), on the classifier's seeded batch sequence.
+    `heads`: each image's output channel (one per mask convention); the mask then goes in
+    that channel and NO_TARGET in the others, which the loss leaves out."""
     from .train import seeded_batches
 
     def make_batch(chosen, rng):
         images, masks = pixels[chosen], targets[chosen].astype(np.float32) / 255.0
         if augmenter is not None:
             images, masks = augmenter(pixels[chosen], targets[chosen], rng)
-        return to_model_input(images, spec), masks[..., np.newaxis]
+        if heads is None:
+            return to_model_input(images, spec), masks[..., np.newaxis]
+        channels = np.full(masks.shape + (len(lungs_data.CONVENTION_HEADS),), NO_TARGET,
+                           dtype=np.float32)
+        channels[np.arange(len(chosen)), ..., heads[chosen]] = masks
+        return to_model_input(images, spec), channels
 
     return seeded_batches(len(pixels), batch_size, make_batch, seed=seed, shuffle=shuffle)
+
+
+NO_TARGET = -1.0  # a channel an image has no mask for (another convention's output)
 
 
 def dice_bce_loss(y_true, y_pred):
@@ -120,11 +132,29 @@ def dice_bce_loss(y_true, y_pred):
     return bce + 1.0 - (2.0 * overlap + 1.0) / (sizes + 1.0)
 
 
-def predict(model, pixels, spec, batch_size=32) -> np.ndarray:
-    """uint8 (n, h, w) -> lung probability (n, h, w) float32."""
-    out = [model.predict_on_batch(to_model_input(pixels[i:i + batch_size], spec))
-           for i in range(0, len(pixels), batch_size)]
-    return np.concatenate(out)[..., 0].astype(np.float32)
+def own_channel_loss(y_true, y_pred):
+    """dice_bce_loss on each image's own output only: channels whose target is NO_TARGET
+    (another convention's) count neither in the cross-entropy nor in the Dice term."""
+    from keras import ops
+
+    valid = ops.cast(y_true > NO_TARGET / 2, y_pred.dtype)
+    truth = ops.maximum(y_true, 0.0)
+    p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+    bce = -(truth * ops.log(p) + (1.0 - truth) * ops.log(1.0 - p)) * valid
+    bce = ops.sum(bce, axis=(1, 2, 3)) / ops.maximum(ops.sum(valid, axis=(1, 2, 3)), 1.0)
+    overlap = ops.sum(truth * y_pred * valid, axis=(1, 2, 3))
+    sizes = ops.sum(truth * valid, axis=(1, 2, 3)) + ops.sum(y_pred * valid, axis=(1, 2, 3))
+    return bce + 1.0 - (2.0 * overlap + 1.0) / (sizes + 1.0)
+
+
+def predict(model, pixels, spec, batch_size=32, channels=None) -> np.ndarray:
+    """uint8 (n, h, w) -> lung probability (n, h, w) float32: output channel 0 (what the
+    runtime reads), or each image's own channel (`channels`, one per image)."""
+    out = np.concatenate([model.predict_on_batch(to_model_input(pixels[i:i + batch_size], spec))
+                          for i in range(0, len(pixels), batch_size)])
+    if channels is None:
+        return out[..., 0].astype(np.float32)
+    return out[np.arange(len(out)), ..., np.asarray(channels)].astype(np.float32)
 
 
 def score(probabilities: np.ndarray, data: lungs_data.LungData,
@@ -228,17 +258,27 @@ def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> d
         writer.writerows(zip(data.names, data.sources, part_of))
 
     train_part, val_part = data.subset(parts["train"]), data.subset(parts["val"])
+
+    def heads_of(part):
+        return (np.array([lungs_data.CONVENTION_HEAD_OF[s] for s in part.sources])
+                if config.convention_heads else None)
+
     train_batches = make_batches(train_part.pixels, train_part.targets, spec, config.batch_size,
-                                 augmenter=PairAugmenter(), seed=config.seed, shuffle=True)
-    val_batches = make_batches(val_part.pixels, val_part.targets, spec, config.batch_size)
+                                 augmenter=PairAugmenter(), seed=config.seed, shuffle=True,
+                                 heads=heads_of(train_part))
+    val_batches = make_batches(val_part.pixels, val_part.targets, spec, config.batch_size,
+                               heads=heads_of(val_part))
+    outputs = len(lungs_data.CONVENTION_HEADS) if config.convention_heads else 1
     model = lungs_model.build(spec, config.base_filters, config.depth, config.decoder_convs,
-                              config.separable)
+                              config.separable, outputs)
     steps = len(train_batches) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=dice_bce_loss)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=own_channel_loss if config.convention_heads else dice_bce_loss)
     log(f"U-Net {config.image_size}px, {config.base_filters} base filters, depth "
         f"{config.depth}, {config.decoder_convs} decoder conv(s), "
-        f"{'separable' if config.separable else 'full'} convolutions: "
+        f"{'separable' if config.separable else 'full'} convolutions"
+        + (f", {outputs} outputs (one per mask convention)" if outputs > 1 else "") + ": "
         f"{model.count_params():,} parameters; {config.epochs} epochs")
     best = BestWeights(None if config.max_minutes is None else config.max_minutes * 60)
     history = model.fit(train_batches, validation_data=val_batches, epochs=config.epochs,
@@ -251,7 +291,10 @@ def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> d
     for name in ("val", "test"):
         if len(parts[name]):
             part = data.subset(parts[name])
-            results[name], _, _ = score(predict(model, part.pixels, spec), part)
+            # Each image on its own convention's output: a held-out adult source on channel 0,
+            # as the runtime reads it.
+            results[name], _, _ = score(predict(model, part.pixels, spec,
+                                                channels=heads_of(part)), part)
             for source, values in results[name].items():
                 log(f"{name:>4} {source:>11}: Dice {values['dice_mean']:.4f} "
                     f"(p5 {values['dice_p5']:.4f}), IoU {values['iou_mean']:.4f} "
@@ -269,6 +312,8 @@ def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> d
         "data_sha256": data.data_hash,
         "mask_threshold": MASK_THRESHOLD,
         "mask_conventions": lungs_data.MASK_CONVENTIONS,
+        **({"outputs": {str(i): name for i, name in enumerate(lungs_data.CONVENTION_HEADS)}}
+           if config.convention_heads else {}),
         "split_counts": {name: {source: int((data.sources[index] == source).sum())
                                 for source in lungs_data.SOURCES}
                          for name, index in parts.items()},

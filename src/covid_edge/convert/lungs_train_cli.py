@@ -37,11 +37,17 @@ from .train_cli import Log, progress
               help="Use only the first N pairs of each source (quick trials, tests).")
 @click.option("--max-minutes", type=click.FloatRange(0.1), default=None,
               help="Stop training after this long (the best epoch so far is kept).")
+@click.option("--convention-heads", is_flag=True,
+              help="One output per mask convention (channel 0: the lung behind the heart left "
+                   "out, as Montgomery, Shenzhen and JSRT mark it; channel 1: Kermany's V7 "
+                   "masks, which include it), each image's loss on its own; channel 0 is what "
+                   "the runtime reads (docs/bench/lungs/convention-heads.md).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
 def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_filters, depth,
                 decoder_convs, separable, epochs,
-                batch_size, learning_rate, limit_per_source, max_minutes, seed, force):
+                batch_size, learning_rate, limit_per_source, max_minutes, convention_heads, seed,
+                force):
     """Train the U-Net lung segmenter on image + lung-mask pairs.
 
     DATA is ../shared/data/lungs (MANIFEST.csv, images/, masks/) or a pack of it made with
@@ -80,7 +86,7 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
             depth=depth, decoder_convs=decoder_convs, separable=separable,
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
             hold_out=hold_out, leave_out=tuple(leave_out), limit_per_source=limit_per_source,
-            max_minutes=max_minutes, seed=seed)
+            max_minutes=max_minutes, convention_heads=convention_heads, seed=seed)
         summary = train(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
