@@ -110,3 +110,46 @@ def test_leave_out_refuses_the_held_out_source(pack, tmp_path):
                       "--hold-out", "jsrt", "--leave-out", "jsrt", check=False)
     assert done.returncode == 1 and "other than --hold-out" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_convention_heads_train_each_image_on_its_own_output(pack, tmp_path):
+    """--convention-heads: the mask goes in the image's own convention's channel, the loss
+    ignores the other, and the run (two outputs) converts to a model the runtime reads on
+    channel 0, the adult convention's."""
+    from covid_edge.convert import lungs_data
+    from covid_edge.convert.lungs_train import (NO_TARGET, dice_bce_loss, make_batches,
+                                                own_channel_loss, spec_for)
+
+    data = lungs_data.load(pack, spec_for(32))
+    heads = np.array([lungs_data.CONVENTION_HEAD_OF[s] for s in data.sources])
+    assert set(heads[data.sources == "kermany-v7"]) == {1}
+    assert set(heads[data.sources != "kermany-v7"]) == {0}
+    x, y = make_batches(data.pixels, data.targets, data.spec, 24, heads=heads)[0]
+    assert y.shape == (24, 32, 32, 2)
+    for i, head in enumerate(heads):
+        np.testing.assert_allclose(y[i, ..., head], data.targets[i] / 255.0, atol=1e-6)
+        assert (y[i, ..., 1 - head] == NO_TARGET).all()
+    # On one channel it is the plain loss; another convention's channel changes nothing.
+    rng = np.random.default_rng(0)
+    prediction = rng.uniform(0.01, 0.99, y.shape).astype(np.float32)
+    own = prediction.copy()
+    own[np.arange(24), ..., 1 - heads] = rng.uniform(0.01, 0.99, (24, 32, 32))
+    np.testing.assert_allclose(np.asarray(own_channel_loss(y, prediction)),
+                               np.asarray(own_channel_loss(y, own)), rtol=1e-5)
+    single = data.targets[..., None].astype(np.float32) / 255.0
+    np.testing.assert_allclose(np.asarray(own_channel_loss(single, prediction[..., :1])),
+                               np.asarray(dice_bce_loss(single, prediction[..., :1])), rtol=1e-4)
+
+    run = tmp_path / "run"
+    covid_edge("train-lungs", pack, "--out", run, "--image-size", 32, "--base-filters", 2,
+               "--depth", 2, "--epochs", 1, "--batch-size", 8, "--hold-out", "shenzhen",
+               "--convention-heads")
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["config"]["convention_heads"] and summary["outputs"]["0"].startswith("adult")
+    covid_edge("convert-lungs", run, "--data", pack, "--out", tmp_path / "int8",
+               "--calibration-images", 10, check=False)
+    from covid_edge.edge_runtime.lungs import LungSegmenter
+
+    segmenter = LungSegmenter.load(tmp_path / "int8")
+    assert list(segmenter.output_details["shape"]) == [1, 32, 32, 2]
+    assert segmenter.segment(np.full((300, 200), 90, dtype=np.uint8)).mask.shape == (32, 32)
