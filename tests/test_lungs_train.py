@@ -148,6 +148,9 @@ def test_convention_heads_train_each_image_on_its_own_output(pack, tmp_path):
     assert summary["config"]["convention_heads"] and summary["outputs"]["0"].startswith("adult")
     covid_edge("convert-lungs", run, "--data", pack, "--out", tmp_path / "int8",
                "--calibration-images", 10, check=False)
+    card = json.loads((tmp_path / "int8" / "lung_model_card.json").read_text())
+    assert all("--convention-heads" in line for line in card["reproduce"]
+               if line.startswith("covid-edge train-lungs"))
     from covid_edge.edge_runtime.lungs import LungSegmenter
 
     segmenter = LungSegmenter.load(tmp_path / "int8")

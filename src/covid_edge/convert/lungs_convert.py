@@ -177,7 +177,8 @@ def reproduce_commands(config: dict, out_dir: Path, loso) -> list[str]:
                f"--depth {config['depth']} --decoder-convs {config['decoder_convs']} "
                f"{'--separable' if config['separable'] else '--full-convs'} "
                f"--epochs {config['epochs']} --batch-size {config['batch_size']} "
-               f"--learning-rate {config['learning_rate']:g} --seed {config['seed']}")
+               f"--learning-rate {config['learning_rate']:g} --seed {config['seed']}"
+               + (" --convention-heads" if config.get("convention_heads") else ""))
     commands = []
     for directory in loso:
         source = Path(directory).parent.name.removeprefix("lungs-loso-")
