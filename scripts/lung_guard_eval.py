@@ -3,6 +3,7 @@
     python scripts/lung_guard_eval.py --tune     # tuning: not-frontal-chest + validation split
     python scripts/lung_guard_eval.py            # evaluation: cxr test split + the rest of cxr-more
     python scripts/lung_guard_eval.py --tune --model runs/q999   # another conversion's guard
+    python scripts/lung_guard_eval.py --tune --lungs runs/lungs-heads/int8   # another lung model
 
 Every image goes through `Classifier.classify_file`'s own path (decode, lung model, guard,
 classifier). --tune also prints the lung geometry's quantiles per set, which the limits in
@@ -23,6 +24,7 @@ import numpy as np
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import FEATURES_FAR, NOT_CHEST_XRAY
 from covid_edge.edge_runtime.lung_guard import NOT_FRONTAL
+from covid_edge.edge_runtime.lungs import LungModelError, LungSegmenter
 from covid_edge.image_io import ImageReadError, read_image
 from covid_edge.intervals import wilson
 
@@ -112,8 +114,16 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="a model folder or .tflite file, as `classify --model` takes "
                              "(default: the released model); its guard is measured")
+    parser.add_argument("--lungs", type=Path, default=None,
+                        help="a lung model folder (convert-lungs' --out) to use instead of the "
+                             "one beside the classifier; its card's guard_rule, if any, applies")
     args = parser.parse_args()
     classifier = Classifier.load(args.model)
+    if args.lungs is not None:
+        try:
+            classifier.use_lungs(LungSegmenter.load(args.lungs))
+        except LungModelError as exc:
+            parser.error(str(exc))
     if classifier.lungs is None:
         print("the lung model is not loaded", file=sys.stderr)
         return 1
@@ -122,6 +132,8 @@ def main() -> int:
         classifier.lung_rule = dataclasses.replace(classifier.lung_rule, **overrides)
     except (ValueError, TypeError) as exc:
         parser.error(f"--rule LIMIT=VALUE with a LungRule limit and a number: {exc}")
+    print(f"lung model: {classifier.lungs.model_path} "
+          f"(sha256 {str(classifier.lungs.card.get('sha256'))[:12]})")
     print(f"lung rule: {classifier.lung_rule.to_dict()}"
           + (" (NOT APPLIED: --without-lungs)" if args.without_lungs else ""))
     apply_rule = not args.without_lungs

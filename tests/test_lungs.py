@@ -97,6 +97,29 @@ def test_no_guard_skips_the_lung_model():
     assert prediction.verdict != NOT_CHEST_XRAY
 
 
+def test_a_missing_lung_model_path_is_named(tmp_path):
+    from covid_edge.edge_runtime.lungs import LungModelError
+    with pytest.raises(LungModelError, match="nowhere: no such lung model"):
+        LungSegmenter.load(tmp_path / "nowhere")
+
+
+def test_another_lung_model_brings_its_own_guard_rule(tmp_path, classifier):
+    """A lung model's card may carry limits tuned on its own masks (`guard_rule`): swapping the
+    lung model in swaps them too, and the released model's absence of one means LungRule's."""
+    folder = tmp_path / "lungs"
+    shutil.copytree(MODELS / "lungs", folder)
+    card = json.loads((folder / LUNG_CARD_FILENAME).read_text())
+    card["guard_rule"] = {"max_top_offset": 0.5}
+    (folder / LUNG_CARD_FILENAME).write_text(json.dumps(card))
+    swapped = Classifier.load(num_threads=1)
+    swapped.use_lungs(LungSegmenter.load(folder))
+    assert swapped.lung_rule.max_top_offset == 0.5
+    assert swapped.lung_rule.min_balance == LungRule().min_balance
+    expected = LungRule.from_dict(
+        json.loads((MODELS / "lungs" / LUNG_CARD_FILENAME).read_text()).get("guard_rule"))
+    assert classifier.lung_rule == expected
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_label_runs_matches_scipy(seed):
     ndimage = pytest.importorskip("scipy.ndimage")

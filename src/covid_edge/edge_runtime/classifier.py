@@ -184,9 +184,7 @@ class Classifier:
             lungs, lung_notes = _load_lungs(
                 model_path, runtime.name if isinstance(runtime, Runtime) else None, self.spec,
                 guard)
-        self.lungs = lungs
-        self.lung_rule = LungRule.from_dict((card.get("ood_guard") or {}).get("lung_rule")
-                                            or (lungs.card.get("guard_rule") if lungs else None))
+        self.use_lungs(lungs)
         if self.guard is not None:
             self.guard.notes.extend(lung_notes)
 
@@ -323,6 +321,15 @@ class Classifier:
     def calibrated_positive(self, probability: float) -> float:
         """The model's P(positive) -> the calibrated P(positive)."""
         return float(self.calibration.apply(probability))
+
+    def use_lungs(self, lungs: LungSegmenter | None) -> None:
+        """Run the guard (and crop) with this lung model; the frontal-film limits come from the
+        classifier's card, else the lung model's own (`guard_rule`), else LungRule's."""
+        self.lungs = lungs
+        self._last_lung = None
+        self.lung_rule = LungRule.from_dict(
+            (self.card.get("ood_guard") or {}).get("lung_rule")
+            or (lungs.card.get("guard_rule") if lungs else None))
 
     def segment_lungs(self, gray) -> LungResult | None:
         """The lung model on a grey picture (PIL image or uint8 array); None without one.

@@ -248,6 +248,8 @@ class LungSegmenter:
         released one (models/lungs/). One thread by default: the model is small, and the
         classifier's interpreter keeps the other cores."""
         path = default_model_path() if path is None else Path(path)
+        if not path.exists():
+            raise LungModelError(f"{path}: no such lung model folder or file")
         directory = path if path.is_dir() else path.parent
         card, model_path = load_lung_card(directory)
         if not path.is_dir():
