@@ -154,5 +154,22 @@ def test_convention_heads_train_each_image_on_its_own_output(pack, tmp_path):
     from covid_edge.edge_runtime.lungs import LungSegmenter
 
     segmenter = LungSegmenter.load(tmp_path / "int8")
-    assert list(segmenter.output_details["shape"]) == [1, 32, 32, 2]
+    # A fold converted into a freely named folder is named by its card's held-out source.
+    covid_edge("convert-lungs", run, "--data", pack, "--out", tmp_path / "release",
+               "--calibration-images", 10, "--loso", tmp_path / "int8", check=False)
+    release = json.loads((tmp_path / "release" / "lung_model_card.json").read_text())
+    assert set(release["leave_one_source_out"]) == {"shenzhen"}
+    assert any(line.startswith("covid-edge train-lungs ../shared/data/lungs --hold-out shenzhen "
+                               f"--out {run} ") for line in release["reproduce"])
+    # What ships is channel 0 alone, with channel 0's values unchanged.
+    assert list(segmenter.output_details["shape"]) == [1, 32, 32, 1]
+    assert "adult convention" in card["output"]
+    import keras
+
+    from covid_edge.convert.lungs_model import runtime_model
+    trained = keras.saving.load_model(run / "model.keras", compile=False)
+    single = runtime_model(trained)
+    assert single.output_shape == (None, 32, 32, 1)
+    np.testing.assert_allclose(np.asarray(single(x[:4])), np.asarray(trained(x[:4]))[..., :1],
+                               rtol=1e-6, atol=1e-6)
     assert segmenter.segment(np.full((300, 200), 90, dtype=np.uint8)).mask.shape == (32, 32)

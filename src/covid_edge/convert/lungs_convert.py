@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..edge_runtime.lungs import LUNG_CARD_FILENAME
 from ..model_card import sha256_file
 from ..preprocess import PreprocessSpec, to_model_input
 from . import lungs_data, quantize
@@ -50,7 +51,8 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     import keras
 
     from ..edge_runtime.interpreter import select_runtime
-    from ..edge_runtime.lungs import LUNG_CARD_FILENAME, LungSegmenter
+    from ..edge_runtime.lungs import LungSegmenter
+    from . import lungs_model
 
     started = time.time()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -65,7 +67,8 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     parts = read_parts(run_dir, loaded)
     hold_out = run["config"].get("hold_out")
     scored_part = "test" if len(parts["test"]) else "val"
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = lungs_model.runtime_model(
+        keras.saving.load_model(run_dir / "model.keras", compile=False))
 
     rng = np.random.default_rng(seed)
     calibration = rng.permutation(parts["train"])[:calibration_images]
@@ -113,8 +116,11 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
         "input": {"shape": [int(v) for v in input_detail["shape"]],
                   "dtype": np.dtype(input_detail["dtype"]).name, "quantization": input_q,
                   "lossless": bool(lossless)},
-        "output": "lung probability per pixel, [1, H, W, 1] int8 (dequantize with the "
-                  "output's scale and zero point)",
+        "output": ("lung probability per pixel, [1, H, W, 1] int8 (dequantize with the "
+                   "output's scale and zero point)"
+                   + ("; the adult convention's output of a network trained with one per "
+                      "convention (the lung behind the heart left out)"
+                      if run["config"].get("convention_heads") else "")),
         "mask_threshold": MASK_THRESHOLD,
         "ops": ops,
         "integer_only": True,
@@ -181,11 +187,14 @@ def reproduce_commands(config: dict, out_dir: Path, loso) -> list[str]:
                + (" --convention-heads" if config.get("convention_heads") else ""))
     commands = []
     for directory in loso:
-        source = Path(directory).parent.name.removeprefix("lungs-loso-")
+        # The held-out source and run folder from the fold's own card: folders are named freely.
+        fold = json.loads((Path(directory) / LUNG_CARD_FILENAME).read_text(encoding="utf-8"))
+        source = fold["held_out_source"]
+        run_dir = fold["training"]["config"].get("out_dir") or Path(directory).parent
         commands.append(f"covid-edge train-lungs ../shared/data/lungs --hold-out {source} "
-                        f"--out {Path(directory).parent} {options}")
-        commands.append(f"covid-edge convert-lungs {Path(directory).parent} --data "
-                        f"../shared/data/lungs --out {directory}")
+                        f"--out {run_dir} {options}")
+        commands.append(f"covid-edge convert-lungs {run_dir} --data ../shared/data/lungs "
+                        f"--out {directory}")
     hold_out = f"--hold-out {config['hold_out']} " if config.get("hold_out") else ""
     commands.append(f"covid-edge train-lungs ../shared/data/lungs {hold_out}--out RUN_DIR "
                     f"{options}")

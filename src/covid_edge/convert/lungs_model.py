@@ -52,3 +52,17 @@ def build(spec: PreprocessSpec, base_filters: int = 8, depth: int = 4, decoder_c
         x = _block(x, base_filters * 2 ** level, f"dec{level}", decoder_convs, separable)
     probabilities = keras.layers.Conv2D(outputs, 1, activation="sigmoid", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, probabilities, name="covid_edge_lungs_unet")
+
+
+def runtime_model(model: keras.Model) -> keras.Model:
+    """The model as the device runs it: output channel 0 only. With one output per mask
+    convention (--convention-heads) the other channels only served training; dropping their
+    filters from the last 1x1 convolution leaves channel 0's values exactly as they were."""
+    head = model.get_layer(OUTPUT_NAME)
+    if head.filters == 1:
+        return model
+    kernel, bias = head.get_weights()
+    single = keras.layers.Conv2D(1, 1, activation="sigmoid", name=OUTPUT_NAME)
+    outputs = single(head.input)
+    single.set_weights([kernel[..., :1], bias[:1]])
+    return keras.Model(model.inputs, outputs, name=model.name)
