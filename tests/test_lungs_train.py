@@ -81,6 +81,10 @@ def test_convert_writes_an_integer_only_model_and_card(run_dir, pack, tmp_path):
     from covid_edge.model_card import sha256_file
 
     assert sha256_file(tmp_path / card["file"]) == card["sha256"]
+    assert card["version"] == "dev"
+    again = covid_edge("convert-lungs", run_dir, "--data", pack, "--out", tmp_path, check=False)
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert sha256_file(tmp_path / card["file"]) == card["sha256"]  # left alone
     segmenter = LungSegmenter.load(tmp_path)
     result = segmenter.segment(np.full((300, 200), 90, dtype=np.uint8))
     assert result.mask.shape == (32, 32) and 0.0 <= result.probabilities.min()

@@ -47,7 +47,8 @@ def int8_probabilities(segmenter, pixels: np.ndarray) -> np.ndarray:
 
 
 def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
-            calibration_images: int = 200, loso: tuple = (), seed: int = 0, log=print) -> dict:
+            calibration_images: int = 200, loso: tuple = (), seed: int = 0,
+            version: str = "dev", force: bool = False, log=print) -> dict:
     import keras
 
     from ..edge_runtime.interpreter import select_runtime
@@ -56,6 +57,11 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
 
     started = time.time()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    existing = [out_dir / name for name in (MODEL_FILENAME, LUNG_CARD_FILENAME)
+                if (out_dir / name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{out_dir} already holds a lung model ({existing[0].name}); "
+                              "pass --force to replace it, or choose another --out")
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     spec = PreprocessSpec.from_dict(run["preprocessing"])
     limit = run["config"].get("limit_per_source")
@@ -107,7 +113,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
 
     card = {
         "name": "covid-edge-lungs-unet",
-        "version": "0.1.0",
+        "version": version,
         "task": "lung field segmentation of frontal chest X-rays (both lungs in one mask)",
         "file": MODEL_FILENAME,
         "sha256": sha256_file(model_path),
@@ -160,7 +166,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
                     "(research and education) and Kermany/V7 (CC BY 4.0) pairs: research, "
                     "non-commercial use",
     })
-    card["reproduce"] = reproduce_commands(run["config"], out_dir, loso)
+    card["reproduce"] = reproduce_commands(run["config"], out_dir, loso, version)
     if loso:
         card["leave_one_source_out"] = loso_summary(loso, LUNG_CARD_FILENAME)
     (out_dir / LUNG_CARD_FILENAME).write_text(json.dumps(card, indent=2) + "\n",
@@ -176,7 +182,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     return card
 
 
-def reproduce_commands(config: dict, out_dir: Path, loso) -> list[str]:
+def reproduce_commands(config: dict, out_dir: Path, loso, version: str = "dev") -> list[str]:
     """The commands that remake this file (training on any Keras backend; this release trained
     on JAX on a GPU machine, so a rerun elsewhere matches in figures, not bit for bit)."""
     options = (f"--image-size {config['image_size']} --base-filters {config['base_filters']} "
@@ -199,7 +205,9 @@ def reproduce_commands(config: dict, out_dir: Path, loso) -> list[str]:
     commands.append(f"covid-edge train-lungs ../shared/data/lungs {hold_out}--out RUN_DIR "
                     f"{options}")
     commands.append(f"covid-edge convert-lungs RUN_DIR --data ../shared/data/lungs --out {out_dir}"
-                    + "".join(f" --loso {d}" for d in loso))
+                    + "".join(f" --loso {d}" for d in loso)
+                    + (f" --model-version {version}" if version != "dev" else "")
+                    + " --force")
     return commands
 
 

@@ -19,8 +19,13 @@ from .train_cli import Log
               help="A converted leave-one-source-out run (repeatable): its held-out figures go "
                    "into this card.")
 @click.option("--calibration-images", default=200, show_default=True, type=click.IntRange(10))
+@click.option("--model-version", default="dev", show_default=True,
+              help="The version the card gives this lung model (a release names its own).")
+@click.option("--force", is_flag=True,
+              help="Replace a lung model already in --out (else exit 1 and leave it alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
-def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, as_json):
+def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_version, force,
+                  as_json):
     """Convert a `train-lungs` run to a full-integer int8 TFLite lung model with its card.
 
     Checks that every tensor is integer, that the int8 input loses no grey level, and that
@@ -35,7 +40,8 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, as_json
           --out runs/lungs-loso-$s/int8; done
       covid-edge convert-lungs runs/lungs --data ../shared/data/lungs --out models/lungs \\
         --loso runs/lungs-loso-montgomery/int8 --loso runs/lungs-loso-shenzhen/int8 \\
-        --loso runs/lungs-loso-jsrt/int8 --loso runs/lungs-loso-kermany-v7/int8
+        --loso runs/lungs-loso-jsrt/int8 --loso runs/lungs-loso-kermany-v7/int8 \\
+        --model-version 0.2.0 --force
     """
     from .tf_quiet import tensorflow_settings
 
@@ -52,7 +58,7 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, as_json
     log = Log()
     try:
         card = convert(run_dir, data, out_dir, calibration_images=calibration_images,
-                       loso=loso_dirs, log=log)
+                       loso=loso_dirs, version=model_version, force=force, log=log)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from None
     metrics = card["metrics"]

@@ -148,6 +148,11 @@ def lung_model_report(directory: Path) -> dict | None:
         "held_out": {source: values["int8"]["dice_mean"]
                      for source, values in (card.get("leave_one_source_out") or {}).items()},
         "guard_rule": card.get("guard_rule"),
+        "mask_convention": ("adult (the lung behind the heart left out); trained with one "
+                            "output per mask convention"
+                            if (card.get("training") or {}).get("config", {}).get(
+                                "convention_heads")
+                            else "one output for all the sources' mask conventions"),
     }
 
 
@@ -283,6 +288,7 @@ def _print_model(model: dict) -> None:
         _echo(f"  lung model: {lungs['name']} {lungs['version']}, {Path(lungs['file']).name}"
                    f"  {_size(lungs['bytes'])}, input {lungs['input']}, mask threshold "
                    f"{lungs['mask_threshold']} (guard: frontal-film check; crop mode; explain)")
+        _echo(f"    mask convention: {lungs['mask_convention']}")
         if held_out:
             _echo(f"    int8 Dice on held-out sources: {held_out}")
     elif lungs:
