@@ -180,6 +180,38 @@ def test_geometry_of_two_drawn_fields():
     assert LungRule().pair(geometry(one)) is None
 
 
+def _drawn_pair(top_offset: int) -> object:
+    """Two lung fields, the right one's apex `top_offset` rows lower, centres level."""
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[20:80, 10:40] = True
+    mask[20 + top_offset:80 - top_offset, 60:85] = True
+    return geometry(mask, mask * np.float32(0.95))
+
+
+def test_rule_tuning_takes_the_most_accepting_strictest_value(monkeypatch):
+    """scripts/lung_rule_tune.py: one limit at a time, the value accepting the most frontal
+    films while every not-frontal set stays >= 95% refused; ties to the strictest; a limit
+    keeps its value when none holds."""
+    from conftest import load_script
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    tuner = load_script("lung_rule_tune")
+    one_field = np.zeros((100, 100), dtype=bool)
+    one_field[20:80, 30:70] = True
+    lateral = [(False, geometry(one_field, one_field * np.float32(0.95)))] * 20
+    scored = {"frontal": (True, [(False, _drawn_pair(d)) for d in (5, 12, 15)]),
+              "not frontal": (False, lateral + [(False, _drawn_pair(17))])}
+    tuned = tuner.tune(LungRule(), scored, log=lambda line: None)
+    # 0.14 refuses the 15-row film; 0.16 and 0.18 accept all three (at 0.18 the 17-row
+    # not-frontal one passes, 20 of 21 refused: still >= 95%): the stricter 0.16 wins.
+    assert tuned.max_top_offset == 0.16
+    assert (tuned.min_balance, tuned.min_confidence, tuned.max_total) == (0.35, 0.93, 0.60)
+    assert tuner.acceptable(tuned, scored) == (True, 3)
+    # Two not-frontal films that look frontal under every value: 20 of 22 refused, nothing holds.
+    scored["not frontal"] = (False, lateral + [(False, _drawn_pair(3))] * 2)
+    assert tuner.tune(LungRule(), scored, log=lambda line: None) == LungRule()
+
+
 def test_pair_measures_what_the_apices_limit_refuses():
     mask = np.zeros((100, 100), dtype=bool)
     mask[20:80, 10:40] = True
