@@ -61,6 +61,16 @@ def test_export_classifies_as_the_tflite_model(export, some_xrays):
         assert b.verdict == a.verdict or abs(a.probability - a.threshold) < 0.1, path
 
 
+def test_onnxruntime_workers_do_not_spin_between_images(export):
+    """Spinning workers take the core that decoding and the guard need between images."""
+    from covid_edge.edge_runtime.onnx_backends import OnnxInterpreter
+
+    _, onnx, _ = export
+    session = OnnxInterpreter(str(onnx), "onnxruntime", num_threads=2)._session
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_bench_latency_times_the_export_beside_the_tflite_models(export):
     """One table: the export on each installed backend next to the int8 TFLite model, with
     the ratio to it, and a refused export marked as refused (timed, never silently)."""

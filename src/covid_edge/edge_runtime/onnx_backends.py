@@ -143,6 +143,9 @@ class OnnxInterpreter:
         if backend == "onnxruntime":
             import onnxruntime
             options = onnxruntime.SessionOptions()
+            # Images come one at a time here: idle worker threads that spin between runs only
+            # take the core from the rest of the pipeline (decoding, the guard, the lung model).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if num_threads:
                 options.intra_op_num_threads = num_threads
                 options.inter_op_num_threads = 1
