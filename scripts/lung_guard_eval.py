@@ -101,6 +101,21 @@ def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict
             "lung_ms": round(lung.latency_ms, 3)}
 
 
+def load_with_lungs(parser, model: Path | None, lungs: Path | None) -> Classifier | None:
+    """The classifier with its lung model, or `lungs` instead; None (said on stderr) without
+    one. A lung model that cannot be loaded is a usage error."""
+    classifier = Classifier.load(model)
+    if lungs is not None:
+        try:
+            classifier.use_lungs(LungSegmenter.load(lungs))
+        except LungModelError as exc:
+            parser.error(str(exc))
+    if classifier.lungs is None:
+        print("the lung model is not loaded", file=sys.stderr)
+        return None
+    return classifier
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tune", action="store_true", help="the tuning sets (default: evaluation)")
@@ -118,14 +133,8 @@ def main() -> int:
                         help="a lung model folder (convert-lungs' --out) to use instead of the "
                              "one beside the classifier; its card's guard_rule, if any, applies")
     args = parser.parse_args()
-    classifier = Classifier.load(args.model)
-    if args.lungs is not None:
-        try:
-            classifier.use_lungs(LungSegmenter.load(args.lungs))
-        except LungModelError as exc:
-            parser.error(str(exc))
-    if classifier.lungs is None:
-        print("the lung model is not loaded", file=sys.stderr)
+    classifier = load_with_lungs(parser, args.model, args.lungs)
+    if classifier is None:
         return 1
     try:
         overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.rule)}

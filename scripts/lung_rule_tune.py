@@ -20,12 +20,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from lung_guard_eval import sets
+from lung_guard_eval import load_with_lungs, sets
 
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
 from covid_edge.edge_runtime.lung_guard import LungRule
-from covid_edge.edge_runtime.lungs import LungModelError, LungSegmenter
 from covid_edge.image_io import read_image
 from covid_edge.progress import progress_bar
 
@@ -118,14 +117,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="the classifier (default: the released model)")
     args = parser.parse_args()
-    classifier = Classifier.load(args.model)
-    if args.lungs is not None:
-        try:
-            classifier.use_lungs(LungSegmenter.load(args.lungs))
-        except LungModelError as exc:
-            parser.error(str(exc))
-    if classifier.lungs is None:
-        print("the lung model is not loaded", file=sys.stderr)
+    classifier = load_with_lungs(parser, args.model, args.lungs)
+    if classifier is None:
         return 1
     scored = score_images(classifier)
     start = classifier.lung_rule
