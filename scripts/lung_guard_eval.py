@@ -174,6 +174,14 @@ def main() -> int:
                 label = f"classifier's {part} split" if part else "not in the split (dropped)"
                 print(f"{'':>28}{label}: {len(group)} images, accepted "
                       f"{_share(accepted, len(group))}")
+            # Which films the lung check refuses, by collection and label: the manifest's own.
+            with open(SHARED / "cxr-more" / "MANIFEST.csv", newline="", encoding="utf-8") as handle:
+                kind = {SHARED / "cxr-more" / row["path"]: f"{row['source']} {row['label']}"
+                        for row in csv.DictReader(handle)}
+            for key in sorted({kind.get(Path(r["path"]), "?") for r in measured}):
+                group = [r for r in measured if kind.get(Path(r["path"]), "?") == key]
+                lungs_refused = sum(r["reason"].startswith(NOT_FRONTAL) for r in group)
+                print(f"{'':>28}{key}: lung check refused {lungs_refused} of {len(group)}")
         if args.tune:
             for key in ("big_fields", "lung_fraction", "balance", "height_offset",
                         "top_offset", "confidence"):
