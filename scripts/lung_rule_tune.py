@@ -81,6 +81,12 @@ def acceptable(rule: LungRule, scored) -> tuple[bool, int]:
     return keeps, accepted
 
 
+def not_frontal_refused(rule: LungRule, scored) -> str:
+    refused = outcome(rule, scored)
+    return ", ".join(f"{name.split(' ')[0]} {refused[name]}/{len(rows)}"
+                     for name, (frontal, rows) in scored.items() if not frontal)
+
+
 def strictness(limit: str, value: float) -> float:
     return value if limit.startswith("min_") else -value
 
@@ -91,8 +97,9 @@ def tune(rule: LungRule, scored, log=print) -> LungRule:
         for value in values:
             keeps, accepted = acceptable(dataclasses.replace(rule, **{limit: value}), scored)
             tried.append((value, keeps, accepted))
-            log(f"  {limit} = {value:<5g}: frontal accepted {accepted}, every not-frontal set "
-                f">= 95% refused: {'yes' if keeps else 'no'}")
+            candidate = dataclasses.replace(rule, **{limit: value})
+            log(f"  {limit} = {value:<5g}: frontal accepted {accepted}; refused "
+                f"{not_frontal_refused(candidate, scored)}: {'holds' if keeps else 'fails'}")
         good = [(accepted, strictness(limit, value), value)
                 for value, keeps, accepted in tried if keeps]
         if good:
