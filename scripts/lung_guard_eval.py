@@ -72,19 +72,28 @@ def sets(tune: bool) -> dict[str, tuple[list[Path], bool]]:
                                           if p not in tuned], True)}
 
 
-def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict:
-    row = {"path": str(path)}
-    try:
-        decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
-    except ImageReadError as exc:
-        return {**row, "verdict": "unreadable", "reason": str(exc)}
+def guard_and_lungs(classifier: Classifier, path: Path, apply_rule: bool = True):
+    """(prediction, lung result) for one image through `classify`'s path; apply_rule=False:
+    the guard without its lung check (the lung model still runs). Raises ImageReadError."""
+    decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
     pixels, lung = classifier.pixels_from_gray(decoded.gray)
     lungs = classifier.lungs
     if not apply_rule:
-        classifier.lungs = None  # the guard without its lung check
-    prediction = classifier.classify_pixels(pixels, str(path), colourfulness=decoded.colourfulness,
-                                            size=decoded.size, lung=lung)
-    classifier.lungs = lungs
+        classifier.lungs = None
+    try:
+        prediction = classifier.classify_pixels(
+            pixels, str(path), colourfulness=decoded.colourfulness, size=decoded.size, lung=lung)
+    finally:
+        classifier.lungs = lungs
+    return prediction, lung
+
+
+def measure(classifier: Classifier, path: Path, apply_rule: bool = True) -> dict:
+    row = {"path": str(path)}
+    try:
+        prediction, lung = guard_and_lungs(classifier, path, apply_rule)
+    except ImageReadError as exc:
+        return {**row, "verdict": "unreadable", "reason": str(exc)}
     geometry = lung.geometry
     big = [f for f in geometry.fields if f.area >= classifier.lung_rule.min_field_area]
     pair = classifier.lung_rule.pair(geometry) or {}

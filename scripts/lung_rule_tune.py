@@ -20,12 +20,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from lung_guard_eval import load_with_lungs, sets
+from lung_guard_eval import guard_and_lungs, load_with_lungs, sets
 
 from covid_edge.edge_runtime.classifier import Classifier
 from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
 from covid_edge.edge_runtime.lung_guard import LungRule
-from covid_edge.image_io import read_image
 from covid_edge.progress import progress_bar
 
 GOAL_REFUSED = 0.95
@@ -41,27 +40,21 @@ GRID = {  # LungRule's order; each list holds the present value
 
 def score_images(classifier: Classifier) -> dict[str, tuple[bool, list]]:
     """set name -> (frontal, [(refused by the other checks, lung geometry), ...])"""
-    lungs, scored = classifier.lungs, {}
+    scored = {}
     for name, (paths, frontal) in sets(tune=True).items():
         rows = []
         with progress_bar(len(paths), name) as bar:
             for path in paths:
-                rows.append(_score(classifier, lungs, path))
+                rows.append(_score(classifier, path))
                 bar.update(1)
         scored[name] = (frontal, rows)
     return scored
 
 
-def _score(classifier: Classifier, lungs, path: Path) -> tuple[bool, object]:
-    """(refused by the guard's other checks, lung geometry) for one image."""
-    decoded = read_image(path, target_size=(classifier.spec.width, classifier.spec.height))
-    pixels, lung = classifier.pixels_from_gray(decoded.gray)
-    classifier.lungs = None  # the other checks alone; the lung rule is applied afterwards
-    try:
-        prediction = classifier.classify_pixels(
-            pixels, str(path), colourfulness=decoded.colourfulness, size=decoded.size, lung=lung)
-    finally:
-        classifier.lungs = lungs
+def _score(classifier: Classifier, path: Path) -> tuple[bool, object]:
+    """(refused by the guard's other checks, lung geometry) for one image; the lung rule is
+    applied afterwards."""
+    prediction, lung = guard_and_lungs(classifier, path, apply_rule=False)
     return prediction.verdict == NOT_CHEST_XRAY, lung.geometry
 
 
