@@ -129,3 +129,22 @@ def test_the_card_links_only_the_training_pictures_it_has(tmp_path):
     text = write_markdown(card, tmp_path).read_text()
     assert "Training pictures: [confusion matrix](training/confusion_matrix.png)." in text
     assert "training_curves.png" not in text
+
+
+def test_the_cards_limits_name_the_models_own_classes(tmp_path):
+    """The limits follow the card's labels: the three-class release does not call itself a
+    two-class model, and 0.2.0's card (two classes) still says two."""
+    from conftest import REPO_ROOT
+    from covid_edge.convert.card_markdown import write_markdown
+
+    release = json.loads((REPO_ROOT / "models" / "model_card.json").read_text())
+    text = write_markdown(release, tmp_path).read_text()
+    assert "- Three classes only (normal, pneumonia, covid)" in text
+    assert "normal/pneumonia/covid answer anyway" in text
+    assert "Two classes only" not in text
+    assert "COVID images and the normal and pneumonia ones come from" in text
+
+    two = dict(release, labels=["normal", "covid"])
+    text = write_markdown(two, tmp_path).read_text()
+    assert "- Two classes only (normal, covid)" in text
+    assert "COVID and normal images come from" in text

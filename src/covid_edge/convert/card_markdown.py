@@ -19,6 +19,33 @@ def _unknowns(card: dict) -> list[str]:
     return ["## What remains unknown", "", *[f"- {line}" for line in card["unknowns"]], ""]
 
 
+def _source_split(card: dict) -> str:
+    """'COVID and normal images' (two classes), 'COVID images and the normal and pneumonia
+    ones' (three): the positive class's images against the rest."""
+    positive = card.get("positive_label", "covid")
+    others = [label for label in card["labels"] if label != positive]
+    name = "COVID" if positive == "covid" else positive
+    if len(others) == 1:
+        return f"{name} and {others[0]} images"
+    return f"{name} images and the {', '.join(others[:-1])} and {others[-1]} ones"
+
+
+def _answers_limit(card: dict) -> str:
+    """Every picture the guard lets through gets one of the model's labels: say which, and
+    where the guard's own limits are. From the card's labels, so a model with other classes
+    gets its own sentence."""
+    labels = card["labels"]
+    count = {2: "Two", 3: "Three", 4: "Four"}.get(len(labels), str(len(labels)))
+    answer = "/".join(labels)
+    if card.get("ood_guard"):
+        return (f"- {count} classes only ({', '.join(labels)}): other lung diseases (tuberculosis, "
+                f"nodules, ...) and any X-ray the guard lets through get a {answer} answer "
+                "anyway; what the guard refuses, and what it was measured on, is under "
+                "'Out-of-distribution guard'.")
+    return (f"- {count} classes only ({', '.join(labels)}): other lung diseases, non-frontal "
+            f"views and non-X-ray images get a {answer} answer anyway (this model has no guard).")
+
+
 def _classes(card: dict) -> list[str]:
     """The int8 model's N-class verdicts on the test split: confusion matrix and per class."""
     measured = card["variants"]["int8"]["metrics"]
@@ -147,7 +174,7 @@ def render(card: dict, training_pictures=tuple(TRAINING_PICTURES)) -> str:
         "",
         "## Limits",
         "",
-        "- COVID and normal images come from different hospitals and collections (see the data "
+        f"- {_source_split(card)} come from different hospitals and collections (see the data "
         "README): part of what the model learned may be the source (scanner, text, markers, "
         "age) rather than the disease. Scores on this data do not show clinical value."
         + (f" Training painted random corners of {card['training']['corner_erase']:.0%} of the "
@@ -157,12 +184,7 @@ def render(card: dict, training_pictures=tuple(TRAINING_PICTURES)) -> str:
            if (card.get("training") or {}).get("corner_erase") else ""),
         "- Image-level split: the data has no patient IDs, so one patient's images may fall on "
         "both sides; near-duplicates are grouped, other images of a patient are not.",
-        ("- Two classes only: other lung diseases and X-rays the guard lets through (see "
-         "'Out-of-distribution guard': X-rays of other body parts and lateral views were not "
-         "available to test it) get a covid/normal answer anyway."
-         if card.get("ood_guard") else
-         "- Two classes only: other lung diseases, non-frontal views and non-X-ray images get a "
-         "covid/normal answer anyway."),
+        _answers_limit(card),
         "",
         "## Files",
         "",
