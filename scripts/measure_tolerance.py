@@ -87,8 +87,10 @@ def main() -> int:
         val = [val[i] for i in chosen]
     folders = data_folders(card, args.models, args.data)
     paths = [dataset.item_path(folders, item) for item in val]
-    command = ("python scripts/measure_tolerance.py --models "
-               f"{args.models.resolve().relative_to(ROOT).as_posix()}"
+    models = args.models.resolve()
+    # As typed from the repository's root when the folder is in it (models, runs/...).
+    shown = models.relative_to(ROOT).as_posix() if models.is_relative_to(ROOT) else str(models)
+    command = (f"python scripts/measure_tolerance.py --models {shown}"
                + (f" --images {args.images} --seed {args.seed}" if args.images else ""))
     measured_on = (f"validation split of training/split.csv ({len(paths)} images"
                    + (f", a random draw with seed {args.seed}" if args.images else "") + ")")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import shlex
 import shutil
 import tempfile
 from datetime import date
@@ -29,6 +30,14 @@ TRAINING_FILES = (*TRAINING_PICTURES.values(), "metrics.json", "history.csv", "s
 
 class ConvertError(Exception):
     """A run folder or output folder that conversion cannot use."""
+
+
+def tolerance_command(models_dir: Path, which: str) -> str:
+    """The command that measures a tolerance again, as the card records it: a figure in a card
+    names what reruns it (convert measures it first; this script repeats it on the same
+    validation images without converting)."""
+    return (f"python scripts/measure_tolerance.py --models {shlex.quote(str(models_dir))} "
+            f"--which {which}")
 
 
 def load_run(model_path: Path) -> dict:
@@ -390,7 +399,7 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     reference_outputs = kernel_sets.store(
         {"variant": "int8", "images": reference}, out_dir, int8, spread,
         measured_on=measured_on,
-        command="covid-edge convert (this conversion; scripts/measure_tolerance.py redoes it)")
+        command=tolerance_command(out_dir, "classifier"))
 
     card.update({
         "keras_metrics": run["metrics"],
@@ -478,8 +487,7 @@ def refresh_lung_reference(out_dir: Path, samples: list[Path], log, measured_pat
         progress=(lambda paths: progress(paths, "lung kernel sets")) if progress else None)
     tolerance = lungs_check.store_tolerance(
         lung_dir, LUNG_CARD_FILENAME, measured, measured_on=measured_on,
-        command="covid-edge convert (this conversion; scripts/measure_tolerance.py "
-                "--which lungs redoes it)")
+        command=tolerance_command(lung_dir.parent, "lungs"))
     log(f"lung model: device-check tolerance {tolerance['raw_output_steps']} output steps, "
         f"mask agreement >= {tolerance['mask_agreement']} ({len(measured_paths)} images)")
 
