@@ -73,7 +73,8 @@ def test_pair_batches_are_the_picture_and_its_re_encoding():
 
     def batches():
         return make_pair_batches(pixels, labels, spec, 4, augmenter=Augmenter(), chain=chain,
-                                 weights=np.array([1.0, 2.0, 3.0]), seed=3, sparse=True)
+                                 weights=np.array([1.0, 2.0, 3.0])[labels], seed=3,
+                                 sparse=True)
 
     (view_a, view_b), y, w = batches()[0]
     assert view_a.shape == view_b.shape == (4, 32, 32, 3)

@@ -95,7 +95,7 @@ def view_a_accuracy(outputs: int, sparse: bool):
 
 def make_pair_batches(pixels, labels, spec, batch_size, *, augmenter, chain, weights=None,
                       seed=0, sparse=False):
-    """Training batches of ((view A, view B), labels[, class weights]): A drawn by
+    """Training batches of ((view A, view B), labels[, each image's loss weight]): A drawn by
     `augmenter`, B = chain(A) (uint8 (h, w) -> uint8 (h, w), e.g.
     InvarianceAugmenter.chain), both from one seeded generator per batch."""
 
@@ -106,7 +106,7 @@ def make_pair_batches(pixels, labels, spec, batch_size, *, augmenter, chain, wei
         y = labels[chosen].astype(np.int32 if sparse else np.float32)
         if weights is None:
             return x, y
-        return x, y, weights[labels[chosen]].astype(np.float32)
+        return x, y, weights[chosen].astype(np.float32)
 
     return seeded_batches(len(labels), batch_size, make_batch, seed=seed, shuffle=True)
 

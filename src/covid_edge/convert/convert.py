@@ -593,6 +593,8 @@ def train_command(config: dict, data_dir: Path) -> str:
         train += f" --split-from {config['split_from']}"
     if config.get("consistency"):
         train += f" --consistency {config['consistency']:g}"
+    if config.get("source_balance", "none") != "none":
+        train += f" --source-balance {config['source_balance']}"
     # Runs from before these options existed had no invariance chain and the min-max stretch.
     train += (f" --invariance {config.get('invariance', 0.0)}"
               f" --high-bit-depth {config.get('high_bit_window', 'minmax')}")

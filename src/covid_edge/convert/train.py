@@ -59,6 +59,9 @@ class TrainConfig:
     # Weight of the Jensen-Shannon term between a picture and its re-encoding
     # (convert/consistency.py); 0: no pairs, one view per picture.
     consistency: float = 0.0
+    # "sqrt": within each class, each source's images weigh 1/sqrt(their number) rather than
+    # 1/number (training_weights); "none" weighs classes only, as releases 0.2.0-0.3.0 did.
+    source_balance: str = "none"
     # A run folder whose model.keras training continues from (its split is reused).
     start_from: str | None = None
     # 12/16-bit window recorded in the card (stretch.py); 0.2.0 was "minmax".
@@ -142,6 +145,33 @@ def class_weights(labels: np.ndarray, count: int = 2) -> np.ndarray:
     return len(labels) / (count * np.maximum(counts, 1))
 
 
+SOURCE_BALANCES = ("none", "sqrt")
+
+
+def training_weights(labels: np.ndarray, sources: np.ndarray, count: int,
+                     source_balance: str = "none") -> np.ndarray:
+    """The loss weight of each training image. Classes contribute equally (class_weights).
+    With "sqrt", a class's weight is then shared among its sources in proportion to the square
+    root of their image counts instead of the counts: 56 Montgomery normals weigh as much as
+    sqrt(56/5708) of the database's 5708 normals, not 56/5708 of them. A small hospital's
+    images then count for more, so telling hospitals apart buys the model less. Each class's
+    total weight is unchanged."""
+    if source_balance not in SOURCE_BALANCES:
+        raise ValueError(f"source balance {source_balance!r}: one of {', '.join(SOURCE_BALANCES)}")
+    per_class = class_weights(labels, count)
+    weights = per_class[labels]
+    if source_balance == "none":
+        return weights
+    for label in range(count):
+        in_class = labels == label
+        names, sizes = np.unique(sources[in_class], return_counts=True)
+        roots = np.sqrt(sizes.astype(np.float64))
+        for name, size, root in zip(names, sizes, roots):
+            cell = in_class & (sources == name)
+            weights[cell] = per_class[label] * in_class.sum() * (root / roots.sum()) / size
+    return weights
+
+
 def seeded_batches(count: int, batch_size: int, make_batch, *, seed: int = 0,
                    shuffle: bool = False):
     """A Keras PyDataset over `count` items: the order reshuffled every epoch from
@@ -177,8 +207,9 @@ def seeded_batches(count: int, batch_size: int, make_batch, *, seed: int = 0,
 
 def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=None, seed=0,
                  shuffle=False, sparse=False):
-    """Batches of model inputs and labels (and class weights when given). sparse: class
-    indices for a softmax head, else float targets for a sigmoid one."""
+    """Batches of model inputs and labels (and each image's loss weight when `weights`, one
+    per image, is given: training_weights). sparse: class indices for a softmax head, else
+    float targets for a sigmoid one."""
 
     def make_batch(chosen, rng):
         images = pixels[chosen]
@@ -188,7 +219,7 @@ def make_batches(pixels, labels, spec, batch_size, *, augmenter=None, weights=No
         y = labels[chosen].astype(np.int32 if sparse else np.float32)
         if weights is None:
             return x, y
-        return x, y, weights[labels[chosen]].astype(np.float32)
+        return x, y, weights[chosen].astype(np.float32)
 
     return seeded_batches(len(labels), batch_size, make_batch, seed=seed, shuffle=shuffle)
 
@@ -368,7 +399,8 @@ def training_batches(config: TrainConfig, data: RunData):
     parts, labels, spec = data.parts, data.labels, data.spec
     softmax = data.scheme.output_kind == SOFTMAX
     train, val = parts["train"], parts["val"]
-    weights = class_weights(labels[train], data.scheme.count)
+    sources = np.array([data.items[index].source for index in train])
+    weights = training_weights(labels[train], sources, data.scheme.count, config.source_balance)
     augmenter = invariance_lib.augmenter(Augmenter(corner_erase_p=config.corner_erase),
                                          config.invariance, spec.high_bit_window)
     if config.consistency > 0:

@@ -101,6 +101,13 @@ def parse_map(ctx, param, values) -> dict:
                    "divergence between the two verdicts' probabilities to the loss, so that "
                    "moving a picture across the threshold by re-encoding it costs loss (AugMix's "
                    "weight: 12). Each step then costs about twice as much. 0: off.")
+@click.option("--source-balance", type=click.Choice(["none", "sqrt"]), default="none",
+              show_default=True,
+              help="How a class's loss weight is shared among its sources (a manifest's "
+                   "source column): 'none' by image count, so the largest collection "
+                   "dominates each class (releases 0.2.0-0.3.0); 'sqrt' by the square root of "
+                   "the count, so a small hospital's images count for more and telling "
+                   "hospitals apart buys the model less. Classes stay equal either way.")
 @click.option("--start-from", type=click.Path(exists=True, file_okay=False), default=None,
               metavar="RUN_DIR",
               help="Continue training from another run's model.keras, on that run's split "
@@ -124,8 +131,8 @@ def parse_map(ctx, param, values) -> dict:
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
-          invariance, consistency, start_from, high_bit_window, split_from, limit_per_class,
-          seed, force, verbose):
+          invariance, consistency, source_balance, start_from, high_bit_window, split_from,
+          limit_per_class, seed, force, verbose):
     """Train MobileNetV2 to classify chest X-rays into the classes its data names.
 
     Each DATA_DIR holds one folder per class (covid/, normal/, pneumonia/, ...) or a
@@ -137,7 +144,7 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
 
     The split keeps near-duplicate images on one side and, with several sources, splits each
     source's share of each class alike (saved as split.csv). Classes are weighted equally in
-    the loss. Needs the [train] extra (pip install '.[train]' in a clone).
+    the loss (and sources within a class by --source-balance). Needs the [train] extra (pip install '.[train]' in a clone).
 
     \b
     Examples (offline, with the shared ImageNet weights):
@@ -166,7 +173,7 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         batch_size=batch_size, head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs,
         fine_tune_from=fine_tune_from, target_sensitivity=target_sensitivity,
         corner_erase=corner_erase, crop=crop, invariance=invariance, consistency=consistency,
-        start_from=start_from,
+        source_balance=source_balance, start_from=start_from,
         high_bit_window=high_bit_window, split_from=split_from,
         limit_per_class=limit_per_class, seed=seed)
     try:
