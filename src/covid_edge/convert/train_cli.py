@@ -144,7 +144,8 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
 
     The split keeps near-duplicate images on one side and, with several sources, splits each
     source's share of each class alike (saved as split.csv). Classes are weighted equally in
-    the loss (and sources within a class by --source-balance). Needs the [train] extra (pip install '.[train]' in a clone).
+    the loss, and the sources within a class as --source-balance says. Needs the [train]
+    extra (pip install '.[train]' in a clone).
 
     \b
     Examples (offline, with the shared ImageNet weights):
