@@ -121,6 +121,10 @@ def main() -> int:
         from covid_edge.card_schema import validate
         from covid_edge.convert.card_markdown import write_markdown
 
+        # The measurement takes many minutes; anything else written into the card meanwhile
+        # (e.g. record_behaviour.py) is kept: only the reference outputs are replaced.
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card["reference_outputs"] = reference
         validate(card)
         card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {card_path} and {write_markdown(card, args.models)}", file=sys.stderr)

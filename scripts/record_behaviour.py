@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from covid_edge.benchmarks import card_summary  # noqa: E402
 from covid_edge.convert.card_markdown import write_markdown  # noqa: E402
-from covid_edge.model_card import CARD_FILENAME  # noqa: E402
+from covid_edge.model_card import CARD_FILENAME, report_mismatch  # noqa: E402
 
 START, END = "<!-- behaviour:start -->", "<!-- behaviour:end -->"
 
@@ -46,11 +46,9 @@ def main() -> int:
     sources = json.loads(args.sources.read_text(encoding="utf-8"))
     shift = json.loads(args.shift.read_text(encoding="utf-8"))
     for report in (sources, shift):
-        if (report["model"]["name"], report["model"]["version"]) != (card["name"],
-                                                                      card["version"]):
-            sys.exit(f"{report['command']}: made with {report['model']['name']} "
-                     f"{report['model']['version']}, not the card's {card['name']} "
-                     f"{card['version']}")
+        mismatch = report_mismatch(report["model"], card)
+        if mismatch:
+            sys.exit(f"{report['command']}: {mismatch}")
     summary = card_summary.summarise(sources, shift, relative(args.sources.parent /
                                                               "sources.md"),
                                      relative(args.shift.parent / "shift.md"))

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from covid_edge.benchmarks.report_format import markdown_table  # noqa: E402
+from covid_edge.model_card import report_mismatch  # noqa: E402
 
 SHIFT_ENCODINGS = ("jpeg-q90", "jpeg-q75", "jpeg-q50", "resample-chain", "export-16bit-2048",
                    "dicom-12bit", "exif-rotated")
@@ -124,9 +125,9 @@ def main() -> int:
     sources = json.loads(args.sources.read_text())
     shift = json.loads(args.shift.read_text())
     for report in (sources, shift):
-        if report["model"]["version"] != card["version"]:
-            sys.exit(f"{report['command']}: made with version {report['model']['version']}, "
-                     f"not the card's {card['version']}")
+        mismatch = report_mismatch(report["model"], card)
+        if mismatch:
+            sys.exit(f"{report['command']}: {mismatch}")
     rows = targets(card, sources, shift)
     if args.previous:
         ratio, host = latency_ratio(args.models, args.previous, args.latency_runs)

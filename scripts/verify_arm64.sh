@@ -48,7 +48,7 @@ ROOTFS_STAMP=$ROOTFS/.covid-edge-rootfs  # written last: a rootfs without it is 
 # The clone the docs tell Pi owners to make (`git clone ... ~/covid-edge`), as root in the chroot.
 CLONE=/root/covid-edge
 VENV=/root/.venvs/covid-edge
-SAMPLE=models/samples/covid-COVID-1332.jpg
+SAMPLE=models/samples/covid-COVID-390.jpg
 
 # The install commands, copied from the docs. --check-docs (and every run) fails when a line is
 # no longer in the file it came from: then update the docs or this list, never run stale ones.

@@ -229,3 +229,39 @@ def test_convert_measures_the_lung_models_tolerance_where_the_classifiers_was(mo
     assert [image["file"] for image in card["reference_outputs"]["images"]] == [
         f"../samples/{path.name}" for path in samples]
     assert any("tolerance" in line for line in lines)
+
+
+def test_measure_tolerance_keeps_what_was_written_into_the_card_while_it_ran(models_dir,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    """The measurement takes many minutes on every validation image; a report recorded into
+    the card meanwhile (record_behaviour.py) must survive its --write."""
+    import importlib.util
+    import sys
+
+    from conftest import REPO_ROOT
+
+    import shutil
+
+    out = copy_for_check(models_dir, tmp_path / "out")
+    (out / "training").mkdir()
+    shutil.copy(models_dir / "training" / "split.csv", out / "training")
+    card_path = out / "model_card.json"
+
+    def record(reference, *args, **kwargs):
+        written = json.loads(card_path.read_text())
+        written["unknowns"] = ["written while the measurement ran"]
+        card_path.write_text(json.dumps(written))
+        reference["tolerance"] = {**reference["tolerance"], "raw_output_steps": 77}
+
+    spec = importlib.util.spec_from_file_location(
+        "measure_tolerance", REPO_ROOT / "scripts" / "measure_tolerance.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script.kernel_sets, "record", record)
+    monkeypatch.setattr(sys, "argv", ["measure_tolerance.py", "--models", str(out),
+                                      "--which", "classifier", "--images", "2", "--write"])
+    assert script.main() == 0
+    card = json.loads(card_path.read_text())
+    assert card["unknowns"] == ["written while the measurement ran"]
+    assert card["reference_outputs"]["tolerance"]["raw_output_steps"] == 77

@@ -99,6 +99,23 @@ def variant_entry(card: dict, name: str) -> dict:
     return {}
 
 
+def report_mismatch(described: dict, card: dict) -> str | None:
+    """Why a report's model (its `describe()` dict) is not the model `card` describes, or
+    None. Two conversions can share a name and version, so the file's sha256 decides where
+    the report recorded one (reports from before it was recorded are checked by version)."""
+    if (described.get("name"), described.get("version")) != (card.get("name"),
+                                                               card.get("version")):
+        return (f"made with {described.get('name')} {described.get('version')}, not the "
+                f"card's {card.get('name')} {card.get('version')}")
+    recorded = described.get("sha256")
+    expected = variant_entry(card, described.get("variant") or "").get("sha256")
+    if recorded and expected and recorded != expected:
+        return (f"made with another {described.get('variant')} file (sha256 "
+                f"{recorded[:12]}) than the card's ({expected[:12]}): run it again on this "
+                "model")
+    return None
+
+
 def preprocess_spec(card: dict) -> PreprocessSpec:
     return PreprocessSpec.from_dict(card["preprocessing"])
 

@@ -155,6 +155,7 @@ class Classifier:
         self.card = card
         self.variant = variant
         self.model_path = model_path
+        self._file_sha256: str | None = None
         self.num_threads = num_threads
         self.spec = preprocess_spec(card)
         # Verdicts are decided on the model's own probability against the card's threshold;
@@ -233,7 +234,8 @@ class Classifier:
                              f"({exc})") from None
 
         expected_sha = variant_entry(card, variant).get("sha256")
-        if expected_sha and sha256_file(model_path) != expected_sha:
+        file_sha = sha256_file(model_path) if expected_sha else None
+        if expected_sha and file_sha != expected_sha:
             warnings.warn(ModelIntegrityWarning(
                 f"{model_path.name} differs from the file its model card describes (sha256 "
                 "mismatch): the card's threshold and metrics may not apply; re-run "
@@ -251,12 +253,21 @@ class Classifier:
 
         _check_signature(interpreter, spec, scheme, model_path)
         try:
-            return cls(interpreter, chosen, card, variant, model_path, num_threads, choice,
-                       guard)
+            classifier = cls(interpreter, chosen, card, variant, model_path, num_threads,
+                             choice, guard)
         except GuardStatsError as exc:
             raise ModelError(f"out-of-distribution guard: {exc}; restore the models folder "
                              "(or re-run `covid-edge convert`), or pass --no-guard to classify "
                              "without the guard") from None
+        classifier._file_sha256 = file_sha
+        return classifier
+
+    @property
+    def file_sha256(self) -> str:
+        """The model file's sha256, hashed once (at load when the card has one to check)."""
+        if self._file_sha256 is None:
+            self._file_sha256 = sha256_file(self.model_path)
+        return self._file_sha256
 
     @property
     def runtime_label(self) -> str:
@@ -452,6 +463,8 @@ class Classifier:
             "version": self.card.get("version"),
             "variant": self.variant,
             "file": str(self.model_path),
+            # Two conversions can share a name and version; the file's hash tells them apart.
+            "sha256": self.file_sha256,
             "input_shape": [int(n) for n in self.input_details["shape"]],
             "input_dtype": np.dtype(self.input_details["dtype"]).name,
             "device": self.device.device,
