@@ -115,6 +115,14 @@ def main() -> int:
         parser.error(f"--card given {len(args.card)} times for {len(args.runs)} runs")
     if args.decide and len(args.runs) != 2:
         parser.error("--decide compares exactly two runs: the current one, then the candidate")
+    for run in args.runs:
+        missing = [name for name in ("run.json", "predictions.csv") if not (run / name).is_file()]
+        if missing:
+            parser.error(f"{run} has no {' or '.join(missing)}: give run folders that "
+                         "`covid-edge train` or `covid-edge average` finished writing")
+    for card in args.card:
+        if not card.is_file():
+            parser.error(f"--card {card}: no such file")
     cards = args.card or [None] * len(args.runs)
     results = [summarise(run, args.split, card) for run, card in zip(args.runs, cards)]
     decision = decide(*results) if args.decide else None

@@ -56,3 +56,18 @@ def test_the_candidate_wins_only_with_fewer_false_covid_calls_and_the_conditions
     assert decision["choose"] == str(tmp_path / "full")
     # A tie keeps the current model.
     assert compare.decide(first, first)["choose"] == str(tmp_path / "full")
+
+
+def test_an_unfinished_run_folder_is_an_error_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT, subprocess_env
+
+    unfinished = tmp_path / "runs" / "still-averaging"
+    unfinished.mkdir(parents=True)
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "compare_runs.py"),
+                           str(unfinished)], capture_output=True, text=True,
+                          env=subprocess_env(), timeout=60)
+    assert done.returncode == 2
+    assert "has no run.json" in done.stderr and "Traceback" not in done.stderr
