@@ -20,6 +20,7 @@ from covid_edge.cli import main
 from covid_edge.edge_runtime.classifier import (Classifier, ModelError, ModelIntegrityWarning,
                                                 Prediction)
 from covid_edge.model_card import load_card, sha256_file, write_json
+from covid_edge.edge_runtime.display import probability_text
 from covid_edge.edge_runtime.interpreter import select_runtime
 from covid_edge.preprocess import (PreprocessSpec, load_pixels, preprocess_file, quantize,
                                    to_model_input)
@@ -307,6 +308,59 @@ def test_csv_file(models_dir, some_xrays, bad_image, tmp_path):
     assert {row["verdict"] for row in rows[:-1]} <= {"covid", "normal"}
     assert all(0 <= float(row["probability"]) <= 1 for row in rows[:-1])
     assert rows[-1]["error"] and not rows[-1]["probability"]
+
+
+def test_csv_keeps_an_existing_file_unless_forced(models_dir, covid_xray, tmp_path):
+    out = tmp_path / "results.csv"
+    out.write_text("yesterday's results\n")
+    # Refused before any work, and the old file is whole, also when the run would fail anyway.
+    for extra in ((), ("--model", tmp_path / "missing.tflite")):
+        result = run_cli("classify", covid_xray, "--model", models_dir, "--csv", out, *extra)
+        assert result.exit_code == EXIT_USAGE and "--force" in result.stderr
+        assert out.read_text() == "yesterday's results\n"
+    assert run_cli("classify", covid_xray, "--model", models_dir, "--csv", out,
+                   "--force").exit_code == EXIT_OK
+    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert [row["path"] for row in rows] == [str(covid_xray)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["results.csv"]  # no leftovers
+
+
+def test_csv_never_replaces_an_input_image(models_dir, covid_xray, tmp_path):
+    image = tmp_path / "scan.jpg"
+    shutil.copy(covid_xray, image)
+    result = run_cli("classify", image, "--model", models_dir, "--csv", image, "--force",
+                     "--json")
+    assert result.exit_code == EXIT_USAGE
+    assert "one of the images" in json.loads(result.stdout)["error"]
+    assert image.read_bytes() == covid_xray.read_bytes()
+
+
+def test_csv_in_a_missing_folder_fails_before_the_model_loads(models_dir, covid_xray,
+                                                              tmp_path):
+    result = run_cli("classify", covid_xray, "--model", tmp_path / "missing.tflite",
+                     "--csv", tmp_path / "no" / "results.csv")
+    assert result.exit_code == EXIT_USAGE and "no folder" in result.stderr
+
+
+def test_an_onnx_runtime_on_a_tflite_model_says_what_it_needs(models_dir, covid_xray):
+    result = run_cli("classify", covid_xray, "--model", models_dir, "--runtime", "onnxruntime",
+                     "--json")
+    assert result.exit_code == EXIT_MODEL
+    error = json.loads(result.stdout)["error"]
+    assert "export-onnx" in error and "ai_edge_litert" in error
+    assert "Traceback" not in result.output
+
+
+def test_probabilities_never_read_as_certain():
+    int8_limits = (0.0, 255 / 256)
+    # A calibrated 0.9993 from an unsaturated output would print as 1.00: no model is certain.
+    assert probability_text(0.97, 0.9993, int8_limits) == ">0.99"
+    assert probability_text(0.02, 0.003, int8_limits) == "<0.01"
+    assert probability_text(255 / 256, 0.98, int8_limits) == ">0.99"  # saturated output
+    assert probability_text(0.5, 0.5, int8_limits) == "0.50"
+    assert probability_text(None, 0.9999, None) == ">0.999"  # a float model: three decimals
+    assert probability_text(None, 0.25, None) == "0.250"
+    assert probability_text(None, None, int8_limits) == "-"
 
 
 def test_csv_to_stdout_replaces_the_table(models_dir, covid_xray):

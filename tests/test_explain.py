@@ -230,6 +230,11 @@ def test_explain_errors(models_dir, covid_xray, tmp_path):
     assert bad_grid.exit_code == EXIT_USAGE and "stride" in json.loads(bad_grid.stdout)["error"]
     not_png = run_cli("explain", covid_xray, "-o", tmp_path / "h.jpg", "--model", models_dir)
     assert not_png.exit_code == EXIT_USAGE
+    # Usage errors of the option parser itself answer --json too (scripts parse stdout).
+    for output in (tmp_path / "h.jpg", tmp_path):
+        usage = run_cli("explain", covid_xray, "-o", output, "--model", models_dir, "--json")
+        assert usage.exit_code == EXIT_USAGE
+        assert json.loads(usage.stdout)["exit_code"] == EXIT_USAGE
     no_model = run_cli("explain", covid_xray, "-o", tmp_path / "h.png", "--model",
                        tmp_path / "missing.tflite")
     assert no_model.exit_code == EXIT_MODEL and "no such model file" in no_model.stderr

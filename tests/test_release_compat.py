@@ -66,8 +66,10 @@ def test_table_and_footer_read_as_before(document):
     threshold = document["threshold"]
     for line, entry in zip(lines[1:7], document["results"]):
         shown = f"{entry['probability']:.2f}"
-        if entry["raw_probability"] >= 127.5 / 128:
-            shown = ">0.99"
+        if entry["raw_probability"] >= 127.5 / 128 or shown == "1.00":
+            shown = ">0.99"  # saturated, or calibrated to what would read as certain
+        elif shown == "0.00":
+            shown = "<0.01"
         # The old format: verdict:<9, probability:>8, threshold:>9.3f, latency:>7.1f ms, path.
         assert line[:28] == f"{entry['verdict']:<9} {shown:>8} {threshold:>9.3f}"
         assert re.fullmatch(r" +\d+\.\d ms  " + re.escape(entry["path"]), line[28:])

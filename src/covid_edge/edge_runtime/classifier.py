@@ -29,7 +29,8 @@ from ..preprocess import prepare_gray, quantize, to_model_input
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
 from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
-from .interpreter import Runtime, RuntimeNotFound, RuntimeNumpyMismatch, select_runtime
+from .interpreter import (RUNTIME_NAMES, Runtime, RuntimeNotFound, RuntimeNumpyMismatch,
+                          select_runtime)
 from .lung_guard import LungRule
 from .lungs import LUNG_DIR, LungModelError, LungResult, LungSegmenter
 
@@ -207,6 +208,7 @@ class Classifier:
         if model_path.suffix.lower() == ".onnx" and model_path.is_file():
             return _load_onnx(cls, model_path, runtime, num_threads, guard)
         _check_tflite_file(model_path)
+        _refuse_onnx_runtime(runtime, model_path)
         try:
             chosen = select_runtime(runtime)
         except RuntimeNotFound as exc:
@@ -491,6 +493,18 @@ class Classifier:
             "feature_threshold": None if features is None else features.threshold,
             "notes": list(self.guard.notes),
         }
+
+
+def _refuse_onnx_runtime(runtime: str | None, model_path: Path) -> None:
+    """--runtime onnxruntime/openvino runs an ONNX export; on a .tflite file it can only fail,
+    so say which file it wants instead of failing inside the TFLite loader."""
+    from .onnx_backends import ONNX_RUNTIMES
+
+    if runtime in ONNX_RUNTIMES:
+        raise ModelError(
+            f"--runtime {runtime} runs an ONNX export, and {model_path} is a TFLite file: "
+            f"write the export with `covid-edge export-onnx` and pass --model FILE.onnx, or "
+            f"pick a TFLite runtime ({', '.join(RUNTIME_NAMES)})")
 
 
 def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifier":

@@ -36,7 +36,8 @@ Exit codes:
      reason)
   1  some inputs could not be read (the others were classified): missing, damaged,
      not PNG/JPEG/TIFF/BMP/DICOM, a pipe or device, or over the memory budget per image
-  2  usage error, or no image found in the given paths
+  2  usage error, no image found in the given paths, or --csv FILE cannot be written
+     (an existing FILE is replaced only with --force, never when it is one of the images)
   3  the model cannot be loaded (missing, not TFLite, Edge-TPU-only, no runtime, an
      invalid model card, its guard statistics missing or not matching the card: use
      --no-guard), or --device edgetpu cannot be honoured (no libedgetpu, no Edge TPU,
@@ -135,8 +136,11 @@ def _images_in(folder: Path) -> list[Path]:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document (model, runtime, results, summary) on stdout.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Also write one CSV row per image to FILE ('-' for stdout).")
-def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json, csv_path):
+              help="Also write one CSV row per image to FILE ('-' for stdout), once every "
+                   "image is done. An existing FILE is kept unless --force.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv FILE.")
+def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json, csv_path,
+             force):
     """Classify chest X-ray images into the model's classes (covid or normal for the released
     int8 TFLite model; e.g. normal, pneumonia or covid for a three-class one).
 
@@ -165,8 +169,9 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
         raise click.UsageError("--json and --csv - both want stdout; write the CSV to a file")
 
     _lossless_stdout()
-    csv_handle = _open_csv(csv_path)  # before any work: a bad --csv path fails at once
+    csv_target = _csv_target(csv_path, force)  # before any work: a bad --csv fails at once
     files, problems = collect_inputs(paths)
+    _refuse_csv_over_input(csv_target, files)
     for argument, reason in problems:
         _error(f"{argument}: {reason}")
     if not files:
@@ -215,9 +220,10 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
 
     failures = [p for p in predictions if not p.ok]
     summary = _summary(predictions, problems, classifier)
-    if csv_handle is not None:
-        with csv_handle as handle:
-            _write_csv(handle, predictions, problems, classifier.labels)
+    if csv_path == "-":
+        _write_csv(sys.stdout, predictions, problems, classifier.labels)
+    elif csv_target is not None:
+        _save_csv(csv_target, predictions, problems, classifier.labels, as_json)
     if as_json:
         document = {
             "model": classifier.describe(),
@@ -326,17 +332,68 @@ def _problem_result(argument: str, reason: str, classifier: Classifier) -> dict:
                       classifier.runtime_label, error=reason).to_dict()
 
 
-def _open_csv(csv_path: str | None):
-    if csv_path is None:
+def _csv_target(csv_path: str | None, force: bool) -> Path | None:
+    """The --csv file, checked before any work: an existing file is replaced only with
+    --force, and its folder must take a new file. Nothing is opened yet, so a run that fails
+    later leaves the old file as it was."""
+    if csv_path is None or csv_path == "-":
         return None
-    if csv_path == "-":
-        return contextlib.nullcontext(sys.stdout)
+    target = Path(csv_path)
+    if target.is_dir():
+        raise click.BadParameter(f"{csv_path} is a folder; name a file", param_hint="--csv")
+    if os.path.lexists(target) and not force:
+        raise click.BadParameter(f"{csv_path} exists; pass --force to replace it",
+                                 param_hint="--csv")
+    folder = target.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"cannot write {csv_path}: no folder {folder}",
+                                 param_hint="--csv")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {csv_path}: {folder} is not writable",
+                                 param_hint="--csv")
+    return target
+
+
+def _refuse_csv_over_input(target: Path | None, files: list[Path]) -> None:
+    # Even with --force: replacing an image with its own results loses the image.
+    if target is not None and os.path.lexists(target):
+        if _identity(target) in {_identity(path) for path in files}:
+            raise click.BadParameter(f"{target} is one of the images to classify",
+                                     param_hint="--csv")
+
+
+def _save_csv(target: Path, predictions: list[Prediction], problems: list,
+              labels: tuple[str, ...], as_json: bool) -> None:
+    """Write beside the target, then rename over it: a reader never sees half a file, and a
+    failure (a full disk) leaves the previous file whole."""
+    import tempfile
+
     try:
         # surrogateescape: a file name that is not valid UTF-8 is written back as its bytes.
-        return open(csv_path, "w", newline="", encoding="utf-8", errors="surrogateescape")
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".partial", delete=False, newline="",
+                                         encoding="utf-8", errors="surrogateescape") as handle:
+            partial = Path(handle.name)
+            try:
+                _permissions_of_a_new_file(partial)  # mkstemp makes it owner-only
+                _write_csv(handle, predictions, problems, labels)
+            except BaseException:
+                handle.close()
+                partial.unlink(missing_ok=True)
+                raise
+        os.replace(partial, target)
     except OSError as exc:
-        raise click.BadParameter(f"cannot write {csv_path}: {exc.strerror}",
-                                 param_hint="--csv") from None
+        message = f"cannot write {target}: {exc.strerror or exc}"
+        _error(message)
+        if as_json:
+            emit_error(message, EXIT_USAGE)
+        _exit(EXIT_USAGE)
+
+
+def _permissions_of_a_new_file(path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _write_csv(handle, predictions: list[Prediction], problems: list,

@@ -3,6 +3,8 @@
 An int8 output moves in steps of 1/256, so its third decimal is noise: int8 probabilities get
 two. At the ends of its range an int8 output saturates (87 of 101 COVID verdicts once read
 exactly 0.997): there the honest text is ">0.99" or "<0.01" (one word, so tables still split on spaces).
+The same words stand for a calibrated probability that would round to 1.00 or 0.00: no
+screening model is certain, and a table should not say it is.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ def probability_text(raw: float | None, calibrated: float | None, limits) -> str
     classifier's `output_limits()` (None for a float model)."""
     if calibrated is None:
         return "-"
-    if limits is None:
-        return f"{calibrated:.3f}"
-    low, high = limits
-    if raw is not None and raw >= high:
-        return ">0.99"
-    if raw is not None and raw <= low:
-        return "<0.01"
-    return f"{calibrated:.2f}"
+    decimals = 3 if limits is None else 2  # a float output's third decimal means something
+    text = f"{calibrated:.{decimals}f}"
+    low, high = limits if limits is not None else (None, None)
+    if text == f"{1:.{decimals}f}" or (raw is not None and high is not None and raw >= high):
+        return f">{1 - 10 ** -decimals:.{decimals}f}"
+    if text == f"{0:.{decimals}f}" or (raw is not None and low is not None and raw <= low):
+        return f"<{10 ** -decimals:.{decimals}f}"
+    return text
 
 
 def refusal_text(reason: str | None) -> str:

@@ -17,6 +17,7 @@ from .explain_coarse import DEFAULT_BUDGET, expected_inferences, explain_pixels_
 from .explain_lungs import attach_lungs
 from .guard import NOT_CHEST_XRAY
 from .cli_options import no_guard_option, runtime_option, threads_option
+from .json_command import JsonErrorCommand
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -55,7 +56,7 @@ Examples:
 {DISCLAIMER}"""
 
 
-@click.command(epilog=HELP_EPILOG)
+@click.command(cls=JsonErrorCommand, epilog=HELP_EPILOG)
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG file to write. Default: IMAGE's name with -heatmap.png, in the "
