@@ -471,6 +471,7 @@ def test_info_json(models_dir, model_card):
     for name, variant in model["variants"].items():
         assert variant["present"] == (models_dir / model_card["variants"][name]["file"]).is_file()
     assert model["variants"]["int8"]["present"] and model["variants"]["int8"]["bytes"] > 0
+    assert model["variants"]["int8"]["matches_card"] is True
     assert model["samples"] and all(s.startswith(str(models_dir)) for s in model["samples"])
     assert document["runtimes"]["selected"] == "ai_edge_litert"
     assert document["runtimes"]["installed"]["ai_edge_litert"]
@@ -486,6 +487,16 @@ def test_info_human(models_dir, model_card):
     assert "threshold" in result.stdout and "preprocessing" in result.stdout
     assert "Host:" in result.stdout and "pick: " in result.stdout
     assert DISCLAIMER in result.stdout
+
+
+def test_info_flags_a_file_that_is_not_the_cards(models_dir, tmp_path):
+    for name in ("model_card.json", "ood_stats.npz"):
+        shutil.copy(models_dir / name, tmp_path / name)
+    # Another variant's file under the int8 name: the card's figures are not this file's.
+    shutil.copy(models_dir / "covid-edge-dynamic.tflite", tmp_path / "covid-edge-int8.tflite")
+    document = json.loads(run_cli("info", "--model", tmp_path, "--json").stdout)
+    assert document["model"]["variants"]["int8"]["matches_card"] is False
+    assert "NOT the file the card describes" in run_cli("info", "--model", tmp_path).stdout
 
 
 def test_info_without_a_model_card_exits_3(tmp_path):

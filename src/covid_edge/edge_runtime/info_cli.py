@@ -17,7 +17,7 @@ from ..classes import ClassScheme, ClassSchemeError
 from .calibration import TemperatureScaling
 from .display import decision_rule
 from ..model_card import CARD_FILENAME, ModelCardError, card_for_model, load_card, \
-    released_models_dir
+    released_models_dir, sha256_file
 from .interpreter import RUNTIME_NAMES
 
 EXIT_OK, EXIT_MODEL = 0, 3
@@ -98,6 +98,8 @@ def model_report(model_path: Path | None) -> dict:
         variants[name] = {
             "file": str(path),
             "present": path.is_file(),
+            # A file swapped or rebuilt since the card was written: its metrics are not its own.
+            "matches_card": _matches(path, entry.get("sha256")),
             "bytes": path.stat().st_size if path.is_file() else entry.get("bytes"),
             "input_dtype": entry.get("input_dtype"),
             "metrics": entry.get("metrics", {}),
@@ -127,6 +129,13 @@ def model_report(model_path: Path | None) -> dict:
         "calibration": _calibration_summary(card.get("calibration")),
         "lung_model": lung_model_report(directory),
     }
+
+
+def _matches(path: Path, expected: str | None) -> bool | None:
+    """Whether the file is the one the card describes (None: no file or no sha256 to check)."""
+    if not expected or not path.is_file():
+        return None
+    return sha256_file(path) == expected
 
 
 def lung_model_report(directory: Path) -> dict | None:
@@ -269,7 +278,9 @@ def _print_model(model: dict) -> None:
     for name, variant in model["variants"].items():
         marker = "*" if name == model["selected_variant"] else " "
         size = _size(variant["bytes"])
-        missing = "" if variant["present"] else "  (file missing)"
+        missing = ("  (file missing)" if not variant["present"] else
+                   "  (NOT the file the card describes: sha256 differs; its figures below are "
+                   "not this file's)" if variant.get("matches_card") is False else "")
         metrics = ", ".join(f"{key} {_fmt(value)}" for key, value in variant["metrics"].items()
                             if not isinstance(value, (dict, list)))
         _echo(f"   {marker} {name:<8} {Path(variant['file']).name}  {size}{missing}")
