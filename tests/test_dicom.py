@@ -277,6 +277,14 @@ def test_dicom_without_a_readable_image(name, reason):
         read_grayscale(bundled(name))
 
 
+def test_a_radiograph_header_without_pixels_is_not_told_to_be_a_radiograph(xray, tmp_path):
+    ds = dx_dataset(xray)
+    del ds.PixelData
+    with pytest.raises(ImageReadError, match="no Pixel Data.*export it again") as caught:
+        read_grayscale(save(ds, tmp_path / "header-only.dcm"))
+    assert "pass a radiograph" not in str(caught.value)
+
+
 def test_dcm_name_on_something_else(tmp_path):
     path = tmp_path / "notes.dcm"
     path.write_text("a text file with a .dcm name\n" * 20)

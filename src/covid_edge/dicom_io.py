@@ -187,8 +187,12 @@ def _check_image(ds, max_pixels: int) -> None:
     if "PixelData" not in ds:
         kind = ds.get("Modality") or ds.get("SOPClassUID", "")
         name = getattr(kind, "name", kind)
-        raise ImageReadError(f"DICOM file holds no image ({name or 'no Pixel Data'}); pass a "
-                             "radiograph (CR/DX) file")
+        # A CR or DX object without pixels is a header the archive sent alone (or a report):
+        # asking for a radiograph file would then read as nonsense.
+        advice = ("export it again with its image" if str(name) in ("CR", "DX") else
+                  "pass a radiograph (CR/DX) file")
+        raise ImageReadError(f"DICOM file holds no image ({name or 'no Pixel Data'}: no Pixel "
+                             f"Data); {advice}")
     missing = [name for name in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel")
                if ds.get(name) is None]
     if missing:
