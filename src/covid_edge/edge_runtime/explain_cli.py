@@ -20,6 +20,7 @@ from .cli_options import no_guard_option, runtime_option, threads_option
 from .json_command import JsonErrorCommand
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+LONG_RUN_INFERENCES = 1000  # about 10 s at 1 thread without int8 dot products
 
 HELP_EPILOG = f"""\b
 How to read it (the colour is the drop in the model's log-odds of the class shown:
@@ -150,6 +151,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         total = expected_inferences(height, width, DEFAULT_BUDGET, patch, stride)
         method = explain_pixels_coarse
     show_progress = not as_json and sys.stderr.isatty()
+    if total > LONG_RUN_INFERENCES and not show_progress:
+        # No bar off a terminal: say up front why the command will be silent for a while.
+        click.echo(f"note: {total} inferences at --patch {patch} --stride {stride} (the "
+                   f"defaults make about {DEFAULT_BUDGET}); this takes a while", err=True)
     if show_progress:
         with click.progressbar(length=total - 1, label=f"explaining ({total} inferences)",
                                file=sys.stderr) as bar:
