@@ -473,6 +473,35 @@ def test_check_without_reference_outputs_cannot_run(models_dir, tmp_path):
     assert "Traceback" not in result.output + result.stderr
 
 
+def test_check_without_its_samples_cannot_run(models_dir, model_card, tmp_path):
+    """Missing sample files are an incomplete install, not a device that computes otherwise:
+    exit 2 ("could not run"), naming the files and where they were expected, not a FAIL."""
+    copy = copy_for_check(models_dir, tmp_path / "models")
+    shutil.rmtree(copy / "samples")
+    samples = [copy / image["file"] for image in model_card["reference_outputs"]["images"]]
+    result = invoke("check", "--models", copy)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert f"all {len(samples)} sample images" in result.stderr
+    assert f"from {copy / 'samples'}: {samples[0].name}" in result.stderr
+    assert "FAIL" not in result.stdout and "Traceback" not in result.output + result.stderr
+    report = json.loads(invoke("check", "--models", copy, "--json").stdout)
+    assert report["exit_code"] == 2 and report["passed"] is False
+    assert "are missing" in report["error"]
+    assert report["missing_samples"] == [str(path) for path in samples]
+
+
+def test_check_with_one_sample_missing_cannot_run(models_dir, model_card, tmp_path):
+    copy = copy_for_check(models_dir, tmp_path / "models")
+    gone = copy / model_card["reference_outputs"]["images"][-1]["file"]
+    gone.unlink()
+    result = invoke("check", "--models", copy, "--json")
+    assert result.exit_code == 2, result.output + result.stderr
+    report = json.loads(result.stdout)
+    total = len(model_card["reference_outputs"]["images"])
+    assert report["error"].startswith(f"1 of the {total} sample images")
+    assert report["missing_samples"] == [str(gone)]
+
+
 # -- no TensorFlow on the device path --------------------------------------------------------
 
 CHILD = """

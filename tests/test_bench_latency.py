@@ -5,6 +5,7 @@ numbers and reports are consistent. No timing thresholds here: speed is for the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,9 +114,38 @@ def test_refuses_to_overwrite_a_report(reference_run):
     _, out = reference_run
     before = (out / JSON_NAME).read_bytes()
     result = bench(REFERENCE_MODEL, *FAST, "--out", out)
-    assert result.exit_code == 1
-    assert "--force" in result.output
+    # A usage error, as `explain`'s "output exists": exit 2, telling the user about --force.
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "pass --force to overwrite" in result.stderr
+    assert "measuring" not in result.stderr  # refused before the first measurement
     assert (out / JSON_NAME).read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["below-a-file", "proc"])
+def test_an_out_that_cannot_be_written_fails_before_measuring(tmp_path, where):
+    if where == "proc":
+        out = Path("/proc/covid-edge-latency-out")  # even root cannot create a folder there
+        if not out.parent.is_dir():
+            pytest.skip("no /proc here")
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        out = tmp_path / "a-file" / "out"
+    result = bench(REFERENCE_MODEL, *FAST, "--xnnpack", "on", "--out", out)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert f"--out {out}: cannot write the report there" in result.stderr
+    assert "measuring" not in result.stderr and "could not write" not in result.stderr
+    assert result.stdout == ""  # no table: nothing was measured
+
+
+def test_the_writability_probe_leaves_no_folder_behind(tmp_path):
+    """--out is tried before the run; a run that then fails to start (an empty --images
+    folder) leaves neither the folder nor its missing parents."""
+    (tmp_path / "no-images").mkdir()
+    out = tmp_path / "new" / "deeper" / "out"
+    result = bench(REFERENCE_MODEL, *FAST, "--images", tmp_path / "no-images", "--out", out)
+    assert result.exit_code == 1, result.output + result.stderr
+    assert "no images" in result.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_without_matplotlib_the_report_says_how_to_get_plots(reference_run, tmp_path):
@@ -181,6 +211,50 @@ def test_asking_for_an_absent_edge_tpu_is_a_clear_error():
         pytest.skip("an Edge TPU is attached to this machine")
     assert result.exit_code == 1
     assert "Edge TPU" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runtime", "bogus"], "unknown runtime 'bogus'"),
+    (["--runtime", "ai_edge_litert,bogus"], "unknown runtime 'bogus'"),
+    (["--threads", "3-1"], "3-1 is a reversed range: write the lower count first (1-3)"),
+    (["--threads", "1,4-2"], "4-2 is a reversed range"),
+])
+def test_bad_options_are_usage_errors(args, message):
+    """Exit 2, as the help says for bad options, before anything is measured."""
+    result = bench(REFERENCE_MODEL, *FAST, *args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert message in result.stderr and "Traceback" not in result.output
+    assert "thread counts must be 1 or more" not in result.stderr
+    assert "measuring" not in result.stderr
+
+
+def test_a_named_file_is_measured_alone(models_dir, model_card):
+    """Naming one file measures that file: the lung model and ONNX exports of its folder
+    come with the folder (or the default), not with one of its files."""
+    int8 = models_dir / model_card["variants"]["int8"]["file"]
+    result = bench(int8, *FAST, "--xnnpack", "on", "--no-end-to-end", "--runs", "2",
+                   "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert [m["path"] for m in report["models"]] == [str(int8)]
+    assert {r["model"] for r in report["results"]} == {"int8"}
+
+
+def test_a_named_lung_model_is_paired_with_the_named_classifier(models_dir, model_card):
+    """The lung model beside the classifier, named with it, is timed against it: the ratio
+    and goal of a folder's run, for just these two files."""
+    lungs = models_dir / "lungs" / "lungs-int8.tflite"
+    if not lungs.is_file():
+        pytest.skip("no lung model beside the classifier")
+    int8 = models_dir / model_card["variants"]["int8"]["file"]
+    result = bench(int8, lungs, *FAST, "--xnnpack", "on", "--no-end-to-end", "--runs", "2",
+                   "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert [(m["label"], m["role"]) for m in report["models"]] == [("int8", "ours"),
+                                                                    ("lungs", "lungs")]
+    goal, = report["goals"]
+    assert goal["lungs_over_int8"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -107,9 +107,39 @@ def test_a_truncated_model_is_reported_not_crashed(tmp_path):
     assert "damaged or truncated" in json.loads(result.stdout)["error"]
 
 
-def test_missing_file_is_a_usage_error(tmp_path):
-    assert run_cli(tmp_path / "nope.tflite").exit_code == 2
+def test_a_missing_file_or_a_folder_is_not_a_readable_tflite_file(tmp_path):
+    """Exit 3 as the help says, with the JSON error document under --json; no MODEL at all
+    is the usage error (2)."""
+    missing = tmp_path / "nope.tflite"
+    (tmp_path / "empty").mkdir()
+    for path, message in ((missing, "no such file"), (tmp_path / "empty", "a folder")):
+        result = run_cli(path)
+        assert result.exit_code == 3, result.output
+        assert message in result.output and "Usage:" not in result.output
+        result = run_cli(path, "--json")
+        assert result.exit_code == 3, result.output
+        payload = json.loads(result.stdout)
+        assert payload["exit_code"] == 3 and payload["file"] == str(path)
+        assert message in payload["error"] and "not a medical device" in payload["disclaimer"]
     assert run_cli().exit_code == 2
+    result = run_cli("--json")
+    assert result.exit_code == 2 and json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_a_folder_with_models_names_one_of_them():
+    result = run_cli(REFERENCE)
+    assert result.exit_code == 3
+    assert "name one of its .tflite files" in result.output
+
+
+def test_json_errors_carry_the_exit_code(tmp_path):
+    renamed = tmp_path / "notes.tflite"
+    renamed.write_text("a text file, renamed")
+    result = run_cli(renamed, "--json")
+    assert result.exit_code == 3
+    payload = json.loads(result.stdout)
+    assert payload["exit_code"] == 3 and payload["file"] == str(renamed)
+    assert "not a TensorFlow Lite model" in payload["error"]
 
 
 def test_missing_schema_package_gives_an_actionable_error():

@@ -16,6 +16,7 @@ fixed 2-step tolerance and are checked against it.
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +37,12 @@ EPSILON = 1e-9
 
 
 class CheckError(Exception):
-    """A check that cannot run (no card, no reference outputs, no model file, no runtime)."""
+    """A check that cannot run (no card, no reference outputs, no model file, no runtime, no
+    sample images); `details` go into the --json error document as they are."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.details = details
 
 
 def reference_outputs(card: dict, card_path: Path) -> dict:
@@ -51,6 +57,42 @@ def reference_outputs(card: dict, card_path: Path) -> dict:
     if "probability" not in tolerance:
         raise CheckError(f"{card_path}: the reference outputs state no tolerance")
     return reference
+
+
+def sample_paths(models_dir: Path, reference: dict) -> list[Path]:
+    """The sample images the reference outputs were computed on: the classifier's, and the
+    lung model's when it ships beside it (its card names them relative to lungs/)."""
+    from ..edge_runtime.lungs import LUNG_CARD_FILENAME, LUNG_DIR
+
+    paths = [models_dir / image["file"] for image in reference["images"]]
+    lung_card = models_dir / LUNG_DIR / LUNG_CARD_FILENAME
+    try:
+        lung_reference = json.loads(lung_card.read_text(encoding="utf-8")).get(
+            "reference_outputs") or {}
+    except (OSError, ValueError, AttributeError):
+        lung_reference = {}  # no lung model, or a card the lung check itself reports on
+    paths += [lung_card.parent / image["file"] for image in lung_reference.get("images", [])]
+    return list(dict.fromkeys(Path(path).resolve() for path in paths))
+
+
+def check_samples_present(models_dir: Path, reference: dict) -> None:
+    """A missing sample is an incomplete install, not a device that computes differently:
+    the check cannot run (exit 2), and the error names the files and where they belong."""
+    paths = sample_paths(models_dir, reference)
+    missing = [path for path in paths if not path.is_file()]
+    if not missing:
+        return
+    folders = {}
+    for path in missing:
+        folders.setdefault(path.parent, []).append(path.name)
+    where = "; ".join(f"from {folder}: {', '.join(names)}" for folder, names in folders.items())
+    count = (f"all {len(paths)}" if len(missing) == len(paths)
+             else f"{len(missing)} of the {len(paths)}")
+    raise CheckError(
+        f"{count} sample images the reference outputs were computed on are missing "
+        f"({where}): restore samples/ beside the model card (`covid-edge convert` writes it) "
+        "or reinstall covid-edge",
+        missing_samples=[str(path) for path in missing])
 
 
 def verdicts_within(classifier, raw, steps: int) -> set[str]:
@@ -176,6 +218,7 @@ def run(models_dir: Path, runtime: str | None = None, threads: int | None = None
         raise CheckError(f"{exc}; pass --models DIR, a folder that `covid-edge convert` "
                          "wrote") from None
     reference = reference_outputs(card, card_path)
+    check_samples_present(models_dir, reference)
     variant = reference["variant"]
     model_path = models_dir / card["variants"][variant]["file"]
     with warnings.catch_warnings(record=True) as caught:

@@ -21,7 +21,7 @@ Examples:
 Exit status: 0 every sample is within the tolerance, with its reference
 verdict or near a boundary; 1 at least one is not (or the model file is
 not the one the card describes); 2 the check could not run (no model card,
-no reference outputs, no runtime) or bad options.
+no reference outputs, sample images missing, no runtime) or bad options.
 
 {DISCLAIMER}"""
 
@@ -87,8 +87,8 @@ def check(models_dir, threads, runtime_name, as_json):
         click.echo(f"error: {exc}", err=True)
         if as_json:
             click.echo(json.dumps({"error": str(exc), "passed": False,
-                                   "exit_code": EXIT_CANNOT_RUN, "disclaimer": DISCLAIMER},
-                                  indent=2))
+                                   "exit_code": EXIT_CANNOT_RUN, **exc.details,
+                                   "disclaimer": DISCLAIMER}, indent=2))
         ctx.exit(EXIT_CANNOT_RUN)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -13,6 +13,13 @@ from ..progress import progress_bar
 from ..edge_runtime.devices import DEVICES
 
 
+class OptionError(click.ClickException):
+    """A bad option found after parsing (an --out that holds a report or cannot be written):
+    exit 2, as for the options click itself rejects."""
+
+    exit_code = 2
+
+
 def _parse_threads(ctx, param, value):
     """'1,2,4' or '1-4' -> [1, 2, 4] / [1, 2, 3, 4]."""
     if value is None:
@@ -23,6 +30,11 @@ def _parse_threads(ctx, param, value):
             part = part.strip()
             if "-" in part:
                 low, high = (int(v) for v in part.split("-", 1))
+                # range() would make '3-1' empty, and the error would then blame the counts.
+                if low > high:
+                    raise click.BadParameter(
+                        f"{part} is a reversed range: write the lower count first "
+                        f"({high}-{low})")
                 counts += range(low, high + 1)
             elif part:
                 counts.append(int(part))
@@ -31,6 +43,39 @@ def _parse_threads(ctx, param, value):
     if not counts or min(counts) < 1:
         raise click.BadParameter("thread counts must be 1 or more")
     return sorted(set(counts))
+
+
+def _check_runtime(ctx, param, value):
+    """An unknown runtime name is a bad option (exit 2); a known one that is not installed
+    is found when the run starts (exit 1, with the pip command to install it)."""
+    if value is None or value == "all":
+        return value
+    from .runner import RUNTIME_MODULES
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    choices = f"choose from all, {', '.join(RUNTIME_MODULES)}"
+    if not names:
+        raise click.BadParameter(f"name a runtime: {choices}")
+    unknown = [name for name in names if name not in RUNTIME_MODULES]
+    if unknown:
+        raise click.BadParameter(f"unknown runtime {unknown[0]!r}: {choices}")
+    return value
+
+
+def _check_out(out_dir: Path, force: bool) -> None:
+    """Both ways --out can fail, checked before the first measurement: a run of many minutes
+    should not end in 'could not write the report'."""
+    from . import report as reporting
+
+    try:
+        reporting.check_writable(out_dir, force)
+    except reporting.ReportExistsError as exc:
+        raise OptionError(str(exc)) from None
+    try:
+        reporting.check_can_write(out_dir)
+    except OSError as exc:
+        raise OptionError(f"--out {out_dir}: cannot write the report there "
+                          f"({exc.strerror or exc}): choose another folder") from None
 
 
 def _count(items, noun: str) -> str:
@@ -68,13 +113,16 @@ EPILOG = f"""\b
 Examples:
   covid-edge bench latency --reference ../shared/reference/mobilenet_v2_1.0_224_quant.tflite
   covid-edge bench latency models/ --threads 1 --xnnpack on --out bench/
+  covid-edge bench latency models/covid-edge-int8.tflite models/lungs/lungs-int8.tflite
   covid-edge bench latency my.tflite --runtime all --json > latency.json
   covid-edge bench latency --device auto      # adds the Coral Edge TPU if present
 
 \b
 Exit status: 0 every configuration was measured or skipped for a reason
 (an Edge TPU model without an Edge TPU); 1 one failed or the run could not
-start; 2 bad options.
+start (a runtime not installed, no Edge TPU); 2 bad options (an unknown
+runtime, a reversed thread range, an --out that holds a report without
+--force or cannot be written).
 
 {DISCLAIMER}"""
 
@@ -86,7 +134,7 @@ start; 2 bad options.
               help="A model to compare against, measured in the same run, thread for thread: "
                    "Google's uint8 ImageNet MobileNetV2 (mobilenet_v2_1.0_224_quant.tflite) "
                    "has our backbone: the ratio shows whether conversion added slow ops.")
-@click.option("--runtime", "runtime", metavar="NAME[,NAME]|all",
+@click.option("--runtime", "runtime", metavar="NAME[,NAME]|all", callback=_check_runtime,
               help="ai_edge_litert, tflite_runtime, tensorflow, or all installed. "
                    "Default: the first installed, in that order (TensorFlow only if asked).")
 @click.option("--threads", callback=_parse_threads, metavar="LIST",
@@ -118,8 +166,11 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
             end_to_end, out_dir, force, as_json, wide):
     """Measure latency, load time and memory of .tflite models on this device.
 
-    MODELS are .tflite files or folders written by `covid-edge convert` (every
-    variant in the model card); default: the released models. Each
+    MODELS are .tflite files, each measured as named, or folders written by
+    `covid-edge convert`: every variant in the model card, plus the lung model
+    beside it (lungs/, run before the classifier on every image) and any ONNX
+    export; default: the released models. To time the lung model against one
+    variant alone, name both files (see the examples). Each
     configuration (model x runtime x XNNPACK on/off x threads) runs in a fresh
     process: warm-up, then timed runs; p50/p90/p99, mean and std of inference
     alone and end-to-end, model load time and peak memory.
@@ -131,9 +182,9 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
     from . import report as reporting
     from . import runner
 
+    if out_dir is not None:
+        _check_out(out_dir, force)
     try:
-        if out_dir is not None:
-            reporting.check_writable(out_dir, force)
         runtimes = runner.choose_runtimes(runtime)
         entries = runner.resolve_models([str(m) for m in models],
                                         str(reference) if reference else None)
@@ -141,7 +192,7 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
         thread_counts = threads or runner.default_threads()
         targets, notes = runner.targets_for(device, xnnpack, runtimes)
         notes += runner.onnx_notes(entries)
-    except (runner.BenchmarkError, reporting.ReportExistsError) as exc:
+    except runner.BenchmarkError as exc:
         raise click.ClickException(str(exc)) from None
     if not image_files:
         notes.append("no sample images found (pass --images DIR): inference used a random "

@@ -400,6 +400,25 @@ def check_writable(out_dir: Path, force: bool, paths: list[Path] | None = None) 
             "or pass --force to overwrite")
 
 
+def check_can_write(out_dir: Path) -> None:
+    """Create `out_dir` and a file in it, then remove what this created: a folder that cannot
+    be written (read-only, under /proc, below a file) fails before a long run, not after it,
+    and a run that fails to start later leaves no empty folder behind. Raises OSError."""
+    import tempfile
+
+    missing = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    finally:
+        for folder in missing:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not created after all, or something else wrote into it meanwhile
+
+
 def to_json(report: dict) -> str:
     return json.dumps(report, indent=2) + "\n"
 

@@ -112,9 +112,11 @@ def onnx_notes(models: list[dict]) -> list[str]:
 
 
 def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
-    """Model files to measure: files as given, folders with a model card as their variants
-    and ONNX exports, other folders as their .tflite files; nothing given -> the released
-    variants (and exports)."""
+    """Model files to measure: a named file as given; a folder with a model card as its
+    variants, the lung model beside them (run before the classifier on every image) and its
+    ONNX exports; other folders as their .tflite files; nothing given -> the released folder.
+    A lung model file named beside a named classifier of the same card is paired with it
+    (the lung/classifier ratio and goal)."""
     if not paths:
         try:
             paths = [str(released_models_dir())]
@@ -123,6 +125,7 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
                 "the released models are not installed with this copy of covid-edge: "
                 "pass model files or a folder that `covid-edge convert` wrote") from None
     found: list[tuple[Path, str | None, Path | None]] = []  # (file, variant, card folder)
+    whole_folders: list[Path] = []  # card folders named as folders: companions come along
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -132,6 +135,7 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
                 except ModelCardError as exc:
                     raise BenchmarkError(str(exc)) from None
                 found += [(file, name, path) for name, file in variants]
+                whole_folders.append(path)
             else:
                 files = sorted(path.glob("*.tflite"))
                 if not files:
@@ -153,34 +157,49 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
             raise BenchmarkError(f"{path}: no such model file or folder")
 
     card_dirs = list(dict.fromkeys(card_dir for _, _, card_dir in found if card_dir))
-    models, labels = [], set()
+    whole_folders = list(dict.fromkeys(whole_folders))
+    lung_card_dirs = {lungs.resolve(): card_dir for card_dir in card_dirs
+                      if (lungs := _lung_model_beside(card_dir)) is not None}
+
+    def lung_label(card_dir: Path) -> str:
+        return "lungs" if len(card_dirs) == 1 else f"{card_dir.name}/lungs"
+
+    models, labels, measured = [], set(), set()
+
+    def add(file: Path, label: str, role: str, variant=None, card_dir=None) -> None:
+        measured.add(file.resolve())
+        models.append(_model_entry(file, label, role, variant, card_dir))
+
     exports = [(file, card_dir) for file, variant, card_dir in found if variant == "onnx"]
     found = [item for item in found if item[1] != "onnx"]
-    for card_dir in card_dirs:
+    for card_dir in whole_folders:
         exports += [(file, card_dir) for file in _onnx_exports(card_dir)]
     for file, variant, card_dir in found:
+        if file.resolve() in measured:
+            continue  # the same file given twice
+        lung_dir = lung_card_dirs.get(file.resolve()) if variant is None else None
+        if lung_dir is not None:
+            add(file, lung_label(lung_dir), "lungs", None, lung_dir)
+            continue
         if variant and len(card_dirs) > 1:
             label = f"{card_dir.name}/{variant}"
         else:
             label = variant or file.stem
         if label in labels:
             label = str(file)
-        if label in labels:
-            continue  # the same file given twice
         labels.add(label)
-        models.append(_model_entry(file, label, "ours" if variant else "other", variant, card_dir))
-    for card_dir in card_dirs:
+        add(file, label, "ours" if variant else "other", variant, card_dir)
+    for card_dir in whole_folders:
         lungs = _lung_model_beside(card_dir)
-        if lungs is not None and str(lungs) not in {m["path"] for m in models}:
-            label = "lungs" if len(card_dirs) == 1 else f"{card_dir.name}/lungs"
-            models.append(_model_entry(lungs, label, "lungs", None, card_dir))
+        if lungs is not None and lungs.resolve() not in measured:
+            add(lungs, lung_label(card_dir), "lungs", None, card_dir)
     for file, card_dir in exports:
-        if str(file) in {m["path"] for m in models}:
+        if file.resolve() in measured:
             continue
         label = file.stem.removeprefix("covid-edge-") + " ONNX"
         if card_dir is not None and len(card_dirs) > 1:
             label = f"{card_dir.name}/{label}"
-        models.append(_model_entry(file, label, "onnx", None, card_dir))
+        add(file, label, "onnx", None, card_dir)
     if reference is not None:
         path = Path(reference)
         if not path.is_file():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
+from ..edge_runtime.json_command import JsonErrorCommand, emit_error
 from .compatibility import CORAL_SUPPORTED_OPS_URL, Report, check_file
 from .package import read_compiled_model
 from .tflite_graph import SchemaUnavailable, TfliteFormatError
@@ -19,8 +21,10 @@ EXIT_UNREADABLE = 3
 CPU_ROWS_SHOWN = 12
 
 
-@click.command("check-edgetpu", epilog=DISCLAIMER)
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=str))
+# A missing file or a folder is checked in the command, not by click.Path(exists=True): it is
+# "not a readable .tflite file" (exit 3, with the JSON error under --json), not a usage error.
+@click.command("check-edgetpu", cls=JsonErrorCommand, epilog=DISCLAIMER)
+@click.argument("model", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--cpu-only", is_flag=True,
               help="List every op that would run on the CPU (by default: the first "
@@ -41,7 +45,7 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool, all_ops: bool):
       0  the whole graph would map, or the file is already compiled
       1  some ops would run on the CPU (reasons listed)
       2  usage error
-      3  not a readable .tflite file
+      3  not a readable .tflite file (missing, a folder, or not TFLite)
 
     \b
     Examples:
@@ -49,14 +53,16 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool, all_ops: bool):
       covid-edge check-edgetpu model.tflite --cpu-only
       covid-edge check-edgetpu model.tflite --json | jq .summary
     """
+    problem = not_a_file(model)
+    if problem:
+        unreadable(model, problem, as_json)
     try:
         report = check_file(model)
         compiled = read_compiled_model(model) if report.compiled else None
     except (TfliteFormatError, SchemaUnavailable) as exc:
-        if as_json:
-            click.echo(json.dumps({"file": model, "error": str(exc)}, indent=2))
-        click.echo(f"covid-edge check-edgetpu: {exc}", err=True)
-        sys.exit(EXIT_UNREADABLE)
+        unreadable(model, str(exc), as_json)
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        unreadable(model, f"{model}: cannot read it ({exc.strerror or exc})", as_json)
     if as_json:
         payload = report.to_dict()
         payload["min_runtime_version"] = compiled.min_runtime_version if compiled else None
@@ -69,11 +75,31 @@ def check_edgetpu(model: str, as_json: bool, cpu_only: bool, all_ops: bool):
     sys.exit(EXIT_MAPS if report.compiled or report.fully_mapped else EXIT_CPU_FALLBACK)
 
 
+def not_a_file(model: str) -> str | None:
+    """Why MODEL cannot be a .tflite file to read (missing, a folder), or None."""
+    path = Path(model)
+    if path.is_dir():
+        inside = sorted(path.glob("*.tflite"))
+        hint = (f": name one of its .tflite files, e.g. {inside[0]}" if inside
+                else " (it holds no .tflite file)")
+        return f"{model}: a folder, not a .tflite file{hint}"
+    if not path.exists():
+        return f"{model}: no such file"
+    return None
+
+
+def unreadable(model: str, message: str, as_json: bool):
+    """Exit 3; under --json, the shared error document ({"error", "exit_code", ...}) that
+    classify, explain and bench check print, so a script reads every failure the same way."""
+    if as_json:
+        emit_error(message, EXIT_UNREADABLE, file=model)
+    click.echo(f"covid-edge check-edgetpu: {message}", err=True)
+    sys.exit(EXIT_UNREADABLE)
+
+
 def int8_sibling(model: str) -> str | None:
     """The int8 file of the same model card, when MODEL is another variant of it: that file,
     not converter flags, is the answer for a user of a released model."""
-    from pathlib import Path
-
     from ..model_card import ModelCardError, card_for_model
 
     try:
