@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,13 +19,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from covid_edge import DISCLAIMER
-from conftest import REFERENCE
+from conftest import REFERENCE, REPO_ROOT, subprocess_env
 from covid_edge.cli import main
+from covid_edge.edge_runtime.display import probability_text
 from covid_edge.edge_runtime.guard import NOT_CHEST_XRAY
 from covid_edge.edge_runtime.classifier import Classifier
-from covid_edge.kiosk.camera import FolderSource, bgr_to_picture, open_source
+from covid_edge.kiosk.camera import CameraUnavailable, FolderSource, bgr_to_picture, open_source
 from covid_edge.kiosk.inference import SharedClassifier
-from covid_edge.kiosk.kiosk_loop import run_kiosk
+from covid_edge.kiosk.kiosk_loop import KioskSummary, run_kiosk
 from kiosk_helpers import copy_images, server_in_thread
 
 STANDINS = Path(__file__).resolve().parent / "standins"
@@ -42,8 +45,25 @@ def frames_dir(tmp_path, some_xrays) -> Path:
     return folder
 
 
+@pytest.fixture
+def unreadable_dir(tmp_path, covid_xray) -> Path:
+    """Image names, nothing readable: an empty file, text named .png, half a JPEG."""
+    folder = tmp_path / "unreadable"
+    folder.mkdir()
+    (folder / "a-empty.jpg").write_bytes(b"")
+    (folder / "b-text.png").write_bytes(b"just text, not a picture\n")
+    data = covid_xray.read_bytes()
+    (folder / "c-truncated.jpg").write_bytes(data[:len(data) // 2])
+    return folder
+
+
 def kiosk(*args: str):
     return CliRunner().invoke(main, ["kiosk", *map(str, args)])
+
+
+def json_lines(output: str) -> list[dict]:
+    """--json output: every line one JSON document."""
+    return [json.loads(line) for line in output.splitlines()]
 
 
 def frame_lines(output: str) -> list[str]:
@@ -66,8 +86,12 @@ def test_folder_source_prints_one_line_per_frame_and_wraps_around(models_dir, cl
     assert result.exit_code == EXIT_OK, result.output + result.stderr
     assert DISCLAIMER in result.stdout
     lines = frame_lines(result.stdout)
-    assert len(lines) == len(images) + 2
-    order = images + images[:2]  # after the last image, the folder starts again
+    # After the last image, the folder starts again without the file that failed; that file
+    # got a line but is not a frame, so --count takes one more image.
+    readable = [path for path in images if not path.name.startswith("99-")]
+    order = images + readable[:3]
+    assert len(lines) == len(order)
+    limits = classifier.output_limits()
     for number, (line, path) in enumerate(zip(lines, order), start=1):
         fields = line.split()
         assert int(fields[1]) == number
@@ -80,7 +104,8 @@ def test_folder_source_prints_one_line_per_frame_and_wraps_around(models_dir, cl
             assert f"{NOT_CHEST_XRAY}: {expected.reason}  {path.name}" in line
             continue
         assert fields[2] == expected.verdict
-        assert fields[3] == f"{expected.probability:.3f}"
+        assert fields[3] == probability_text(expected.raw_probability, expected.probability,
+                                             limits)
     assert f"{len(images) + 2} frame(s):" in result.stderr
     assert "1 unreadable" in result.stderr
 
@@ -165,6 +190,140 @@ def test_run_kiosk_stops_when_asked_and_closes_the_source(classifier, frames_dir
     assert closed.is_set()
 
 
+def test_probabilities_read_as_in_every_other_command(models_dir, classifier, frames_dir):
+    """display.probability_text, as classify's table: two decimals for an int8 model and
+    ">0.99"/"<0.01" where its output saturates; never the third decimal, which is noise."""
+    images = sorted(frames_dir.iterdir())
+    result = kiosk("--source", f"folder:{frames_dir}", "--model", models_dir, "--interval", 0,
+                   "--count", len(images), "--no-server")
+    assert result.exit_code == EXIT_OK, result.stderr
+    lines = frame_lines(result.stdout)
+    limits = classifier.output_limits()
+    others = [label for label in classifier.labels if label != classifier.positive_label] \
+        if len(classifier.labels) > 2 else []
+    for line, path in zip(lines, images, strict=True):
+        expected = classifier.classify_file(path)
+        if expected.verdict == NOT_CHEST_XRAY:
+            continue
+        shown, raw = expected.probabilities or {}, expected.raw_probabilities or {}
+        wanted = [probability_text(expected.raw_probability, expected.probability, limits)]
+        wanted += [probability_text(raw.get(label), shown.get(label), limits)
+                   for label in others]
+        assert line.split()[3:3 + len(wanted)] == wanted, line
+    if limits is not None:  # the released int8 model
+        columns = " ".join(" ".join(line.split()[3:-3]) for line in lines)
+        assert not re.search(r"\d\.\d{3}", columns), columns
+        assert "<0.01" in columns or ">0.99" in columns  # these X-rays saturate some class
+
+
+def test_unreadable_files_are_not_frames(models_dir, frames_dir, unreadable_dir):
+    """A folder with readable images goes on as before (wrap-around, each bad file reported
+    once), but --count and the summary count frames classified, not files that failed."""
+    for bad in unreadable_dir.iterdir():
+        (frames_dir / f"50-{bad.name}").write_bytes(bad.read_bytes())
+    images = sorted(frames_dir.iterdir())
+    good = len(images) - 3
+    count = good + 2
+    result = kiosk("--source", f"folder:{frames_dir}", "--model", models_dir, "--interval", 0,
+                   "--count", count, "--no-server", "--json")
+    assert result.exit_code == EXIT_OK, result.stderr
+    documents = json_lines(result.stdout)
+    frames = [d for d in documents if d["event"] == "frame"]
+    errors = [d["label"] for d in frames if d["error"]]
+    assert sorted(errors) == [f"50-{name}" for name in sorted(p.name for p in
+                                                             unreadable_dir.iterdir())]
+    assert sum(not d["error"] for d in frames) == count
+    assert [d["frame"] for d in frames] == list(range(1, count + 3 + 1))
+    assert documents[-1] == {"event": "summary", "frames": count, "unreadable": 3,
+                             "verdicts": documents[-1]["verdicts"]}
+    assert sum(documents[-1]["verdicts"].values()) == count
+
+
+def test_folder_of_only_unreadable_files_exits_4(models_dir, unreadable_dir):
+    """The audit's case: every file fails. It used to print 3 records, then a summary of 50
+    "frames" and exit 0 (47 of them invented while it waited at full speed)."""
+    result = kiosk("--source", f"folder:{unreadable_dir}", "--model", models_dir,
+                   "--count", 50, "--interval", 0, "--no-server", "--json")
+    assert result.exit_code == EXIT_UNAVAILABLE, result.stdout
+    documents = json_lines(result.stdout)
+    assert [d["event"] for d in documents] == ["start", "frame", "frame", "frame", "error"]
+    assert all(d["error"] for d in documents[1:4])
+    last = documents[-1]
+    assert last["exit_code"] == EXIT_UNAVAILABLE
+    assert (last["frames"], last["unreadable"], last["verdicts"]) == (0, 3, {})
+    assert "none of its images can be read" in last["error"]
+    assert last["disclaimer"] == DISCLAIMER
+    assert "none of its images can be read" in result.stderr
+
+
+def test_folder_of_only_unreadable_files_ends_without_count(models_dir, unreadable_dir):
+    """Without --count it used to loop for ever at full CPU. A child process, so that a
+    regression fails on the timeout instead of hanging the suite."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "covid_edge", "kiosk", "--source", f"folder:{unreadable_dir}",
+             "--model", str(models_dir), "--interval", "0", "--no-server"],
+            capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=REPO_ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("covid-edge kiosk kept going on a folder where nothing can be read")
+    assert done.returncode == EXIT_UNAVAILABLE, done.stderr
+    assert len(frame_lines(done.stdout)) == 3
+    assert "0 frame(s): none classified; 3 unreadable." in done.stderr
+    assert f"error: folder:{unreadable_dir}: " in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("spoil", ["corrupt", "delete"])
+def test_folder_that_stops_giving_images_ends_the_loop(classifier, tmp_path, covid_xray, spoil):
+    """A folder that worked can stop working: its only image overwritten with junk (a new
+    file to try, which fails) or removed. The source ends (exit 4 in the command) and the
+    summary passed in keeps the counts."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    image = folder / "frame.jpg"
+    image.write_bytes(covid_xray.read_bytes())
+    records = []
+
+    def sink(record, preview):
+        records.append(record)
+        if len(records) == 2:
+            if spoil == "corrupt":
+                image.write_bytes(b"not a picture any more")
+            else:
+                image.unlink()
+
+    summary = KioskSummary()
+    with pytest.raises(CameraUnavailable) as raised:
+        run_kiosk(SharedClassifier(classifier), FolderSource(folder), [sink], interval_s=0,
+                  count=100, summary=summary)
+    assert summary.frames == 2
+    if spoil == "corrupt":
+        assert "none of its images can be read" in str(raised.value)
+        assert summary.unreadable == 1 and records[-1]["error"]
+    else:
+        assert "no image left" in str(raised.value)
+        assert summary.unreadable == 0 and len(records) == 2
+
+
+@pytest.mark.parametrize("case", ["missing folder", "missing model"])
+def test_json_failures_end_with_an_error_record(models_dir, tmp_path, frames_dir, case):
+    """--json used to stop after the start record (or print nothing) when the source or the
+    model failed: a script reading stdout could not tell why."""
+    if case == "missing folder":
+        args = ["--source", f"folder:{tmp_path / 'nothing'}", "--model", models_dir]
+        expected_events, code, reason = ["start", "error"], EXIT_UNAVAILABLE, "no such folder"
+    else:
+        args = ["--source", f"folder:{frames_dir}", "--model", tmp_path / "x.tflite"]
+        expected_events, code, reason = ["error"], EXIT_MODEL, "cannot load the model"
+    result = kiosk(*args, "--no-server", "--json")
+    assert result.exit_code == code
+    documents = json_lines(result.stdout)
+    assert [d["event"] for d in documents] == expected_events
+    assert documents[-1]["exit_code"] == code and reason in documents[-1]["error"]
+    assert documents[-1]["disclaimer"] == DISCLAIMER
+    assert reason in result.stderr  # the person still reads it on stderr
+
+
 # -- picamera2 ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -210,6 +369,22 @@ def test_picamera2_camera_failing_mid_run_exits_4_and_releases_it(models_dir,
     assert picamera2_standin.CALLS[-2:] == ["stop", "close"]
 
 
+def test_picamera2_failing_mid_run_with_json_ends_with_an_error_record(models_dir,
+                                                                       picamera2_standin,
+                                                                       covid_xray):
+    picamera2_standin.SCENE.append(Image.open(covid_xray))
+    picamera2_standin.FAIL_AFTER = 2
+    result = kiosk("--source", "picamera2", "--model", models_dir, "--interval", 0,
+                   "--warmup", 0, "--no-server", "--json")
+    assert result.exit_code == EXIT_UNAVAILABLE
+    documents = json_lines(result.stdout)
+    assert [d["event"] for d in documents] == ["start", "frame", "frame", "error"]
+    last = documents[-1]
+    assert last["exit_code"] == EXIT_UNAVAILABLE and last["frames"] == 2
+    assert "stopped giving frames (Camera frontend has timed out!)" in last["error"]
+    assert picamera2_standin.CALLS[-2:] == ["stop", "close"]
+
+
 def test_picamera2_missing_camera_number(models_dir, picamera2_standin):
     result = kiosk("--source", "picamera2:1", "--model", models_dir, "--no-server")
     assert result.exit_code == EXIT_UNAVAILABLE
@@ -245,6 +420,23 @@ def test_usage_errors_exit_2(args, message):
     result = kiosk(*args)
     assert result.exit_code == EXIT_USAGE
     assert message in result.output + result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "webcam"], "unknown source 'webcam'"),
+    (["--source", "picamera2", "--resolution", "big"], "WIDTHxHEIGHT"),
+    (["--source", "picamera2", "--count", "0"], "--count"),
+])
+def test_usage_errors_with_json_print_an_error_record(args, message):
+    """As classify --json does (json_command.py): the error on stdout too, here as one JSON
+    line, since the kiosk's --json output is JSON lines."""
+    result = kiosk(*args, "--json")
+    assert result.exit_code == EXIT_USAGE
+    [document] = json_lines(result.stdout)
+    assert document["event"] == "error" and document["exit_code"] == EXIT_USAGE
+    assert message in document["error"]
+    assert message in result.stderr
+    assert kiosk(*args).stdout == ""  # without --json, stdout stays empty
 
 
 def test_serve_without_the_serve_extra_says_what_to_install(monkeypatch):

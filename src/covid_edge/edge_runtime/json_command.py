@@ -20,12 +20,11 @@ class JsonErrorCommand(click.Command):
     """click.Command whose usage errors print {"error", "exit_code"} on stdout under --json."""
 
     def make_context(self, info_name, args, parent=None, **extra):
-        wants_json = JSON_FLAG in args[:args.index("--")] if "--" in args else JSON_FLAG in args
         try:
             return super().make_context(info_name, list(args), parent=parent, **extra)
         except click.UsageError as exc:
-            if wants_json:
-                emit_error(exc.format_message(), exc.exit_code)
+            if wants_json(args):  # the flag may not have been parsed when the error came
+                self.emit_usage_error(exc.format_message(), exc.exit_code)
             raise
 
     def invoke(self, ctx):
@@ -33,8 +32,19 @@ class JsonErrorCommand(click.Command):
             return super().invoke(ctx)
         except click.UsageError as exc:
             if ctx.params.get("as_json"):
-                emit_error(exc.format_message(), exc.exit_code)
+                self.emit_usage_error(exc.format_message(), exc.exit_code)
             raise
+
+    def emit_usage_error(self, message: str, exit_code: int) -> None:
+        """The document a usage error prints; a command whose --json output is JSON lines
+        overrides it to print one line."""
+        emit_error(message, exit_code)
+
+
+def wants_json(args) -> bool:
+    """--json among the arguments; words after "--" are not options."""
+    args = list(args)
+    return JSON_FLAG in (args[:args.index("--")] if "--" in args else args)
 
 
 def emit_error(message: str, exit_code: int, **details) -> None:

@@ -51,8 +51,6 @@ class Frame:
     data: bytes | None = None  # a file's bytes, decoded exactly as an upload would be
     error: str | None = None  # the source could not give this frame (the file is unreadable)
     path: Path | None = None  # the file a folder frame came from
-    # Nothing to show this time (every image of the folder has failed): the loop waits.
-    idle: bool = False
 
 
 class FrameSource(Protocol):
@@ -71,7 +69,9 @@ class FolderSource:
 
     A file that cannot be shown (unreadable, too large, not an image) is reported once and then
     left out of later passes until it changes (size or modification time): a bad file costs
-    one line, not a re-read every pass."""
+    one line, not a re-read every pass. A pass in which every file failed, or a folder left
+    with no image, ends the source (CameraUnavailable): a folder with nothing to show is a
+    source that stopped giving frames, not one to poll at full speed."""
 
     def __init__(self, folder: str | Path, max_file_bytes: int = FOLDER_MAX_FILE_BYTES):
         self.folder = Path(folder)
@@ -79,6 +79,9 @@ class FolderSource:
         self.description = f"folder:{self.folder}"
         self._queue: list[Path] = []
         self._failed: dict[Path, tuple[int, int]] = {}
+        # Files handed out in the current pass, and how many of them the loop marked failed.
+        self._pass_reads = 0
+        self._pass_failures = 0
 
     def open(self) -> None:
         if not self.folder.is_dir():
@@ -105,13 +108,9 @@ class FolderSource:
 
     def read(self) -> Frame:
         if not self._queue:
-            self._queue = self._list()
-            if not self._queue:
-                if self._failed and self._list(skip_failed=False):
-                    # Only files that already failed: wait for new or changed ones.
-                    return Frame(label=f"{self.folder}: no readable image", idle=True)
-                raise CameraUnavailable(f"{self.folder}: no image left in the folder")
+            self._next_pass()
         path = self._queue.pop(0)
+        self._pass_reads += 1
         try:
             info = os.stat(path)
             if not stat.S_ISREG(info.st_mode):
@@ -133,8 +132,28 @@ class FolderSource:
                          error=f"grew over the {self.max_file_bytes / 2**20:.0f} MB limit")
         return Frame(label=path.name, data=data, path=path)
 
+    def _next_pass(self) -> None:
+        """List the folder again for the next pass; raises CameraUnavailable when the last
+        pass showed nothing or nothing is left to try."""
+        if self._pass_reads and self._pass_failures >= self._pass_reads:
+            # Checked on its own too: a bad file that keeps changing (rewritten, touched) is
+            # listed again every pass and would fail forever.
+            raise self._nothing_readable()
+        self._pass_reads = self._pass_failures = 0
+        self._queue = self._list()
+        if not self._queue:
+            if self._failed and self._list(skip_failed=False):
+                raise self._nothing_readable()  # only files that already failed
+            raise CameraUnavailable(f"{self.folder}: no image left in the folder")
+
+    def _nothing_readable(self) -> CameraUnavailable:
+        return CameraUnavailable(
+            f"{self.folder}: none of its images can be read (each was reported unreadable); "
+            f"add a readable image ({ACCEPTED_TEXT}) or fix those files")
+
     def mark_failed(self, frame: Frame) -> None:
         """Leave the frame's file out of later passes until it changes."""
+        self._pass_failures += 1
         if frame.path is not None:
             signature = _signature(frame.path)
             if signature is not None:

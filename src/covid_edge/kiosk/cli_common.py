@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -28,14 +29,20 @@ def model_options(command):
 
 def load_shared_classifier(model_path: Path | None, runtime_name: str | None,
                            threads: int | None, device: str = "cpu",
-                           no_guard: bool = False) -> SharedClassifier:
-    """Load the model or exit with EXIT_MODEL and a message saying why."""
+                           no_guard: bool = False,
+                           on_error: Callable[[str, int], None] | None = None
+                           ) -> SharedClassifier:
+    """Load the model or exit with EXIT_MODEL and a message saying why. `on_error(message,
+    exit code)` runs before the exit: kiosk --json ends its stream with an error record."""
     try:
         classifier, messages = load_with_messages(model_path, runtime=runtime_name,
                                                   threads=threads, device=device,
                                                   guard=not no_guard)
     except ModelError as exc:
-        click.echo(f"error: cannot load the model: {exc}", err=True)
+        message = f"cannot load the model: {exc}"
+        click.echo(f"error: {message}", err=True)
+        if on_error is not None:
+            on_error(message, EXIT_MODEL)
         click.get_current_context().exit(EXIT_MODEL)
     for message in messages:
         click.echo(message, err=True)

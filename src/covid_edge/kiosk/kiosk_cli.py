@@ -11,11 +11,14 @@ from datetime import datetime
 import click
 
 from .. import DISCLAIMER
+from ..edge_runtime.display import probability_text
+from ..edge_runtime.json_command import JsonErrorCommand
 from .camera import (DEFAULT_RESOLUTION, DEFAULT_WARMUP_S, SOURCE_HELP, CameraUnavailable,
                      open_source, parse_resolution)
 from .cli_common import (EXIT_OK, EXIT_UNAVAILABLE, load_shared_classifier, model_line,
                          model_options)
-from .kiosk_loop import ServerPublisher, run_kiosk
+from .inference import SharedClassifier
+from .kiosk_loop import KioskSummary, ServerPublisher, Sink, run_kiosk
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -28,7 +31,11 @@ Sources:
 
 \b
 Each frame prints one line: time, frame number, verdict, P(covid) (and, for a model of more
-than two classes, every other class's probability), inference latency, label.
+than two classes, every other class's probability), inference latency, label. An int8
+model's probabilities have two decimals, ">0.99"/"<0.01" where its output saturates, as in
+`covid-edge classify`; --json carries the exact numbers. A file that cannot be read gets a
+line too, but is not a frame (--count counts frames); a folder whose every file fails ends
+the kiosk with exit 4.
 When `covid-edge serve` runs at --server, each result also goes to its live page
 (SERVER/kiosk), which updates by itself; without a server the loop goes on, terminal only.
 
@@ -38,6 +45,8 @@ Exit codes:
   2  usage error
   3  the model cannot be loaded
   4  the source cannot be opened or stopped giving frames
+With --json, a failure ends the output with one record
+{{"event": "error", "error": ..., "exit_code": ...}}.
 
 \b
 Examples:
@@ -55,13 +64,22 @@ def _resolution(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command(epilog=HELP_EPILOG)
+class JsonLinesErrorCommand(JsonErrorCommand):
+    """Usage errors under --json (a bad --source or --resolution) print an error record on
+    stdout as classify's do, on one line: the kiosk's --json output is JSON lines."""
+
+    def emit_usage_error(self, message: str, exit_code: int) -> None:
+        _emit_error(message, exit_code)
+
+
+@click.command(cls=JsonLinesErrorCommand, epilog=HELP_EPILOG)
 @click.option("--source", "source_spec", required=True, metavar="SOURCE",
               help=f"Where frames come from: {SOURCE_HELP}.")
 @click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds from the start of one frame to the start of the next.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
-              help="Stop after this many frames. Default: run until stopped.")
+              help="Stop after this many frames (unreadable files are reported, not "
+                   "counted). Default: run until stopped.")
 @click.option("--server", "server_url", default=DEFAULT_SERVER, show_default=True,
               help="A `covid-edge serve` on this device to show results on its /kiosk page.")
 @click.option("--no-server", is_flag=True, help="Terminal only: do not post to a server.")
@@ -73,7 +91,7 @@ def _resolution(ctx, param, value):
               help="Seconds to let a Raspberry Pi camera settle exposure before the first frame.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document per line on stdout: a start record, one per frame, a "
-                   "summary.")
+                   "summary (an error record instead when it fails).")
 @model_options
 def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmup, as_json,
           model_path, threads, runtime_name, device, no_guard):
@@ -87,12 +105,13 @@ def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmu
         source = open_source(source_spec, resolution, warmup)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
-    shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard)
+    shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard,
+                                    on_error=_emit_error if as_json else None)
 
     def note(message: str) -> None:
         click.echo(message, err=True)
 
-    sinks = [_json_line if as_json else _terminal_line]
+    sinks = [_json_line if as_json else _terminal_sink(shared)]
     if not no_server:
         sinks.append(ServerPublisher(server_url, note))
 
@@ -110,22 +129,36 @@ def kiosk(source_spec, interval, count, server_url, no_server, resolution, warmu
                    f"{'P(' + model['positive_label'] + ')':>8}{others} {'latency':>10}  image")
 
     stop = threading.Event()
+    summary = KioskSummary()  # filled as frames come: its counts survive a failing source
     try:
         with _stop_on_signals(stop):
-            summary = run_kiosk(shared, source, sinks, interval_s=interval, count=count,
-                                stop=stop)
+            run_kiosk(shared, source, sinks, interval_s=interval, count=count, stop=stop,
+                      summary=summary)
     except CameraUnavailable as exc:
-        click.echo(f"error: {source.description}: {exc}", err=True)
+        message = f"{source.description}: {exc}"
+        if as_json:
+            _emit_error(message, EXIT_UNAVAILABLE, **_counts(summary))
+        else:
+            _summary_line(summary)
+        click.echo(f"error: {message}", err=True)
         click.get_current_context().exit(EXIT_UNAVAILABLE)
 
-    verdicts = ", ".join(f"{n} {label}" for label, n in sorted(summary.verdicts.items()))
     if as_json:
-        _emit({"event": "summary", "frames": summary.frames, "unreadable": summary.unreadable,
-               "verdicts": summary.verdicts})
+        _emit({"event": "summary", **_counts(summary)})
     else:
-        click.echo(f"{summary.frames} frame(s): {verdicts or 'none classified'}; "
-                   f"{summary.unreadable} unreadable.", err=True)
+        _summary_line(summary)
     click.get_current_context().exit(EXIT_OK)
+
+
+def _counts(summary: KioskSummary) -> dict:
+    return {"frames": summary.frames, "unreadable": summary.unreadable,
+            "verdicts": summary.verdicts}
+
+
+def _summary_line(summary: KioskSummary) -> None:
+    verdicts = ", ".join(f"{n} {label}" for label, n in sorted(summary.verdicts.items()))
+    click.echo(f"{summary.frames} frame(s): {verdicts or 'none classified'}; "
+               f"{summary.unreadable} unreadable.", err=True)
 
 
 def _others(model: dict) -> list[str]:
@@ -139,7 +172,14 @@ def _verdict_width(labels) -> int:
     return max([8, *(len(label) for label in labels)])
 
 
-def _terminal_line(record: dict, preview: bytes | None) -> None:
+def _terminal_sink(shared: SharedClassifier) -> Sink:
+    """Frame lines whose probabilities read as in every other command: the model's output
+    limits say when an int8 probability saturated."""
+    limits = shared.classifier.output_limits()
+    return lambda record, preview: _terminal_line(record, limits)
+
+
+def _terminal_line(record: dict, limits) -> None:
     clock = datetime.now().strftime("%H:%M:%S")
     labels = record.get("labels") or []
     width = _verdict_width(labels)
@@ -153,10 +193,12 @@ def _terminal_line(record: dict, preview: bytes | None) -> None:
         click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']}: {record['reason']}  "
                    f"{record['label']}")
         return
-    shown = record.get("probabilities") or {}
-    columns = "".join(f" {shown.get(label, float('nan')):>10.3f}" for label in others)
+    shown, raw = record.get("probabilities") or {}, record.get("raw_probabilities") or {}
+    columns = "".join(f" {probability_text(raw.get(label), shown.get(label), limits):>10}"
+                      for label in others)
+    probability = probability_text(record.get("raw_probability"), record["probability"], limits)
     click.echo(f"{clock:<8} {record['frame']:>5}  {record['verdict']:<{width}} "
-               f"{record['probability']:>8.3f}{columns} {record['latency_ms']:>7.1f} ms  "
+               f"{probability:>8}{columns} {record['latency_ms']:>7.1f} ms  "
                f"{record['label']}")
 
 
@@ -166,6 +208,13 @@ def _json_line(record: dict, preview: bytes | None) -> None:
 
 def _emit(document: dict) -> None:
     click.echo(json.dumps(document))
+
+
+def _emit_error(message: str, exit_code: int, **details) -> None:
+    """The last record of a failed --json run: json_command's {"error", "exit_code"} shape,
+    with "event" like every other kiosk record."""
+    _emit({"event": "error", "error": message, "exit_code": exit_code, **details,
+           "disclaimer": DISCLAIMER})
 
 
 @contextlib.contextmanager

@@ -30,9 +30,14 @@ Sink = Callable[[dict, bytes | None], None]
 
 @dataclass
 class KioskSummary:
-    frames: int = 0
-    unreadable: int = 0
+    frames: int = 0  # frames classified: what --count counts
+    unreadable: int = 0  # reported, but not frames: a bad file is not a picture shown
     verdicts: dict = field(default_factory=dict)
+
+    @property
+    def reported(self) -> int:
+        """Records so far, readable or not: the number of the last one."""
+        return self.frames + self.unreadable
 
 
 def frame_record(number: int, frame: Frame, result: ImageResult | None, error: str | None,
@@ -47,6 +52,8 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
         "verdict": None,
         "probability": None,
         "probabilities": None,
+        "raw_probability": None,
+        "raw_probabilities": None,
         "reason": None,
         "threshold": shared.threshold,
         "positive_label": model["positive_label"],
@@ -60,8 +67,12 @@ def frame_record(number: int, frame: Frame, result: ImageResult | None, error: s
     }
     if result is not None:
         prediction = result.prediction
+        # The raw (uncalibrated) values let the terminal say when an int8 output saturated,
+        # as classify's table does (display.probability_text).
         record.update(verdict=prediction.verdict, probability=prediction.probability,
                       probabilities=getattr(prediction, "probabilities", None),
+                      raw_probability=getattr(prediction, "raw_probability", None),
+                      raw_probabilities=getattr(prediction, "raw_probabilities", None),
                       reason=getattr(prediction, "reason", None),
                       latency_ms=prediction.latency_ms, total_ms=prediction.total_ms)
     return record
@@ -87,31 +98,29 @@ def classify_frame(shared: SharedClassifier, frame: Frame) -> tuple[ImageResult 
 
 def run_kiosk(shared: SharedClassifier, source: FrameSource, sinks: list[Sink],
               interval_s: float = 2.0, count: int | None = None,
-              stop: threading.Event | None = None) -> KioskSummary:
+              stop: threading.Event | None = None,
+              summary: KioskSummary | None = None) -> KioskSummary:
     """Open `source`, then classify a frame every `interval_s` seconds (measured start to start)
     until `count` frames, `stop` is set, or the source fails (CameraUnavailable propagates).
-    The source is always closed, also on Ctrl-C."""
+    Unreadable frames are reported (and numbered) but do not count towards `count`. The source
+    is always closed, also on Ctrl-C. `summary`, when given, is filled as the loop goes, so the
+    caller still has the counts when the source fails."""
     stop = stop or threading.Event()
-    summary = KioskSummary()
+    summary = summary if summary is not None else KioskSummary()
     source.open()
     try:
         next_start = time.monotonic()
         while not stop.is_set() and (count is None or summary.frames < count):
             frame = source.read()
-            summary.frames += 1
-            if frame.idle:  # nothing readable yet: wait for the next slot, report nothing
-                next_start = _wait(stop, next_start, interval_s)
-                continue
+            number = summary.reported + 1
             result, error = classify_frame(shared, frame)
+            record = frame_record(number, frame, result, error, shared, source.description,
+                                  interval_s)
+            _count(summary, record)
             if error and hasattr(source, "mark_failed"):
-                source.mark_failed(frame)  # reported once, not re-read every pass
-            record = frame_record(summary.frames, frame, result, error, shared,
-                                  source.description, interval_s)
-            if error:
-                summary.unreadable += 1
-            else:
-                summary.verdicts[record["verdict"]] = summary.verdicts.get(record["verdict"],
-                                                                           0) + 1
+                # Reported once, not re-read every pass; a folder source ends when a whole
+                # pass failed, rather than spinning on files it cannot show.
+                source.mark_failed(frame)
             preview = result.preview_jpeg if result is not None else None
             for sink in sinks:
                 sink(record, preview)
@@ -121,6 +130,14 @@ def run_kiosk(shared: SharedClassifier, source: FrameSource, sinks: list[Sink],
     finally:
         source.close()
     return summary
+
+
+def _count(summary: KioskSummary, record: dict) -> None:
+    if record["error"]:
+        summary.unreadable += 1
+    else:
+        summary.frames += 1
+        summary.verdicts[record["verdict"]] = summary.verdicts.get(record["verdict"], 0) + 1
 
 
 def _wait(stop: threading.Event, next_start: float, interval_s: float) -> float:
