@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .train_cli import Log, progress
+from .train_cli import HDF5_SIGNATURE, Log, check_out_folder, file_error, progress
 
 
 class ComponentsParam(click.ParamType):
@@ -23,12 +23,26 @@ class ComponentsParam(click.ParamType):
         return number
 
 
+def _non_xray_folders(ctx, param, folders):
+    """Each --non-xray folder must add images: one without any (the guard reads the images
+    directly inside, not in sub-folders) would be named in the card but measure nothing."""
+    from ..formats import ACCEPTED_TEXT
+    from .non_xray import images_in
+
+    for folder in folders:
+        if not images_in(folder):
+            raise click.BadParameter(f"{folder} holds no {ACCEPTED_TEXT} image directly "
+                                     "inside (sub-folders are not searched)", ctx, param)
+    return folders
+
+
 def guard_options(command):
     """The options of the out-of-distribution guard's fit, shared by `convert` and
     `fit-guard`."""
     options = [
         click.option("--non-xray", "non_xray_dirs", multiple=True,
                      type=click.Path(exists=True, file_okay=False),
+                     callback=_non_xray_folders,
                      help="A folder of real images that are not chest X-rays (photos, scans "
                           "of other things), added to the set the out-of-distribution guard "
                           "is measured on. Repeatable. Bundled sample images and drawn frames "
@@ -117,6 +131,8 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
       covid-edge convert runs/v1/model.keras --out models --edgetpu
       covid-edge convert runs/v1/model.keras --out models --non-xray ../shared/reference/photos
     """
+    check_out_folder(out_dir)
+    _check_keras_file(model)
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -172,3 +188,16 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
         click.echo(f"Edge TPU: every op of {int8['file']} maps. {where}\n"
                    f"  {compiled['command']}\n"
                    f"and copy {compiled['file']} into {out_dir}. See docs/coral.md.")
+
+
+def _check_keras_file(model: str) -> None:
+    """MODEL must be a Keras file (a .keras zip, or a legacy HDF5 .h5) before TensorFlow is
+    loaded: anything else is exit 3 with one line, not Keras' traceback."""
+    try:
+        with open(model, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise file_error(f"cannot read {model}: {exc.strerror}") from None
+    if not head.startswith(b"PK\x03\x04") and head != HDF5_SIGNATURE:
+        raise file_error(f"{model} is not a Keras model (the model.keras that `covid-edge "
+                         "train` wrote)")

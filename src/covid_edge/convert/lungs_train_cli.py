@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from .. import DISCLAIMER
 from .lungs_data import SOURCES
-from .train_cli import Log, progress
+from .train_cli import Log, check_out_folder, file_error, progress
 
 
 @click.command("train-lungs", epilog=DISCLAIMER)
@@ -32,7 +35,8 @@ from .train_cli import Log, progress
               help="Depthwise-separable convolutions after the first layer (faster on CPUs).")
 @click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--learning-rate", default=2e-3, show_default=True, type=float)
+@click.option("--learning-rate", default=2e-3, show_default=True,
+              type=click.FloatRange(0, min_open=True))
 @click.option("--limit-per-source", type=click.IntRange(1), default=None,
               help="Use only the first N pairs of each source (quick trials, tests).")
 @click.option("--max-minutes", type=click.FloatRange(0.1), default=None,
@@ -43,7 +47,7 @@ from .train_cli import Log, progress
                    "masks, which include it), each image's loss on its own; channel 0 is what "
                    "the runtime reads (docs/bench/lungs/convention-heads.md).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
+@click.option("--force", is_flag=True, help="Overwrite an existing run in --out (or --pack file).")
 def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_filters, depth,
                 decoder_convs, separable, epochs,
                 batch_size, learning_rate, limit_per_source, max_minutes, convention_heads, seed,
@@ -61,6 +65,17 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
       covid-edge train-lungs ../shared/data/lungs --pack lungs-128.npz
     Next: covid-edge convert-lungs RUN_DIR --data ../shared/data/lungs --out models/lungs
     """
+    if Path(data).is_file() and Path(data).suffix == ".npz":
+        _check_pack_data(data)
+    if pack_path:
+        _check_pack(pack_path, force)
+    else:
+        if not out_dir:
+            raise click.UsageError("give --out RUN_DIR (or --pack FILE.npz)")
+        check_out_folder(out_dir)
+        if image_size % 2 ** depth:
+            raise click.BadParameter(f"{image_size} is not divisible by 2**{depth} = "
+                                     f"{2 ** depth} (--depth)", param_hint="--image-size")
     from .tf_quiet import tensorflow_settings
 
     tensorflow_settings()  # under the TensorFlow backend; the others ignore them
@@ -79,8 +94,6 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
             lungs_data.save_pack(loaded, pack_path)
             click.echo(f"packed {len(loaded)} pairs at {image_size}px into {pack_path}")
             return
-        if not out_dir:
-            raise click.UsageError("give --out RUN_DIR (or --pack FILE.npz)")
         config = LungTrainConfig(
             data=data, out_dir=out_dir, image_size=image_size, base_filters=base_filters,
             depth=depth, decoder_convs=decoder_convs, separable=separable,
@@ -96,3 +109,33 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
                f"IoU {overall['iou_mean']:.4f}")
     click.echo(f"model and report in {out_dir}; next: covid-edge convert-lungs {out_dir} "
                "--data DATA --out DIR")
+
+
+def _check_pack(pack_path: str, force: bool) -> None:
+    """Before the pairs are read: a .npz name (numpy adds the suffix otherwise, and DATA is
+    read as a pack by it), no file replaced without --force, a folder to write it in."""
+    path = Path(pack_path)
+    if path.suffix != ".npz":
+        raise click.BadParameter(f"{pack_path}: name a .npz file (DATA is read as a pack by "
+                                 "that suffix)", param_hint="--pack")
+    if os.path.lexists(path) and not force:
+        raise click.BadParameter(f"{pack_path} exists; pass --force to replace it",
+                                 param_hint="--pack")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {pack_path}: {folder} is not a writable "
+                                 "folder", param_hint="--pack")
+
+
+def _check_pack_data(data: str) -> None:
+    """A DATA .npz that --pack did not write: said plainly, not as numpy's advice to load it
+    unsafely with pickle."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(data) as pack:
+            names = set(pack.namelist())
+    except (zipfile.BadZipFile, OSError):
+        names = set()
+    if not {"spec.npy", "pixels.npy", "masks.npy"} <= names:
+        raise file_error(f"{data}: not a pack that `covid-edge train-lungs --pack` wrote")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -32,6 +34,94 @@ def progress(items, label):
         return
     with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
         yield from bar
+
+
+EXIT_FILE = 3
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_out_folder(out_dir, param_hint: str = "--out") -> None:
+    """An --out folder that cannot be made is a usage error before any work: a file on its
+    path (out/model.keras/run), or a folder that cannot be written in."""
+    path = Path(out_dir)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.BadParameter(f"cannot create {out_dir}: {existing} is not a folder",
+                                 param_hint=param_hint)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write in {existing}", param_hint=param_hint)
+
+
+def file_error(message: str) -> click.ClickException:
+    """A file that is there but is not what it should be: exit 3, as for a bad model."""
+    error = click.ClickException(message)
+    error.exit_code = EXIT_FILE
+    return error
+
+
+def _check_weights(weights: str) -> None:
+    """--weights as a file: there, and HDF5 (or a .keras zip), before the images load
+    (minutes) rather than after."""
+    if weights == "imagenet" or weights.lower() == "none":
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise click.BadParameter(
+            f"{weights}: no such file (give 'imagenet', 'none' or a path to "
+            "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5)", param_hint="--weights")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise file_error(f"--weights {weights}: cannot read it ({exc.strerror})") from None
+    if head != HDF5_SIGNATURE and not head.startswith(b"PK\x03\x04"):
+        raise file_error(f"--weights {weights}: not a Keras weights file (HDF5 .weights.h5, "
+                         "e.g. mobilenet_v2_1.0_224_imagenet_no_top.weights.h5)")
+
+
+def _check_split_from(split_from) -> None:
+    """--split-from must be a split.csv that train wrote: checked before the images load."""
+    from ..dataset import read_split
+
+    try:
+        read_split(split_from)
+    except (UnicodeDecodeError, KeyError, ValueError, TypeError) as exc:
+        what = f"no {exc.args[0]!r} column" if isinstance(exc, KeyError) else "unreadable"
+        raise click.BadParameter(f"{split_from} is not a split.csv that `covid-edge train` "
+                                 f"wrote ({what})", param_hint="--split-from") from None
+
+
+def _check_validation_sources(config) -> None:
+    """Unknown --validation-source names, found from the manifests (a fraction of a second)
+    instead of after every image has loaded."""
+    from .train import gather_items
+
+    try:
+        items, _ = gather_items(config, lambda message: None)
+    except (OSError, ValueError):
+        return  # training says what is wrong with the data
+    sources = {item.source for item in items}
+    unknown = sorted(set(config.validation_sources) - sources)
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: no such source (sources: "
+                                 f"{', '.join(sorted(sources))})",
+                                 param_hint="--validation-source")
+
+
+def _check_fine_tune_from(first_layer: str) -> None:
+    """A layer name MobileNetV2 does not have, found now rather than after the head epochs."""
+    import keras
+
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False,
+                                              weights=None)
+    names = [layer.name for layer in backbone.layers]
+    keras.backend.clear_session()  # the training's layers are named as without this check
+    if first_layer not in names:
+        raise click.BadParameter(f"no layer {first_layer!r} in MobileNetV2 (e.g. "
+                                 "block_12_expand, block_14_expand)",
+                                 param_hint="--fine-tune-from")
 
 
 def parse_map(ctx, param, values) -> dict:
@@ -157,6 +247,10 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
     if head_epochs == 0 and not start_from:
         raise click.BadParameter("0 needs --start-from: a new head must train first",
                                  param_hint="--head-epochs")
+    check_out_folder(out_dir)
+    _check_weights(weights)
+    if split_from:
+        _check_split_from(split_from)
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -177,6 +271,10 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         source_balance=source_balance, start_from=start_from,
         high_bit_window=high_bit_window, split_from=split_from,
         limit_per_class=limit_per_class, seed=seed)
+    if validation_sources:
+        _check_validation_sources(config)
+    if fine_tune_epochs and fine_tune_from != TrainConfig.fine_tune_from:  # default is good
+        _check_fine_tune_from(fine_tune_from)
     try:
         summary = run_training(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:

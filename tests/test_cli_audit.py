@@ -1,0 +1,171 @@
+"""A hostile user's inputs to train, train-lungs, convert, convert-lungs, average, fit-guard,
+export-onnx, serve and bench sources/shift/drift: each is refused with one line and the
+project's exit code (2 usage, 3 model or file), before any expensive work, and nothing is
+overwritten without --force. Real files, no mocks; each command runs in a child Python (the
+training commands import TensorFlow, kept out of the test process)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CXR, SHARED, subprocess_env
+
+LUNGS = SHARED / "data" / "lungs"
+
+
+def covid_edge(*args, timeout=300):
+    """`covid-edge ARGS`: (exit code, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "covid_edge.cli", *map(str, args)],
+                          capture_output=True, text=True, env=subprocess_env(),
+                          timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture
+def png(tmp_path, covid_xray):
+    """A real PNG X-ray."""
+    from PIL import Image
+
+    path = tmp_path / "chest.png"
+    Image.open(covid_xray).save(path)
+    return path
+
+
+def assert_refused(code, stderr, expected_code, *words):
+    assert code == expected_code, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    for word in words:
+        assert word in stderr, stderr[-2000:]
+
+
+# --- train ----------------------------------------------------------------------------------
+
+def test_train_out_under_a_file_is_a_usage_error(tmp_path, png):
+    code, _, err = covid_edge("train", CXR, "--out", png / "run", "--weights", "none")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+
+
+def test_train_missing_weights_file_is_refused_before_the_images_load(tmp_path):
+    out = tmp_path / "run"
+    code, _, err = covid_edge("train", CXR, "--out", out, "--weights", tmp_path / "nope.h5")
+    assert_refused(code, err, 2, "--weights", "no such file")
+    assert not out.exists()  # nothing written: refused before the run folder was made
+
+
+def test_train_weights_that_are_not_hdf5_are_a_file_error(tmp_path, png):
+    weights = tmp_path / "weights.h5"
+    shutil.copy(png, weights)
+    code, _, err = covid_edge("train", CXR, "--out", tmp_path / "run", "--weights", weights)
+    assert_refused(code, err, 3, "not a Keras weights file")
+
+
+@pytest.mark.parametrize("content", ["png", "a,b\n1,2\n"])
+def test_train_split_from_that_is_no_split_csv_is_a_usage_error(tmp_path, png, content):
+    split = tmp_path / "split.csv"
+    if content == "png":
+        shutil.copy(png, split)
+    else:
+        split.write_text(content)
+    code, _, err = covid_edge("train", CXR, "--out", tmp_path / "run", "--weights", "none",
+                              "--split-from", split)
+    assert_refused(code, err, 2, "--split-from", "is not a split.csv")
+
+
+@pytest.mark.train
+def test_train_unknown_validation_source_is_refused_before_the_images_load(tmp_path):
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    out = tmp_path / "run"
+    code, _, err = covid_edge("train", CXR, "--out", out, "--weights", "none",
+                              "--validation-source", "nowhere")
+    assert_refused(code, err, 2, "--validation-source", "nowhere: no such source")
+    assert not (out / "split.csv").exists()
+
+
+@pytest.mark.train
+def test_train_unknown_fine_tune_layer_is_refused_before_training(tmp_path):
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    out = tmp_path / "run"
+    code, _, err = covid_edge("train", CXR, "--out", out, "--weights", "none",
+                              "--fine-tune-from", "no_such_layer")
+    assert_refused(code, err, 2, "--fine-tune-from", "no layer 'no_such_layer'")
+    assert not (out / "split.csv").exists()
+
+
+# --- train-lungs ----------------------------------------------------------------------------
+
+def test_train_lungs_out_under_a_file_is_a_usage_error(png):
+    code, _, err = covid_edge("train-lungs", LUNGS, "--out", png / "run")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+
+
+def test_train_lungs_pack_never_replaces_a_file(tmp_path, png):
+    before = png.read_bytes()
+    code, _, err = covid_edge("train-lungs", LUNGS, "--pack", png)  # not .npz: numpy adds it
+    assert_refused(code, err, 2, "--pack", ".npz")
+    pack = tmp_path / "lungs.npz"
+    pack.write_bytes(b"an earlier pack")
+    code, _, err = covid_edge("train-lungs", LUNGS, "--pack", pack)
+    assert_refused(code, err, 2, "--pack", "exists; pass --force")
+    assert pack.read_bytes() == b"an earlier pack"
+    assert png.read_bytes() == before
+    assert not (tmp_path / "chest.png.npz").exists()
+
+
+def test_train_lungs_pack_under_a_file_is_a_usage_error(png):
+    code, _, err = covid_edge("train-lungs", LUNGS, "--pack", png / "lungs.npz")
+    assert_refused(code, err, 2, "--pack", "cannot write")
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--learning-rate", "-1", ["--learning-rate"]),
+    ("--image-size", "100", ["--image-size", "divisible"]),
+])
+def test_train_lungs_nonsense_numbers_are_usage_errors(tmp_path, option, value, words):
+    code, _, err = covid_edge("train-lungs", LUNGS, "--out", tmp_path / "run", option, value)
+    assert_refused(code, err, 2, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_lungs_data_npz_that_is_no_pack_is_a_file_error(tmp_path, png):
+    fake = tmp_path / "lungs.npz"
+    shutil.copy(png, fake)
+    code, _, err = covid_edge("train-lungs", fake, "--out", tmp_path / "run")
+    assert_refused(code, err, 3, "not a pack")
+    assert "pickle" not in err
+
+
+# --- convert --------------------------------------------------------------------------------
+
+def test_convert_model_that_is_no_keras_file_is_a_file_error(tmp_path, png):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(png, run / "model.keras")
+    (run / "run.json").write_text("{}")
+    code, _, err = covid_edge("convert", run / "model.keras", "--out", tmp_path / "export")
+    assert_refused(code, err, 3, "is not a Keras model")
+
+
+def test_convert_out_under_a_file_is_a_usage_error(tmp_path, png):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"PK\x03\x04")
+    code, _, err = covid_edge("convert", model, "--out", png / "export")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+
+
+@pytest.mark.parametrize("command", ["convert", "fit-guard"])
+def test_non_xray_folder_without_images_is_a_usage_error(tmp_path, command):
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no image here")
+    if command == "convert":
+        model = tmp_path / "model.keras"
+        model.write_bytes(b"PK\x03\x04")
+        args = [model, "--out", tmp_path / "export"]
+    else:
+        args = [tmp_path]
+    code, _, err = covid_edge(command, *args, "--non-xray", empty)
+    assert_refused(code, err, 2, "--non-xray", "holds no")
