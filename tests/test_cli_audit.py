@@ -169,3 +169,92 @@ def test_non_xray_folder_without_images_is_a_usage_error(tmp_path, command):
         args = [tmp_path]
     code, _, err = covid_edge(command, *args, "--non-xray", empty)
     assert_refused(code, err, 2, "--non-xray", "holds no")
+
+
+# --- convert-lungs --------------------------------------------------------------------------
+
+def test_convert_lungs_refuses_what_is_no_run_or_fold_before_writing(tmp_path, png):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    shutil.copy(png, run / "model.keras")
+    out = tmp_path / "int8"
+    code, out_text, err = covid_edge("convert-lungs", run, "--data", LUNGS, "--out", out,
+                                     "--json")
+    assert_refused(code, err, 3, "is not a Keras model")
+    assert '"exit_code": 3' in out_text  # --json: the failure is JSON too
+    fold = tmp_path / "fold"
+    fold.mkdir()
+    code, out_text, err = covid_edge("convert-lungs", run, "--data", LUNGS, "--out", out,
+                                     "--loso", fold, "--json")
+    assert_refused(code, err, 2, "--loso", "holds no leave-one-source-out conversion")
+    assert '"exit_code": 2' in out_text
+    code, _, err = covid_edge("convert-lungs", run, "--data", LUNGS, "--out", png / "int8")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+    assert not out.exists()
+
+
+def test_convert_lungs_data_npz_that_is_no_pack_is_a_file_error(tmp_path, png):
+    fake = tmp_path / "lungs.npz"
+    shutil.copy(png, fake)
+    code, _, err = covid_edge("convert-lungs", tmp_path, "--data", fake, "--out",
+                              tmp_path / "int8")
+    assert_refused(code, err, 3, "not a pack")
+
+
+# --- average --------------------------------------------------------------------------------
+
+def test_average_out_under_a_file_is_a_usage_error(tmp_path, png):
+    runs = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        run.mkdir()
+        runs.append(run)
+    code, _, err = covid_edge("average", *runs, "--out", png / "avg")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+
+
+# --- fit-guard ------------------------------------------------------------------------------
+
+def test_fit_guard_data_without_the_split_images_says_so(tmp_path, models_dir):
+    folder = tmp_path / "models"
+    (folder / "training").mkdir(parents=True)
+    shutil.copy(models_dir / "model_card.json", folder)
+    shutil.copy(models_dir / "training" / "split.csv", folder / "training")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = covid_edge("fit-guard", folder, "--force", "--data", f"cxr={empty}",
+                              "--data", f"cxr-more={empty}")
+    assert_refused(code, err, 1, "holds none of training/split.csv's images", "--data")
+
+
+# --- export-onnx ----------------------------------------------------------------------------
+
+def test_export_onnx_never_replaces_a_file_without_force_nor_the_model(tmp_path, png,
+                                                                       models_dir):
+    before = png.read_bytes()
+    code, out_text, err = covid_edge("export-onnx", models_dir, "--data", CXR, "--out", png,
+                                     "--json")
+    assert_refused(code, err, 2, "--out", "exists; pass --force")
+    assert '"exit_code": 2' in out_text
+    assert png.read_bytes() == before
+    code, _, err = covid_edge("export-onnx", models_dir / "covid-edge-int8.tflite", "--data",
+                              CXR, "--out", models_dir / "covid-edge-int8.tflite", "--force")
+    assert_refused(code, err, 2, "is the model to export")
+    code, _, err = covid_edge("export-onnx", models_dir, "--data", CXR, "--out",
+                              png / "model.onnx")
+    assert_refused(code, err, 2, "--out", "is not a folder")
+
+
+def test_export_onnx_failures_are_json_with_their_exit_code(tmp_path, png, models_dir):
+    fake = tmp_path / "model.tflite"
+    shutil.copy(png, fake)
+    code, out_text, err = covid_edge("export-onnx", fake, "--data", CXR, "--json")
+    assert_refused(code, err, 3, "not a TensorFlow Lite model")
+    assert '"exit_code": 3' in out_text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out_text, err = covid_edge("export-onnx", models_dir, "--data", empty, "--json",
+                                     "--out", tmp_path / "m.onnx")
+    assert_refused(code, err, 2, "no image to check the export on")
+    assert '"exit_code": 2' in out_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .train_cli import Log, progress
+from .train_cli import Log, check_out_folder, progress
 
 
 @click.command(epilog=DISCLAIMER)
@@ -37,6 +37,7 @@ def average(run_dirs, out_dir, force, verbose):
 
     from .average import AverageError, check_runs
 
+    check_out_folder(out_dir)
     try:
         check_runs([Path(run_dir) for run_dir in run_dirs], Path(out_dir), force)
     except AverageError as exc:

@@ -199,5 +199,4 @@ def _check_keras_file(model: str) -> None:
     except OSError as exc:
         raise file_error(f"cannot read {model}: {exc.strerror}") from None
     if not head.startswith(b"PK\x03\x04") and head != HDF5_SIGNATURE:
-        raise file_error(f"{model} is not a Keras model (the model.keras that `covid-edge "
-                         "train` wrote)")
+        raise file_error(f"{model} is not a Keras model (a model.keras that training wrote)")

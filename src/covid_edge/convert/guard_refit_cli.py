@@ -50,10 +50,12 @@ def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components,
       covid-edge fit-guard runs/per-label --force --ood-per-label --ood-components 64 \\
           --ood-quantile 0.999 --non-xray ../shared/reference/photos
     """
+    from ..image_io import ImageReadError
     from ..model_card import ModelCardError
     from .guard_refit import RefitError, command_line, refit_guard
 
     overrides = _data(data)
+    _check_images_there(models_dir, overrides)
     command = command_line(models_dir, data=overrides, train_images=ood_train_images,
                            components=ood_components, quantile=ood_quantile,
                            per_label=ood_per_label, seed=seed, non_xray_dirs=non_xray_dirs)
@@ -64,7 +66,32 @@ def fit_guard(models_dir, data, non_xray_dirs, ood_train_images, ood_components,
                             command=command, force=force, log=Log(), progress=progress)
     except (RefitError, ModelCardError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except ImageReadError as exc:
+        raise click.ClickException(f"cannot read a training image ({exc}): pass --data "
+                                   "ROOT=DIR where training/split.csv's images are") from None
     click.echo(f"guard: {entry['components']} components per group "
                f"({', '.join(entry['groups'])}), threshold {entry['threshold']:.2f}; test "
                f"X-rays accepted {entry['test']['acceptance']:.2%}, non-X-ray images refused "
                f"{entry['non_xray']['rejection']:.2%}; wrote {models_dir}/model_card.json")
+
+
+def _check_images_there(models_dir: str, overrides: dict[str, str]) -> None:
+    """Each data folder must hold training/split.csv's images under its root: checked before
+    the fit, instead of the image reader's traceback at the first missing file."""
+    from pathlib import Path
+
+    from ..dataset import read_split
+    from ..model_card import CARD_FILENAME, ModelCardError, load_card
+    from .guard_refit import RefitError, data_folders
+
+    try:
+        folders = data_folders(load_card(Path(models_dir) / CARD_FILENAME), overrides)
+        items, _, _ = read_split(Path(models_dir) / "training" / "split.csv")
+    except (RefitError, ModelCardError, OSError, ValueError, KeyError):
+        return  # refit_guard says what is wrong, as it always did
+    for root, folder in folders.items():
+        under = [item for item in items if item.root == root]
+        if under and not any((folder / item.path).is_file() for item in under[:50]):
+            raise click.ClickException(
+                f"{folder} holds none of training/split.csv's images under root {root!r} "
+                f"(e.g. {under[0].path}): pass --data {root or 'ROOT'}=DIR where they are")

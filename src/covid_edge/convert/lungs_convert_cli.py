@@ -5,10 +5,33 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .train_cli import Log
+from .lungs_train_cli import _check_pack_data
+from .train_cli import JsonFailureCommand, Log, check_out_folder, file_error
 
 
-@click.command("convert-lungs", epilog=DISCLAIMER)
+def _loso_folders(ctx, param, folders):
+    """Each --loso folder must hold a leave-one-source-out conversion's card: checked before
+    the conversion, which used to fail after writing lungs-int8.tflite (a rerun then found
+    "a lung model" there and asked for --force)."""
+    import json
+    from pathlib import Path
+
+    from ..edge_runtime.lungs import LUNG_CARD_FILENAME
+
+    for folder in folders:
+        try:
+            card = json.loads((Path(folder) / LUNG_CARD_FILENAME).read_text(encoding="utf-8"))
+            held_out = card.get("held_out_source") if isinstance(card, dict) else None
+        except (OSError, ValueError):
+            held_out = None
+        if not held_out:
+            raise click.BadParameter(f"{folder} holds no leave-one-source-out conversion "
+                                     f"({LUNG_CARD_FILENAME} naming its held-out source)",
+                                     ctx, param)
+    return folders
+
+
+@click.command("convert-lungs", cls=JsonFailureCommand, epilog=DISCLAIMER)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="The lung pairs the run was trained on (folder or --pack file).")
@@ -16,6 +39,7 @@ from .train_cli import Log
               help="Folder for lungs-int8.tflite and lung_model_card.json (models/lungs for "
                    "the release).")
 @click.option("--loso", "loso_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              callback=_loso_folders,
               help="A converted leave-one-source-out run (repeatable): its held-out figures go "
                    "into this card.")
 @click.option("--calibration-images", default=200, show_default=True, type=click.IntRange(10))
@@ -43,6 +67,12 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
         --loso runs/lungs-loso-jsrt/int8 --loso runs/lungs-loso-kermany-v7/int8 \\
         --model-version 0.2.0 --force
     """
+    check_out_folder(out_dir)
+    from pathlib import Path
+
+    if Path(data).is_file() and Path(data).suffix == ".npz":
+        _check_pack_data(data)
+    _check_run(Path(run_dir))
     from .tf_quiet import tensorflow_settings
 
     tensorflow_settings()
@@ -85,3 +115,15 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
                    f"(max {metrics['int8_dice_loss_max']}), file {card['size_bytes']:,} bytes",
                    err=True)
         raise SystemExit(1)
+
+
+def _check_run(run_dir) -> None:
+    """RUN_DIR must be what train-lungs wrote, its model.keras a Keras file: exit 3 with one
+    line before TensorFlow loads (Keras said "File not found" of a file that is there)."""
+    from .convert_cli import _check_keras_file
+
+    missing = [name for name in ("run.json", "model.keras") if not (run_dir / name).is_file()]
+    if missing:
+        raise file_error(f"{run_dir} has no {' or '.join(missing)}: give a run folder that "
+                         "`covid-edge train-lungs` wrote")
+    _check_keras_file(str(run_dir / "model.keras"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from .train_cli import JsonFailureCommand, file_error
 
 EPILOG = f"""\b
 The export runs only where its verdicts were checked: each installed backend
@@ -22,12 +23,15 @@ Examples:
 
 \b
 Exit status: 0 written and every installed backend agrees >= 99.5%; 1 written, but a
-backend agrees less (it will not be used); 2 bad options; 3 the export failed.
+backend agrees less (it will not be used); 2 bad options, no image in --data, or an --out
+that exists (replaced only with --force, never the model) or cannot be written; 3 the model
+cannot be loaded or the export failed. With --json, every failure prints a JSON document
+with "error" and "exit_code".
 
 {DISCLAIMER}"""
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=JsonFailureCommand, epilog=EPILOG)
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -38,8 +42,9 @@ backend agrees less (it will not be used); 2 bad options; 3 the export failed.
               help="Images to check, spread evenly over the list.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX file to write. Default: beside the model, same name, .onnx.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file and its sidecar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecar as JSON.")
-def export_onnx(model, data_dir, limit, out_path, as_json):
+def export_onnx(model, data_dir, limit, out_path, force, as_json):
     """Export the int8 TFLite MODEL (default: the released one) to ONNX with int8 QDQ
     operators (tf2onnx; needs the train and onnx extras), then check its verdicts against
     the TFLite model with every installed ONNX backend."""
@@ -50,20 +55,19 @@ def export_onnx(model, data_dir, limit, out_path, as_json):
     try:
         classifier = Classifier.load(model, num_threads=None, guard=False)
     except ModelError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise file_error(str(exc)) from None
     tflite_path = classifier.model_path
     out_path = out_path or tflite_path.with_suffix(".onnx")
+    _check_out(out_path, tflite_path, force)
     images = _check_images(tflite_path.parent, data_dir, limit, collect_inputs)
     if not images:
-        raise click.ClickException(f"{data_dir}: no image to check the export on")
+        raise click.UsageError(f"{data_dir}: no image to check the export on")
     try:
         sidecar = onnx_export.export_onnx(tflite_path, out_path)
     except onnx_export.ExportError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.get_current_context().exit(3)
+        raise file_error(str(exc)) from None
     except Exception as exc:  # tf2onnx's own failures
-        click.echo(f"error: tf2onnx could not export {tflite_path.name}: {exc}", err=True)
-        click.get_current_context().exit(3)
+        raise file_error(f"tf2onnx could not export {tflite_path.name}: {exc}") from None
     backends = onnx_export.installed_backends()
     if not backends:
         from .. import install_hint
@@ -86,6 +90,26 @@ def export_onnx(model, data_dir, limit, out_path, as_json):
         click.echo(f"error: {', '.join(failing)} below {onnx_export.AGREEMENT_MIN:.1%}: "
                    "it will not run this export", err=True)
         click.get_current_context().exit(1)
+
+
+def _check_out(out_path: Path, tflite_path: Path, force: bool) -> None:
+    """Before the export: the model itself is never replaced, an earlier file (or its
+    sidecar) only with --force, and the folder must take the new files."""
+    import os
+
+    from .train_cli import check_out_folder
+
+    sidecar = out_path.with_name(out_path.name + ".json")
+    if out_path.exists() and out_path.resolve() == tflite_path.resolve():
+        raise click.BadParameter(f"{out_path} is the model to export", param_hint="--out")
+    if out_path.is_dir():
+        raise click.BadParameter(f"{out_path} is a folder; name a .onnx file",
+                                 param_hint="--out")
+    existing = [str(p) for p in (out_path, sidecar) if os.path.lexists(p)]
+    if existing and not force:
+        raise click.BadParameter(f"{existing[0]} exists; pass --force to replace it",
+                                 param_hint="--out")
+    check_out_folder(out_path.parent)
 
 
 def _check_images(model_dir: Path, data_dir: Path, limit: int, collect_inputs) -> list[Path]:

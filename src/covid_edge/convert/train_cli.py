@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..edge_runtime.json_command import JsonErrorCommand, emit_error
 
 
 class Log:
@@ -52,6 +53,21 @@ def check_out_folder(out_dir, param_hint: str = "--out") -> None:
                                  param_hint=param_hint)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot write in {existing}", param_hint=param_hint)
+
+
+class JsonFailureCommand(JsonErrorCommand):
+    """With --json, every failure also prints {"error", "exit_code"} on stdout: usage errors
+    as classify does, and the ClickExceptions the command raises itself."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise  # printed by JsonErrorCommand
+        except click.ClickException as exc:
+            if ctx.params.get("as_json"):
+                emit_error(exc.format_message(), exc.exit_code)
+            raise
 
 
 def file_error(message: str) -> click.ClickException:
