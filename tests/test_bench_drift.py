@@ -180,7 +180,7 @@ def test_drift_refuses_to_overwrite_a_report(drift_run, models_dir, labelled_dir
     _, out = drift_run
     before = (out / JSON_NAME).read_bytes()
     result = invoke("drift", labelled_dir, "--models", models_dir, "--out", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as in bench sources, shift and latency
     assert "--force" in result.output + result.stderr
     assert (out / JSON_NAME).read_bytes() == before
 

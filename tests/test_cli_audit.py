@@ -258,3 +258,24 @@ def test_export_onnx_failures_are_json_with_their_exit_code(tmp_path, png, model
                                      "--out", tmp_path / "m.onnx")
     assert_refused(code, err, 2, "no image to check the export on")
     assert '"exit_code": 2' in out_text
+
+
+# --- bench sources / shift / drift ----------------------------------------------------------
+
+@pytest.mark.parametrize("benchmark", ["sources", "shift", "drift"])
+def test_bench_out_that_cannot_be_written_is_a_usage_error_before_measuring(png, benchmark):
+    code, out_text, err = covid_edge("bench", benchmark, CXR, "--limit", 1, "--out",
+                                     png / "report", "--json")
+    assert_refused(code, err, 2, "cannot write the report there")
+    assert '"exit_code": 2' in out_text and '"schema"' not in out_text  # nothing measured
+
+
+def test_bench_drift_failures_are_json_under_json(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out_text, err = covid_edge("bench", "drift", CXR, "--models", empty, "--json")
+    assert_refused(code, err, 1, "no model card")
+    assert '"exit_code": 1' in out_text
+    code, out_text, err = covid_edge("bench", "drift", CXR, "--limit", 0, "--json")
+    assert_refused(code, err, 2, "--limit")
+    assert '"exit_code": 2' in out_text

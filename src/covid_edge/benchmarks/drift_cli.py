@@ -10,7 +10,8 @@ import click
 
 from .. import DISCLAIMER
 from ..progress import progress_bar
-from .labelled_cli import finish
+from ..edge_runtime.json_command import JsonErrorCommand
+from .labelled_cli import EXIT_ERROR, EXIT_USAGE, check_out, fail, finish
 from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EPILOG = f"""\b
@@ -31,7 +32,9 @@ are on the test split. Any other folder is used whole.
 \b
 Exit status: 0 every selected image was evaluated by every variant; 1 the
 benchmark could not run, or some images could not be read (the figures leave
-them out and the report lists them); 2 bad options.
+them out and the report lists them); 2 bad options, or an --out that holds a
+report (without --force) or cannot be written. With --json, every failure
+prints a JSON document with "error" and "exit_code".
 
 {DISCLAIMER}"""
 
@@ -55,7 +58,7 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
     return shlex.join(words)
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=JsonErrorCommand, epilog=EPILOG)
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--models", "models_dir", type=click.Path(exists=True, file_okay=False,
                                                          path_type=Path),
@@ -103,11 +106,12 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
     from ..model_card import ModelCardError, released_models_dir
     from . import drift as drifting
     from . import drift_report as reporting
-    from .report import ReportExistsError
 
+    check_out(out_dir, force, reporting.check_writable, as_json)
+    if latency_path and latency_runs:
+        fail("--latency reads a latency report, --latency-runs measures here: give one of "
+             "them", EXIT_USAGE, as_json)
     try:
-        if out_dir is not None:
-            reporting.check_writable(out_dir, force)
         if models_dir is None:
             try:
                 models_dir = released_models_dir()
@@ -115,12 +119,9 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
                 raise drifting.DriftError(
                     "the released models are not installed with this copy of covid-edge: pass "
                     "--models DIR, a folder that `covid-edge convert` wrote") from None
-        if latency_path and latency_runs:
-            raise drifting.DriftError("--latency reads a latency report, --latency-runs "
-                                      "measures here: give one of them")
         latency_report = drifting.load_latency(latency_path) if latency_path else None
-    except (drifting.DriftError, ReportExistsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except drifting.DriftError as exc:
+        fail(str(exc), EXIT_ERROR, as_json)
 
     command = _command_line(data_dir, models_dir, keras_path, split, split_file, limit,
                             latency_path, latency_runs)
@@ -140,7 +141,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
                 latency_runs=latency_runs,
                 command=command, on_start=on_start, progress=lambda n: bars[0].update(n))
     except drifting.DriftError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), EXIT_ERROR, as_json)
 
     if not as_json:
         click.echo(f"images: {report['selection']['reason']}", err=True)

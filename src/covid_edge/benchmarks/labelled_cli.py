@@ -69,6 +69,23 @@ def fail(message: str, code: int, as_json: bool) -> None:
     click.get_current_context().exit(code)
 
 
+def check_out(out_dir: Path | None, force: bool, check_writable, as_json: bool) -> None:
+    """--out before any measuring: an earlier report only with --force, and a folder that can
+    be written (not below a file, not read-only): a usage error now, not after the run."""
+    from .report import ReportExistsError, check_can_write
+
+    if out_dir is None:
+        return
+    try:
+        check_writable(out_dir, force)
+        check_can_write(out_dir)
+    except ReportExistsError as exc:
+        fail(str(exc), EXIT_USAGE, as_json)
+    except OSError as exc:
+        fail(f"--out {out_dir}: cannot write the report there ({exc.strerror or exc}): "
+             "choose another folder", EXIT_USAGE, as_json)
+
+
 def load_model(model_path, runtime_name, threads, no_guard, as_json):
     from ..edge_runtime.classifier import ModelError, load_with_messages
 

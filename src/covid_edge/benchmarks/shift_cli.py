@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .labelled_cli import (EXIT_USAGE, SETS_HELP, command_line, fail, finish, labelled_options,
-                           load_images, load_model, progress)
+from ..edge_runtime.json_command import JsonErrorCommand
+from .labelled_cli import (EXIT_USAGE, SETS_HELP, check_out, command_line, fail, finish,
+                           labelled_options, load_images, load_model, progress)
 
 EPILOG = f"""\b
 Examples:
@@ -36,7 +37,7 @@ def _list_perturbations(ctx, _param, value):
     ctx.exit(0)
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=JsonErrorCommand, epilog=EPILOG)
 @click.option("--list", is_flag=True, expose_value=False, is_eager=True,
               callback=_list_perturbations, help="List the perturbations and exit.")
 @click.option("-p", "--perturbation", "names", multiple=True,
@@ -60,13 +61,11 @@ def shift(names, sets, model_path, split_file, part, limit, seed, threads, runti
     from ..edge_runtime.classifier import default_threads
     from . import shift as shifting
     from . import shift_report as reporting
-    from .report import ReportExistsError
 
+    check_out(out_dir, force, reporting.check_writable, as_json)
     try:
-        if out_dir is not None:
-            reporting.check_writable(out_dir, force)
         perturbations, notes = shifting.choose(list(names))
-    except (ReportExistsError, shifting.ShiftError) as exc:
+    except shifting.ShiftError as exc:
         fail(str(exc), EXIT_USAGE, as_json)
     classifier = load_model(model_path, runtime_name, threads, no_guard, as_json)
     images, selection = load_images(classifier, sets, split_file, limit, seed, as_json,

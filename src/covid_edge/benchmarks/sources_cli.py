@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .labelled_cli import (EXIT_USAGE, SETS_HELP, command_line, fail, finish, labelled_options,
+from ..edge_runtime.json_command import JsonErrorCommand
+from .labelled_cli import (SETS_HELP, check_out, command_line, finish, labelled_options,
                            load_images, load_model, progress)
 
 EPILOG = f"""\b
@@ -24,7 +25,7 @@ sets; 3 the model cannot be loaded.
 {DISCLAIMER}"""
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=JsonErrorCommand, epilog=EPILOG)
 @labelled_options
 def sources(sets, model_path, split_file, part, limit, seed, threads, runtime_name,
             no_guard, out_dir, force, as_json):
@@ -40,13 +41,8 @@ def sources(sets, model_path, split_file, part, limit, seed, threads, runtime_na
     """
     from . import sources as per_source
     from . import sources_report as reporting
-    from .report import ReportExistsError
 
-    if out_dir is not None:
-        try:
-            reporting.check_writable(out_dir, force)
-        except ReportExistsError as exc:
-            fail(str(exc), EXIT_USAGE, as_json)
+    check_out(out_dir, force, reporting.check_writable, as_json)
     classifier = load_model(model_path, runtime_name, threads, no_guard, as_json)
     images, selection = load_images(classifier, sets, split_file, limit, seed, as_json,
                                    part)
