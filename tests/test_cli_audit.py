@@ -279,3 +279,14 @@ def test_bench_drift_failures_are_json_under_json(tmp_path):
     code, out_text, err = covid_edge("bench", "drift", CXR, "--limit", 0, "--json")
     assert_refused(code, err, 2, "--limit")
     assert '"exit_code": 2' in out_text
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+def test_serve_on_an_address_of_no_interface_says_so_not_busy_port(models_dir):
+    pytest.importorskip("uvicorn", reason="needs the [serve] extra")
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this device.
+    code, _, err = covid_edge("serve", "--model", models_dir, "--host", "192.0.2.1",
+                              "--port", 0, timeout=60)
+    assert_refused(code, err, 4, "cannot listen on 192.0.2.1", "not an address of this device")
+    assert "another server" not in err

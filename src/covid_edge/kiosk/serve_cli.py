@@ -123,8 +123,8 @@ def serve(host, port, max_upload_mb, save_uploads, save_max_files, save_max_mb, 
         listener = _listen(host, port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        click.echo(f"error: cannot listen on {host}:{port} ({reason}); is another server "
-                   "running there? Pick another --port.", err=True)
+        click.echo(f"error: cannot listen on {host}:{port} ({reason}); "
+                   f"{_listen_hint(exc, host, port)}", err=True)
         click.get_current_context().exit(EXIT_UNAVAILABLE)
 
     settings = ServerSettings(
@@ -181,6 +181,20 @@ def _listen(host: str, port: int) -> socket.socket:
     accepted connections get TCP_NODELAY (see listen.py)."""
     from .listen import tcp_listener
     return tcp_listener(host, port)
+
+
+def _listen_hint(exc: OSError, host: str, port: int) -> str:
+    """What to do about a failed bind: only a busy port means another server."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return "is another server running there? Pick another --port."
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return (f"{host} is not an address of this device: --host 127.0.0.1 answers this "
+                "device only, 0.0.0.0 every network interface.")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return "ports below 1024 need administrator rights: pick a --port from 1024 up."
+    return "pick another --host or --port."
 
 
 def _base_url(host: str, port: int) -> str:
