@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .train_cli import Log, check_out_folder, progress
+from ..cli_paths import check_out_folder
+from .train_cli import Log, progress
 
 
 @click.command(epilog=DISCLAIMER)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from .train_cli import HDF5_SIGNATURE, Log, check_out_folder, file_error, progress
+from ..cli_paths import check_out_folder
+from .train_cli import HDF5_SIGNATURE, Log, file_error, progress
 
 
 class ComponentsParam(click.ParamType):

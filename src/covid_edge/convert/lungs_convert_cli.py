@@ -6,7 +6,9 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_train_cli import _check_pack_data
-from .train_cli import JsonFailureCommand, Log, check_out_folder, file_error
+from ..cli_paths import check_out_folder
+from ..edge_runtime.json_command import JsonFailureCommand
+from .train_cli import Log, file_error
 
 
 def _loso_folders(ctx, param, folders):

@@ -9,7 +9,8 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_data import SOURCES
-from .train_cli import Log, check_out_folder, file_error, progress
+from ..cli_paths import check_out_folder
+from .train_cli import Log, file_error, progress
 
 
 @click.command("train-lungs", epilog=DISCLAIMER)

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from .train_cli import JsonFailureCommand, file_error
+from ..edge_runtime.json_command import JsonFailureCommand
+from .train_cli import file_error
 
 EPILOG = f"""\b
 The export runs only where its verdicts were checked: each installed backend
@@ -97,7 +98,7 @@ def _check_out(out_path: Path, tflite_path: Path, force: bool) -> None:
     sidecar) only with --force, and the folder must take the new files."""
     import os
 
-    from .train_cli import check_out_folder
+    from ..cli_paths import check_out_folder
 
     sidecar = out_path.with_name(out_path.name + ".json")
     if out_path.exists() and out_path.resolve() == tflite_path.resolve():

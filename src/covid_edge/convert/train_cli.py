@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
-from ..edge_runtime.json_command import JsonErrorCommand, emit_error
+from ..cli_paths import check_out_folder
 
 
 class Log:
@@ -39,35 +38,6 @@ def progress(items, label):
 
 EXIT_FILE = 3
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def check_out_folder(out_dir, param_hint: str = "--out") -> None:
-    """An --out folder that cannot be made is a usage error before any work: a file on its
-    path (out/model.keras/run), or a folder that cannot be written in."""
-    path = Path(out_dir)
-    existing = path
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise click.BadParameter(f"cannot create {out_dir}: {existing} is not a folder",
-                                 param_hint=param_hint)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot write in {existing}", param_hint=param_hint)
-
-
-class JsonFailureCommand(JsonErrorCommand):
-    """With --json, every failure also prints {"error", "exit_code"} on stdout: usage errors
-    as classify does, and the ClickExceptions the command raises itself."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except click.UsageError:
-            raise  # printed by JsonErrorCommand
-        except click.ClickException as exc:
-            if ctx.params.get("as_json"):
-                emit_error(exc.format_message(), exc.exit_code)
-            raise
 
 
 def file_error(message: str) -> click.ClickException:

@@ -41,6 +41,21 @@ class JsonErrorCommand(click.Command):
         emit_error(message, exit_code)
 
 
+class JsonFailureCommand(JsonErrorCommand):
+    """With --json, every failure also prints {"error", "exit_code"} on stdout: usage errors
+    as classify does, and the ClickExceptions the command raises itself."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise  # printed by JsonErrorCommand
+        except click.ClickException as exc:
+            if ctx.params.get("as_json"):
+                emit_error(exc.format_message(), exc.exit_code)
+            raise
+
+
 def wants_json(args) -> bool:
     """--json among the arguments; words after "--" are not options."""
     args = list(args)
