@@ -201,3 +201,29 @@ def edit_card(folder: Path, change) -> None:
     card = json.loads(path.read_text())
     change(card)
     path.write_text(json.dumps(card))
+
+
+# --- Two workers (pytest-xdist; pyproject's addopts: -n auto --dist loadgroup) ---------------
+# Most of the suite's time is small TensorFlow trainings and conversions, which keep about one
+# core busy each: two workers nearly halve the wall time on a 2-core machine. A trained model
+# must be built once, so tests that share one run on the same worker: a test file is a group
+# (its module-scoped runs), and every test that uses the session's three-class model joins one.
+
+SHARED_MODEL_FIXTURES = {"three_class_run", "three_class_dir"}
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core, two at most (each training holds 1-3 GB, and the suite
+    has too few heavy groups for a third worker to help)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shares_model = SHARED_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        group = "three-class-model" if shares_model else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
