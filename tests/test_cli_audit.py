@@ -6,13 +6,15 @@ training commands import TensorFlow, kept out of the test process)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
-from conftest import CXR, SHARED, subprocess_env
+from conftest import CXR, SHARED, WEIGHTS, subprocess_env
 
 LUNGS = SHARED / "data" / "lungs"
 
@@ -95,6 +97,24 @@ def test_train_unknown_fine_tune_layer_is_refused_before_training(tmp_path):
     assert not (out / "split.csv").exists()
 
 
+@pytest.mark.train
+def test_train_failing_on_its_data_leaves_no_empty_out_folder(tmp_path):
+    """Train makes --out before reading the images: a failure there removes the folders it
+    made (here new/ and new/run), never one that was there before."""
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    code, _, err = covid_edge("train", empty, "--out", tmp_path / "new" / "run",
+                              "--weights", "none")
+    assert_refused(code, err, 1, "no images")
+    assert not (tmp_path / "new").exists()
+    there = tmp_path / "there"
+    there.mkdir()
+    code, _, err = covid_edge("train", empty, "--out", there, "--weights", "none")
+    assert_refused(code, err, 1, "no images")
+    assert there.is_dir()
+
+
 # --- train-lungs ----------------------------------------------------------------------------
 
 def test_train_lungs_out_under_a_file_is_a_usage_error(png):
@@ -171,6 +191,80 @@ def test_non_xray_folder_without_images_is_a_usage_error(tmp_path, command):
     assert_refused(code, err, 2, "--non-xray", "holds no")
 
 
+@pytest.fixture
+def not_keras_models(tmp_path, png):
+    """Files a user may take for a Keras model, by name: HDF5 weights without a model (as a
+    .keras and as a .h5 file) and a zip of something else renamed .keras."""
+    folder = tmp_path / "not-models"
+    folder.mkdir()
+    shutil.copy(WEIGHTS, folder / "weights.keras")
+    shutil.copy(WEIGHTS, folder / "weights.h5")
+    with zipfile.ZipFile(folder / "photos.keras", "w") as archive:
+        archive.write(png, "chest.png")
+    return {"weights.keras": (folder / "weights.keras", "HDF5"),
+            "weights.h5": (folder / "weights.h5", "no model_config"),
+            "photos.keras": (folder / "photos.keras", "without the config.json")}
+
+
+@pytest.mark.parametrize("name", ["weights.keras", "weights.h5", "photos.keras"])
+def test_convert_hdf5_weights_or_a_renamed_zip_is_a_file_error(tmp_path, not_keras_models,
+                                                               name):
+    model, why = not_keras_models[name]
+    (model.parent / "run.json").write_text("{}")
+    code, _, err = covid_edge("convert", model, "--out", tmp_path / "export")
+    assert_refused(code, err, 3, "is not a Keras model", why)
+    assert not (tmp_path / "export").exists()
+
+
+def _run_folder(folder, model, labels=("normal", "covid")):
+    """A run folder as train writes it, around `model`: run.json, split.csv, model.keras."""
+    from covid_edge.preprocess import PreprocessSpec
+
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({
+        "labels": list(labels), "positive_label": "covid", "data_dir": str(CXR),
+        "preprocessing": PreprocessSpec(height=224, width=224, channels=3).to_dict(),
+        "config": {"data_dir": str(CXR)}}))
+    (folder / "split.csv").write_text("path,label,group,split\n"
+                                      "covid/a.png,covid,0,train\nnormal/b.png,normal,1,val\n")
+    shutil.copy(model, folder / "model.keras")
+    return folder
+
+
+def test_average_and_start_from_refuse_a_model_keras_that_is_not_one(tmp_path,
+                                                                       not_keras_models):
+    weights, _ = not_keras_models["weights.keras"]
+    photos, _ = not_keras_models["photos.keras"]
+    runs = [_run_folder(tmp_path / "a", weights), _run_folder(tmp_path / "b", photos)]
+    code, _, err = covid_edge("average", *runs, "--out", tmp_path / "avg")
+    assert_refused(code, err, 3, "a/model.keras is not a Keras model", "HDF5")
+    assert not (tmp_path / "avg").exists()
+    code, _, err = covid_edge("train", CXR, "--out", tmp_path / "run", "--weights", "none",
+                              "--start-from", runs[1])
+    assert_refused(code, err, 3, "b/model.keras is not a Keras model", "config.json")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.train
+def test_convert_a_model_keras_cannot_load_is_a_file_error_and_leaves_no_folder(tmp_path):
+    """Past the checks of the file (a zip with a config.json), Keras' own refusal is one line
+    with exit 3, and the --out folders convert made for it are gone; one that was there
+    stays."""
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    fake = tmp_path / "fake.keras"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("config.json", "{}")
+    run = _run_folder(tmp_path / "run", fake)
+    code, _, err = covid_edge("convert", run / "model.keras", "--out", tmp_path / "new" / "export")
+    assert_refused(code, err, 3, "Keras cannot load it")
+    assert not (tmp_path / "new").exists()
+    there = tmp_path / "there"
+    there.mkdir()
+    code, _, err = covid_edge("convert", run / "model.keras", "--out", there)
+    assert_refused(code, err, 3, "Keras cannot load it")
+    assert there.is_dir()
+
+
 # --- convert-lungs --------------------------------------------------------------------------
 
 def test_convert_lungs_refuses_what_is_no_run_or_fold_before_writing(tmp_path, png):
@@ -192,6 +286,18 @@ def test_convert_lungs_refuses_what_is_no_run_or_fold_before_writing(tmp_path, p
     code, _, err = covid_edge("convert-lungs", run, "--data", LUNGS, "--out", png / "int8")
     assert_refused(code, err, 2, "--out", "is not a folder")
     assert not out.exists()
+
+
+def test_convert_lungs_model_keras_that_is_hdf5_weights_is_a_file_error(tmp_path,
+                                                                        not_keras_models):
+    run = tmp_path / "lungs-run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    shutil.copy(not_keras_models["weights.keras"][0], run / "model.keras")
+    code, out_text, err = covid_edge("convert-lungs", run, "--data", LUNGS, "--out",
+                                     tmp_path / "int8", "--json")
+    assert_refused(code, err, 3, "is not a Keras model", "HDF5")
+    assert '"exit_code": 3' in out_text
 
 
 def test_convert_lungs_data_npz_that_is_no_pack_is_a_file_error(tmp_path, png):
@@ -283,10 +389,12 @@ def test_bench_drift_failures_are_json_under_json(tmp_path):
 
 # --- serve ----------------------------------------------------------------------------------
 
-def test_serve_on_an_address_of_no_interface_says_so_not_busy_port(models_dir):
+def test_serve_on_an_address_of_no_interface_says_so_not_busy_port(models_dir, tmp_path):
     pytest.importorskip("uvicorn", reason="needs the [serve] extra")
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this device.
+    uploads = tmp_path / "new" / "uploads"
     code, _, err = covid_edge("serve", "--model", models_dir, "--host", "192.0.2.1",
-                              "--port", 0, timeout=60)
+                              "--port", 0, "--save-uploads", uploads, timeout=60)
     assert_refused(code, err, 4, "cannot listen on 192.0.2.1", "not an address of this device")
     assert "another server" not in err
+    assert not (tmp_path / "new").exists()  # a server that never started keeps no folder

@@ -5,6 +5,7 @@ refuse a path."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,3 +23,32 @@ def check_out_folder(out_dir, param_hint: str = "--out") -> None:
                                  param_hint=param_hint)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot write in {existing}", param_hint=param_hint)
+
+
+@contextmanager
+def no_empty_folder_left(out_dir):
+    """A command that fails (or is interrupted) before writing into out_dir removes the folders
+    it created for it: an empty folder left behind reads as a run that happened. Only folders
+    missing on entry are candidates, and rmdir takes a folder only while it is empty, so
+    nothing that existed before, or that holds a file, is ever removed."""
+    created = []
+    path = Path(os.path.abspath(out_dir))
+    while not os.path.lexists(path) and path != path.parent:
+        created.append(path)  # deepest first
+        path = path.parent
+    try:
+        yield
+    except BaseException as exc:
+        if not _succeeded(exc):
+            for folder in created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+        raise
+
+
+def _succeeded(exc: BaseException) -> bool:
+    """click's ctx.exit(0) and sys.exit(0) end a command that worked."""
+    code = getattr(exc, "exit_code", getattr(exc, "code", None))
+    return isinstance(exc, (SystemExit, click.exceptions.Exit)) and code in (0, None)

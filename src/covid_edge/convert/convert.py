@@ -32,6 +32,10 @@ class ConvertError(Exception):
     """A run folder or output folder that conversion cannot use."""
 
 
+class ModelFileError(ConvertError):
+    """A model file that is there but that Keras cannot load (exit 3, as for any bad model)."""
+
+
 def tolerance_command(models_dir: Path, which: str) -> str:
     """The command that measures a tolerance again, as the card records it: a figure in a card
     names what reruns it (convert measures it first; this script repeats it on the same
@@ -198,7 +202,13 @@ def convert(model_path: str | Path, out_dir: str | Path, *, data_dir: str | Path
     calibration = [dataset.item_path(data_dir, train_items[i])
                    for i in sorted(rng.permutation(len(train_items))[:calibration_size])]
     log(f"loading {model_path}")
-    model = keras.models.load_model(model_path, compile=False)
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        # What the CLI's checks of the file cannot see (a config.json that is not a model's,
+        # a zip without weights): one line, not Keras' traceback.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ModelFileError(f"{model_path}: Keras cannot load it ({first})") from None
 
     variants, converted = {}, {}
     scratch = Path(tempfile.mkdtemp(prefix="covid-edge-convert-"))

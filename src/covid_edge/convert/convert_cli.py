@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder
+from ..cli_paths import check_out_folder, no_empty_folder_left
 from .train_cli import HDF5_SIGNATURE, Log, file_error, progress
 
 
@@ -143,18 +143,21 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
         raise click.ClickException(
             "conversion needs TensorFlow: pip install '.[train]' in a clone of covid-edge"
         ) from None
-    from .convert import ConvertError
+    from .convert import ConvertError, ModelFileError
     from .convert import convert as run_conversion
 
     try:
-        card = run_conversion(model, out_dir, data_dir=data_dir, calibration_size=calibration_size,
-                              target_sensitivity=target_sensitivity,
-                              sample_count=sample_count, seed=seed, log=Log(), progress=progress,
-                              force=force, edgetpu=edgetpu, non_xray_dirs=non_xray_dirs,
-                              ood_train_images=ood_train_images, ood_components=ood_components,
-                              ood_quantile=ood_quantile, ood_per_label=ood_per_label,
-                              bias_correction=bias_correction,
-                              tolerance_images=tolerance_images or None)
+        with no_empty_folder_left(out_dir):
+            card = run_conversion(
+                model, out_dir, data_dir=data_dir, calibration_size=calibration_size,
+                target_sensitivity=target_sensitivity, sample_count=sample_count, seed=seed,
+                log=Log(), progress=progress, force=force, edgetpu=edgetpu,
+                non_xray_dirs=non_xray_dirs, ood_train_images=ood_train_images,
+                ood_components=ood_components, ood_quantile=ood_quantile,
+                ood_per_label=ood_per_label, bias_correction=bias_correction,
+                tolerance_images=tolerance_images or None)
+    except ModelFileError as exc:
+        raise file_error(str(exc)) from None
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     int8 = card["variants"]["int8"]
@@ -192,12 +195,49 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
 
 
 def _check_keras_file(model: str) -> None:
-    """MODEL must be a Keras file (a .keras zip, or a legacy HDF5 .h5) before TensorFlow is
-    loaded: anything else is exit 3 with one line, not Keras' traceback."""
+    """MODEL must be a file Keras loads before TensorFlow is: anything else is exit 3 with one
+    line, not Keras' traceback minutes later. Keras goes by the name: a .keras file must be a
+    zip holding the config.json it saves, a .h5/.hdf5 one an HDF5 file holding a whole model
+    (model_config), not only weights."""
     try:
         with open(model, "rb") as handle:
             head = handle.read(8)
     except OSError as exc:
         raise file_error(f"cannot read {model}: {exc.strerror}") from None
-    if not head.startswith(b"PK\x03\x04") and head != HDF5_SIGNATURE:
-        raise file_error(f"{model} is not a Keras model (a model.keras that training wrote)")
+    name = str(model)  # Keras matches the suffix case-sensitively
+    if name.endswith(".keras"):
+        why = (None if head.startswith(b"PK\x03\x04") else
+               "an HDF5 file, which Keras reads only as .h5" if head == HDF5_SIGNATURE else
+               "not a zip")
+        why = why or _keras_zip_problem(model)
+    elif name.endswith((".h5", ".hdf5")):
+        why = "not an HDF5 file" if head != HDF5_SIGNATURE else _hdf5_model_problem(model)
+    else:
+        why = "Keras loads a .keras file (or a legacy .h5 model) only"
+    if why:
+        raise file_error(f"{model} is not a Keras model (a model.keras that training wrote): "
+                         f"{why}")
+
+
+def _keras_zip_problem(model: str) -> str | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return "a damaged zip"
+    return None if "config.json" in names else "a zip without the config.json Keras saves"
+
+
+def _hdf5_model_problem(model: str) -> str | None:
+    try:
+        import h5py
+    except ImportError:
+        return None  # Keras, which needs h5py, says what to install
+    try:
+        with h5py.File(model, "r") as handle:
+            whole_model = "model_config" in handle.attrs
+    except OSError:
+        return "a damaged HDF5 file"
+    return None if whole_model else "HDF5 weights without a model (no model_config)"

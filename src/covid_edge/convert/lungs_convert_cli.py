@@ -6,7 +6,7 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_train_cli import _check_pack_data
-from ..cli_paths import check_out_folder
+from ..cli_paths import check_out_folder, no_empty_folder_left
 from ..edge_runtime.json_command import JsonFailureCommand
 from .train_cli import Log, file_error
 
@@ -89,8 +89,9 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
 
     log = Log()
     try:
-        card = convert(run_dir, data, out_dir, calibration_images=calibration_images,
-                       loso=loso_dirs, version=model_version, force=force, log=log)
+        with no_empty_folder_left(out_dir):
+            card = convert(run_dir, data, out_dir, calibration_images=calibration_images,
+                           loso=loso_dirs, version=model_version, force=force, log=log)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from None
     metrics = card["metrics"]

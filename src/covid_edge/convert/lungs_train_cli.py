@@ -9,7 +9,7 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_data import SOURCES
-from ..cli_paths import check_out_folder
+from ..cli_paths import check_out_folder, no_empty_folder_left
 from .train_cli import Log, file_error, progress
 
 
@@ -101,7 +101,8 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
             hold_out=hold_out, leave_out=tuple(leave_out), limit_per_source=limit_per_source,
             max_minutes=max_minutes, convention_heads=convention_heads, seed=seed)
-        summary = train(config, Log(), progress, force=force)
+        with no_empty_folder_left(out_dir):
+            summary = train(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     part = "test" if hold_out else "val"

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder
+from ..cli_paths import check_out_folder, no_empty_folder_left
 
 
 class Log:
@@ -77,6 +77,16 @@ def _check_split_from(split_from) -> None:
         what = f"no {exc.args[0]!r} column" if isinstance(exc, KeyError) else "unreadable"
         raise click.BadParameter(f"{split_from} is not a split.csv that `covid-edge train` "
                                  f"wrote ({what})", param_hint="--split-from") from None
+
+
+def _check_start_from(run_dir: str) -> None:
+    """The starting run's model.keras, checked as convert checks its MODEL: Keras would
+    refuse it only after every image has loaded. A missing one is training's to report."""
+    from .convert_cli import _check_keras_file
+
+    model = Path(run_dir) / "model.keras"
+    if model.is_file():
+        _check_keras_file(str(model))
 
 
 def _check_validation_sources(config) -> None:
@@ -237,6 +247,8 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
     _check_weights(weights)
     if split_from:
         _check_split_from(split_from)
+    if start_from:
+        _check_start_from(start_from)
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -262,7 +274,8 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
     if fine_tune_epochs and fine_tune_from != TrainConfig.fine_tune_from:  # default is good
         _check_fine_tune_from(fine_tune_from)
     try:
-        summary = run_training(config, Log(), progress, force=force)
+        with no_empty_folder_left(out_dir):
+            summary = run_training(config, Log(), progress, force=force)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     # Validation figures only: settings are chosen on them, and a test figure on the screen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
+from ..cli_paths import no_empty_folder_left
 from .cli_common import EXIT_UNAVAILABLE, load_shared_classifier, model_line, model_options
 
 DEFAULT_HOST = "127.0.0.1"
@@ -111,21 +113,23 @@ def serve(host, port, max_upload_mb, save_uploads, save_max_files, save_max_mb, 
                    f"{install_hint('serve')}", err=True)
         click.get_current_context().exit(EXIT_UNAVAILABLE)
 
-    if save_uploads is not None:
-        try:
-            save_uploads.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.BadParameter(f"cannot create {save_uploads}: {exc.strerror}",
-                                     param_hint="--save-uploads") from None
+    with contextlib.ExitStack() as starting:  # a server that never started leaves no folder
+        if save_uploads is not None:
+            starting.enter_context(no_empty_folder_left(save_uploads))
+            try:
+                save_uploads.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise click.BadParameter(f"cannot create {save_uploads}: {exc.strerror}",
+                                         param_hint="--save-uploads") from None
 
-    shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard)
-    try:
-        listener = _listen(host, port)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        click.echo(f"error: cannot listen on {host}:{port} ({reason}); "
-                   f"{_listen_hint(exc, host, port)}", err=True)
-        click.get_current_context().exit(EXIT_UNAVAILABLE)
+        shared = load_shared_classifier(model_path, runtime_name, threads, device, no_guard)
+        try:
+            listener = _listen(host, port)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            click.echo(f"error: cannot listen on {host}:{port} ({reason}); "
+                       f"{_listen_hint(exc, host, port)}", err=True)
+            click.get_current_context().exit(EXIT_UNAVAILABLE)
 
     settings = ServerSettings(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024), save_uploads=save_uploads,
