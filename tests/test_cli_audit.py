@@ -380,10 +380,24 @@ def test_bench_drift_failures_are_json_under_json(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     code, out_text, err = covid_edge("bench", "drift", CXR, "--models", empty, "--json")
-    assert_refused(code, err, 1, "no model card")
-    assert '"exit_code": 1' in out_text
+    assert_refused(code, err, 3, "cannot load the model", "no model card")  # as classify
+    assert '"exit_code": 3' in out_text
     code, out_text, err = covid_edge("bench", "drift", CXR, "--limit", 0, "--json")
     assert_refused(code, err, 2, "--limit")
+    assert '"exit_code": 2' in out_text
+
+
+@pytest.mark.parametrize("what", ["png", "csv", "json"])
+def test_bench_drift_latency_that_is_no_latency_report_is_a_usage_error(tmp_path, png, what):
+    latency = {"png": png, "csv": tmp_path / "latency.csv", "json": tmp_path / "other.json"}[what]
+    if what == "csv":
+        latency.write_bytes("path,label\nbild-\xfc.png,covid\n".encode("latin-1"))
+    elif what == "json":
+        latency.write_text("[1, 2]")
+    code, out_text, err = covid_edge("bench", "drift", CXR, "--latency", latency, "--json")
+    assert_refused(code, err, 2, f"--latency {latency}", "not", "latency.json",
+                   "covid-edge bench latency")
+    assert "codec" not in err and "position" not in err  # no decoder's words
     assert '"exit_code": 2' in out_text
 
 

@@ -40,6 +40,15 @@ class DriftError(Exception):
     """A drift benchmark that cannot run; the message says what to do."""
 
 
+class DriftModelError(DriftError):
+    """The models to compare cannot be loaded (no model card, no variant file, a file the
+    runtime refuses): exit 3, as classify exits for a model it cannot load."""
+
+
+class LatencyReportError(DriftError):
+    """--latency names no latency report: a usage error (2), like the other options."""
+
+
 @dataclass
 class Source:
     """One model to evaluate: a TFLite variant of the card, or the Keras original."""
@@ -62,8 +71,8 @@ def card_sources(models_dir: Path) -> tuple[dict, list[Source]]:
     try:
         card = load_card(models_dir / CARD_FILENAME)
     except ModelCardError as exc:
-        raise DriftError(f"{exc}; pass --models DIR, a folder that `covid-edge convert` "
-                         "wrote") from None
+        raise DriftModelError(f"{exc}; pass --models DIR, a folder that `covid-edge convert` "
+                              "wrote") from None
     sources = []
     for name, entry in card["variants"].items():
         path = models_dir / entry.get("file", "")
@@ -71,7 +80,7 @@ def card_sources(models_dir: Path) -> tuple[dict, list[Source]]:
             sources.append(Source(name, "tflite", str(path), path.stat().st_size,
                                   sha256_file(path), entry.get("description", "")))
     if not sources:
-        raise DriftError(f"{models_dir}: none of the model card's variant files is there")
+        raise DriftModelError(f"{models_dir}: none of the model card's variant files is there")
     return card, sources
 
 
@@ -217,7 +226,7 @@ class TFLiteRunner:
                 self.classifier = Classifier.load(source.path, runtime=runtime,
                                                   num_threads=threads)
             except ModelError as exc:
-                raise DriftError(f"{source.name}: {exc}") from None
+                raise DriftModelError(f"{source.name}: {exc}") from None
         self.warnings = [f"{source.name}: {w.message}" for w in caught
                          if issubclass(w.category, ModelIntegrityWarning)]
         self.runtime = self.classifier.runtime.label
@@ -245,7 +254,7 @@ class KerasRunner:
         try:
             self.model = keras.models.load_model(source.path, compile=False)
         except (OSError, ValueError, TypeError) as exc:
-            raise DriftError(f"{source.path}: Keras cannot load it ({exc})") from None
+            raise DriftModelError(f"{source.path}: Keras cannot load it ({exc})") from None
         shape = tuple(self.model.input_shape[1:])
         if shape != spec.input_shape:
             raise DriftError(f"{source.path} takes {shape} but the model card's preprocessing "
@@ -387,15 +396,20 @@ def load_latency(path: Path) -> dict:
     """A latency.json, given as the file or the folder `bench latency --out` wrote."""
     if path.is_dir():
         path = path / "latency.json"
+    wanted = "pass the latency.json that `covid-edge bench latency --out DIR` wrote"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DriftError(f"{path}: no such file; pass the latency.json that "
-                         "`covid-edge bench latency --out DIR` wrote") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DriftError(f"{path}: not a readable latency report ({exc})") from None
-    if not str(report.get("schema", "")).startswith(LATENCY_SCHEMA_PREFIX):
-        raise DriftError(f"{path}: not a `covid-edge bench latency` report")
+        raise LatencyReportError(f"{path}: no such file; {wanted}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        # A decoder's position in an image or a CSV tells the user nothing.
+        raise LatencyReportError(f"{path}: not JSON, so not a latency report; {wanted}"
+                                 ) from None
+    except OSError as exc:
+        raise LatencyReportError(f"{path}: cannot read it ({exc.strerror}); {wanted}") from None
+    if not isinstance(report, dict) or not str(report.get("schema", "")).startswith(
+            LATENCY_SCHEMA_PREFIX):
+        raise LatencyReportError(f"{path}: not a `covid-edge bench latency` report; {wanted}")
     report["_path"] = str(path)
     return report
 
@@ -492,7 +506,8 @@ def run(data_dir: Path, models_dir: Path, *, keras_path: Path | None = None,
         threshold = float(card["threshold"])
         scheme = ClassScheme.from_card(card)
     except (KeyError, TypeError, ValueError) as exc:
-        raise DriftError(f"{models_dir / CARD_FILENAME}: invalid model card ({exc})") from None
+        raise DriftModelError(f"{models_dir / CARD_FILENAME}: invalid model card ({exc})"
+                              ) from None
     items, selection = select_images(data_dir, split, split_file, limit, labels=scheme.labels)
     reference, reference_why = choose_reference(sources)
 

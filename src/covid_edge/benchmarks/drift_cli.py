@@ -11,7 +11,7 @@ import click
 from .. import DISCLAIMER
 from ..progress import progress_bar
 from ..edge_runtime.json_command import JsonErrorCommand
-from .labelled_cli import EXIT_ERROR, EXIT_USAGE, check_out, fail, finish
+from .labelled_cli import EXIT_ERROR, EXIT_MODEL, EXIT_USAGE, check_out, fail, finish
 from ..edge_runtime.cli_options import runtime_option, threads_option
 
 EPILOG = f"""\b
@@ -32,11 +32,26 @@ are on the test split. Any other folder is used whole.
 \b
 Exit status: 0 every selected image was evaluated by every variant; 1 the
 benchmark could not run, or some images could not be read (the figures leave
-them out and the report lists them); 2 bad options, or an --out that holds a
-report (without --force) or cannot be written. With --json, every failure
-prints a JSON document with "error" and "exit_code".
+them out and the report lists them); 2 bad options, a --latency file that is no
+latency report, or an --out that holds a report (without --force) or cannot be
+written; 3 the models cannot be loaded (no model card, no variant file, a file
+the runtime refuses). With --json, every failure prints a JSON document with
+"error" and "exit_code".
 
 {DISCLAIMER}"""
+
+
+def _fail(exc, as_json: bool) -> None:
+    """A DriftError's exit code by its kind; a model that cannot load is worded as classify
+    words it."""
+    from . import drift as drifting
+
+    if isinstance(exc, drifting.LatencyReportError):
+        fail(f"--latency {exc}", EXIT_USAGE, as_json)
+    elif isinstance(exc, drifting.DriftModelError):
+        fail(f"cannot load the model: {exc}", EXIT_MODEL, as_json)
+    else:
+        fail(str(exc), EXIT_ERROR, as_json)
 
 
 def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, latency_path,
@@ -112,16 +127,16 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
         fail("--latency reads a latency report, --latency-runs measures here: give one of "
              "them", EXIT_USAGE, as_json)
     try:
+        latency_report = drifting.load_latency(latency_path) if latency_path else None
         if models_dir is None:
             try:
                 models_dir = released_models_dir()
             except ModelCardError:
-                raise drifting.DriftError(
+                raise drifting.DriftModelError(
                     "the released models are not installed with this copy of covid-edge: pass "
                     "--models DIR, a folder that `covid-edge convert` wrote") from None
-        latency_report = drifting.load_latency(latency_path) if latency_path else None
     except drifting.DriftError as exc:
-        fail(str(exc), EXIT_ERROR, as_json)
+        _fail(exc, as_json)
 
     command = _command_line(data_dir, models_dir, keras_path, split, split_file, limit,
                             latency_path, latency_runs)
@@ -141,7 +156,7 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
                 latency_runs=latency_runs,
                 command=command, on_start=on_start, progress=lambda n: bars[0].update(n))
     except drifting.DriftError as exc:
-        fail(str(exc), EXIT_ERROR, as_json)
+        _fail(exc, as_json)
 
     if not as_json:
         click.echo(f"images: {report['selection']['reason']}", err=True)
