@@ -6,6 +6,7 @@ training commands import TensorFlow, kept out of the test process)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -364,6 +365,27 @@ def test_export_onnx_failures_are_json_with_their_exit_code(tmp_path, png, model
                                      "--out", tmp_path / "m.onnx")
     assert_refused(code, err, 2, "no image to check the export on")
     assert '"exit_code": 2' in out_text
+
+
+def test_advice_to_export_again_says_force(tmp_path, png):
+    """export-onnx replaces an export only with --force: the runtime's advice to run it again,
+    given beside an export, says so (else the rerun is refused)."""
+    onnx = tmp_path / "covid-edge-int8.onnx"
+    onnx.write_bytes(b"an export")
+    sidecar = tmp_path / "covid-edge-int8.onnx.json"
+    cases = [(None, "is missing beside"), ("{not json", "unreadable")]
+    if importlib.util.find_spec("onnxruntime") is not None:  # the backend is chosen first
+        here = {"isa": None, "int8_kernels": "no such kernels", "float_kernels": None}
+        cases += [({"agreement": {"runtimes": {}}}, "not checked with onnxruntime"),
+                  ({"agreement": {"host": here, "runtimes": {
+                      "onnxruntime": {"verdict_agreement": 1.0}}}}, "on this host")]
+    for content, words in cases:
+        if content is None:
+            sidecar.unlink(missing_ok=True)
+        else:
+            sidecar.write_text(content if isinstance(content, str) else json.dumps(content))
+        code, _, err = covid_edge("classify", png, "--model", onnx, "--runtime", "onnxruntime")
+        assert_refused(code, err, 3, words, "`covid-edge export-onnx --force`")
 
 
 # --- bench sources / shift / drift ----------------------------------------------------------

@@ -117,7 +117,7 @@ def test_agreement_counts_only_on_a_host_with_the_same_kernels(export):
     other = dict(here, int8_kernels="AVX2, no VNNI (int8 multiplied in 16-bit lanes)"
                  if here["int8_kernels"] != "AVX2, no VNNI (int8 multiplied in 16-bit lanes)"
                  else "AVX-512 VNNI")
-    with pytest.raises(OnnxBackendError, match="export-onnx` on this host"):
+    with pytest.raises(OnnxBackendError, match="export-onnx --force` on this host"):
         check_agreement(sidecar, "onnxruntime", host=other)
     del sidecar["agreement"]["host"]
     with pytest.raises(OnnxBackendError, match="unrecorded host"):

@@ -29,6 +29,8 @@ import numpy as np
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
 SIDECAR_SUFFIX = ".json"  # covid-edge-int8.onnx -> covid-edge-int8.onnx.json
 AGREEMENT_MIN = 0.995
+# export-onnx refuses to replace an export without --force; the advice to export again says so.
+EXPORT_AGAIN = "`covid-edge export-onnx --force`"
 
 
 class OnnxBackendError(Exception):
@@ -46,9 +48,10 @@ def read_sidecar(onnx_path: str | Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OnnxBackendError(f"{path.name} is missing beside {Path(onnx_path).name}: run "
-                               "`covid-edge export-onnx` to write the export with it") from None
+                               f"{EXPORT_AGAIN} to write the export again with it") from None
     except (OSError, ValueError) as exc:
-        raise OnnxBackendError(f"{path}: unreadable ({exc})") from None
+        raise OnnxBackendError(f"{path}: unreadable ({exc}); run {EXPORT_AGAIN} to write "
+                               "the export again") from None
 
 
 def installed(name: str) -> bool:
@@ -111,7 +114,7 @@ def check_agreement(sidecar: dict, runtime_name: str, host: dict | None = None) 
     if record is None:
         raise OnnxBackendError(
             f"the export's agreement with the TFLite model was not checked with {runtime_name}: "
-            "run `covid-edge export-onnx` again with it installed")
+            f"run {EXPORT_AGAIN} again with it installed")
     value = float(record["verdict_agreement"])
     if value < AGREEMENT_MIN:
         raise OnnxBackendError(
@@ -126,7 +129,7 @@ def check_agreement(sidecar: dict, runtime_name: str, host: dict | None = None) 
         raise OnnxBackendError(
             f"the export's agreement was checked on {where}; this host has "
             f"{here.get('int8_kernels')} int8 kernels, where {runtime_name} may compute "
-            "differently: run `covid-edge export-onnx` on this host to check it here")
+            f"differently: run {EXPORT_AGAIN} on this host to check it here")
     return value
 
 
