@@ -16,6 +16,7 @@ import zipfile
 import pytest
 
 from conftest import CXR, SHARED, WEIGHTS, subprocess_env
+from covid_edge.convert.tf_quiet import NOISE
 
 LUNGS = SHARED / "data" / "lungs"
 
@@ -157,6 +158,46 @@ def test_train_lungs_data_npz_that_is_no_pack_is_a_file_error(tmp_path, png):
     code, _, err = covid_edge("train-lungs", fake, "--out", tmp_path / "run")
     assert_refused(code, err, 3, "not a pack")
     assert "pickle" not in err
+
+
+@pytest.mark.train
+def test_train_lungs_too_few_pairs_for_a_part_is_refused_with_the_counts(tmp_path):
+    """One pair per source gives validation none (a source gives it a pair from two up), which
+    Keras met with "PyDataset has length 0" after loading: refused from the sources alone,
+    before any folder is made. A pack of that size, quiet (TensorFlow imports to pack it)."""
+    pytest.importorskip("keras", reason="needs the [train] extra")
+    pack = tmp_path / "tiny.npz"
+    code, _, err = covid_edge("train-lungs", LUNGS, "--pack", pack, "--limit-per-source", 1,
+                              "--image-size", 32)
+    assert code == 0, err[-2000:]
+    assert not [noise for noise in NOISE if noise in err], err[-2000:]
+    out = tmp_path / "new" / "run"
+    code, _, err = covid_edge("train-lungs", pack, "--out", out, "--image-size", 32)
+    assert_refused(code, err, 1, "too few lung pairs to train: train 4, val 0")
+    code, _, err = covid_edge("train-lungs", LUNGS, "--out", out, "--limit-per-source", 1,
+                              "--hold-out", "jsrt")
+    assert_refused(code, err, 1, "train 3, val 0, test 1", "--limit-per-source")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.train
+def test_convert_lungs_hides_tensorflow_log_lines_unless_verbose(tmp_path):
+    """As convert does: TensorFlow's start-up lines only with --verbose (the run fails after
+    TensorFlow has loaded: its run.json is no train-lungs run's)."""
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    args = ["convert-lungs", run, "--data", LUNGS, "--out", tmp_path / "int8"]
+    code, _, quiet = covid_edge(*args)
+    assert_refused(code, quiet, 1)
+    assert not [noise for noise in NOISE if noise in quiet], quiet[-2000:]
+    code, _, verbose = covid_edge(*args, "--verbose")
+    assert_refused(code, verbose, 1)
+    if not [noise for noise in NOISE if noise in verbose]:
+        pytest.skip("TensorFlow writes none of its start-up lines here")
 
 
 # --- convert --------------------------------------------------------------------------------

@@ -50,8 +50,9 @@ def _loso_folders(ctx, param, folders):
 @click.option("--force", is_flag=True,
               help="Replace a lung model already in --out (else exit 1 and leave it alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_version, force,
-                  as_json):
+                  as_json, verbose):
     """Convert a `train-lungs` run to a full-integer int8 TFLite lung model with its card.
 
     Checks that every tensor is integer, that the int8 input loses no grey level, and that
@@ -75,9 +76,9 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
     if Path(data).is_file() and Path(data).suffix == ".npz":
         _check_pack_data(data)
     _check_run(Path(run_dir))
-    from .tf_quiet import tensorflow_settings
+    from .tf_quiet import quiet_tensorflow
 
-    tensorflow_settings()
+    quiet_tensorflow(verbose)
     try:
         import tensorflow  # noqa: F401
     except ImportError:

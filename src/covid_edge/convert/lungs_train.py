@@ -222,6 +222,21 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
                               "another --out or pass --force to overwrite it")
 
 
+def check_parts(parts: dict[str, np.ndarray], hold_out: str | None) -> None:
+    """Keras cannot fit on an empty part ("PyDataset has length 0"): said with the counts."""
+    counts = {name: len(index) for name, index in parts.items()}
+    needed = {"train": 1, "val": 1, "test": 1 if hold_out else 0}
+    if any(counts[name] < least for name, least in needed.items()):
+        raise ValueError(
+            "too few lung pairs to train: " + ", ".join(
+                f"{name} {counts[name]}" for name in needed if needed[name])
+            + " (each needs at least one; validation takes one pair of every source with "
+              "two or more, so each training source needs 2+ pairs"
+            + (f", and --hold-out {hold_out} needs pairs of its own" if hold_out else "")
+            + "): use more pairs per source (--limit-per-source, or a pack made with a larger "
+              "one) or leave out fewer sources")
+
+
 def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> dict:
     import keras
 
@@ -245,6 +260,7 @@ def train(config: LungTrainConfig, log, progress=None, force: bool = False) -> d
     data = lungs_data.load(config.data, spec, progress, config.limit_per_source)
     parts = lungs_data.split(data.sources, config.hold_out, config.val_fraction, config.seed,
                              tuple(config.leave_out))
+    check_parts(parts, config.hold_out)
     log(f"{len(data)} lung pairs; " + ", ".join(f"{name} {len(index)}"
                                                  for name, index in parts.items())
         + (f" (held out: {config.hold_out})" if config.hold_out else "")

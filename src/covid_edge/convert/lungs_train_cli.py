@@ -49,10 +49,11 @@ from .train_cli import Log, file_error, progress
                    "the runtime reads (docs/bench/lungs/convention-heads.md).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out (or --pack file).")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
 def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_filters, depth,
                 decoder_convs, separable, epochs,
                 batch_size, learning_rate, limit_per_source, max_minutes, convention_heads, seed,
-                force):
+                force, verbose):
     """Train the U-Net lung segmenter on image + lung-mask pairs.
 
     DATA is ../shared/data/lungs (MANIFEST.csv, images/, masks/) or a pack of it made with
@@ -77,9 +78,13 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
         if image_size % 2 ** depth:
             raise click.BadParameter(f"{image_size} is not divisible by 2**{depth} = "
                                      f"{2 ** depth} (--depth)", param_hint="--image-size")
-    from .tf_quiet import tensorflow_settings
+        _check_split(data, hold_out, tuple(leave_out), limit_per_source, seed)
+    from .tf_quiet import quiet_tensorflow, tensorflow_settings
 
-    tensorflow_settings()  # under the TensorFlow backend; the others ignore them
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        quiet_tensorflow(verbose)
+    else:  # another backend (jax on a GPU machine) needs no TensorFlow imported to quiet it
+        tensorflow_settings()
     try:
         import keras  # noqa: F401
     except ImportError:
@@ -111,6 +116,25 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
                f"IoU {overall['iou_mean']:.4f}")
     click.echo(f"model and report in {out_dir}; next: covid-edge convert-lungs {out_dir} "
                "--data DATA --out DIR")
+
+
+def _check_split(data, hold_out, leave_out, limit_per_source, seed) -> None:
+    """The split from the pairs' sources alone (no image read, no Keras loaded): a part left
+    empty is refused now, not by Keras after the pairs have loaded."""
+    from . import lungs_data
+    from .lungs_train import LungTrainConfig, check_parts
+
+    try:
+        sources = lungs_data.sources_of(data, limit_per_source)
+    except (OSError, KeyError, ValueError):
+        return  # training says what is wrong with the data
+    if len(set(leave_out) | {hold_out} - {None}) >= len(SOURCES):
+        return  # training says no source is left
+    parts = lungs_data.split(sources, hold_out, LungTrainConfig.val_fraction, seed, leave_out)
+    try:
+        check_parts(parts, hold_out)
+    except ValueError as exc:
+        raise click.ClickException(f"{data}: {exc}") from None
 
 
 def _check_pack(pack_path: str, force: bool) -> None:
