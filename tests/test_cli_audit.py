@@ -285,6 +285,10 @@ def test_average_and_start_from_refuse_a_model_keras_that_is_not_one(tmp_path,
                               "--start-from", runs[1])
     assert_refused(code, err, 3, "b/model.keras is not a Keras model", "config.json")
     assert not (tmp_path / "run").exists()
+    code, _, err = covid_edge("train", CXR, "--out", tmp_path / "run", "--weights", "none",
+                              "--start-from", tmp_path / "a" / "..")
+    assert_refused(code, err, 2, "holds no model.keras", "--start-from")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.train

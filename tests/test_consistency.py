@@ -117,7 +117,8 @@ def test_start_from_refusals(three_class_run, tmp_path):
     assert code == 2 and "--start-from" in err
     code, err = refused("train", CXR, "--out", tmp_path / "b",
                         "--start-from", tmp_path)
-    assert code == 1 and "no split.csv and run.json" in err
+    # checked before TensorFlow loads: a usage error
+    assert code == 2 and "holds no model.keras" in err and "--start-from" in err
     other = tmp_path / "other.csv"
     lines = (three_class_run / "split.csv").read_text().splitlines()
     other.write_text("\n".join(lines[:-1]) + "\n")

@@ -253,8 +253,9 @@ class KerasRunner:
 
         try:
             self.model = keras.models.load_model(source.path, compile=False)
-        except (OSError, ValueError, TypeError) as exc:
-            raise DriftModelError(f"{source.path}: Keras cannot load it ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - Keras' refusals come as many types
+            raise DriftModelError(f"{source.path}: Keras cannot load it "
+                                  f"({type(exc).__name__}: {exc})") from None
         shape = tuple(self.model.input_shape[1:])
         if shape != spec.input_shape:
             raise DriftError(f"{source.path} takes {shape} but the model card's preprocessing "

@@ -81,12 +81,14 @@ def _check_split_from(split_from) -> None:
 
 def _check_start_from(run_dir: str) -> None:
     """The starting run's model.keras, checked as convert checks its MODEL: Keras would
-    refuse it only after every image has loaded. A missing one is training's to report."""
+    refuse it only after TensorFlow and every image have loaded."""
     from .convert_cli import _check_keras_file
 
     model = Path(run_dir) / "model.keras"
-    if model.is_file():
-        _check_keras_file(str(model))
+    if not model.is_file():
+        raise click.BadParameter(f"{run_dir} holds no model.keras: give a run folder that "
+                                 "`covid-edge train --out` wrote", param_hint="--start-from")
+    _check_keras_file(str(model))
 
 
 def _check_validation_sources(config) -> None:

@@ -516,8 +516,9 @@ def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifie
         raise ModelError(f"{model_path.name}: {exc}") from None
     except Exception as exc:  # the backend's own load errors: one line, not a traceback
         raise ModelError(f"{model_path.name}: the ONNX backend cannot load it "
-                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})"
-                         ) from None
+                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
+                         "a damaged or partial export: write it again with `covid-edge "
+                         "export-onnx --force`") from None
 
 
 def _load_lungs(model_path: Path, runtime: str | None, spec, guard: bool
