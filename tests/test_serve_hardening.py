@@ -149,8 +149,16 @@ def test_connections_over_the_cap_are_closed_at_once(shared):
             sock.close()
 
 
-def test_stalled_upload_gets_408_and_disconnects_are_quiet(shared, covid_xray, monkeypatch,
-                                                          capfd):
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_stalled_upload_gets_408_and_disconnects_are_quiet(shared, covid_xray, monkeypatch):
     monkeypatch.setattr(server, "BODY_IDLE_TIMEOUT_S", 0.3)
     data = covid_xray.read_bytes()
     boundary = "b0undary"
@@ -159,22 +167,34 @@ def test_stalled_upload_gets_408_and_disconnects_are_quiet(shared, covid_xray, m
     length = len(head) + len(data) + len(f"\r\n--{boundary}--\r\n")
     request = (f"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode()
+    records = _Records()
+    # uvicorn's loggers do not propagate past "uvicorn", and uvicorn configures them when the
+    # server is made: listen there, and at the root (asyncio's, ours), once it runs. Records,
+    # not captured file descriptors: the server's thread logs while the test runs.
+    listening = [logging.getLogger("uvicorn"), logging.getLogger()]
     with guarded_server(create_app(shared)) as (host, port):
-        slow = socket.create_connection((host, port))
-        slow.sendall(request + head + data[:1000])  # then nothing
-        slow.settimeout(5)
-        reply = slow.recv(4096)
-        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
-        slow.close()
-        for _ in range(3):  # hang up mid-upload
-            gone = socket.create_connection((host, port))
-            gone.sendall(request + head + data[:1000])
-            gone.close()
-        time.sleep(0.5)
-        assert httpx.get(f"http://{host}:{port}/api/v1/health", timeout=5).status_code == 200
-    # uvicorn's loggers write to stderr and do not propagate: look at what reached it.
-    logged = capfd.readouterr().err
-    assert "Traceback" not in logged and "Exception in ASGI application" not in logged
+        for logger in listening:
+            logger.addHandler(records)
+        try:
+            slow = socket.create_connection((host, port))
+            slow.sendall(request + head + data[:1000])  # then nothing
+            slow.settimeout(5)
+            reply = slow.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+            slow.close()
+            for _ in range(3):  # hang up mid-upload
+                gone = socket.create_connection((host, port))
+                gone.sendall(request + head + data[:1000])
+                gone.close()
+            time.sleep(0.5)
+            assert httpx.get(f"http://{host}:{port}/api/v1/health",
+                             timeout=5).status_code == 200
+        finally:
+            for logger in listening:
+                logger.removeHandler(records)
+    logged = "\n".join(logging.Formatter().format(record) for record in records.records)
+    assert "slow-upload" in logged, logged  # the handler heard the server
+    assert "Traceback" not in logged and "Exception in ASGI application" not in logged, logged
 
 
 def test_log_lines_are_rate_limited_and_without_tracebacks():
