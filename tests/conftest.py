@@ -205,9 +205,10 @@ def edit_card(folder: Path, change) -> None:
 
 # --- Two workers (pytest-xdist; pyproject's addopts: -n auto --dist loadgroup) ---------------
 # Most of the suite's time is small TensorFlow trainings and conversions, which keep about one
-# core busy each: two workers nearly halve the wall time on a 2-core machine. A trained model
-# must be built once, so tests that share one run on the same worker: a test file is a group
-# (its module-scoped runs), and every test that uses the session's three-class model joins one.
+# core busy each: two workers take about three quarters of the serial time on a 2-core machine
+# (301 s against 406 s on a Zen 5; a few long trainings set the floor). A trained model must
+# be built once, so tests that share one run on the same worker: a test file is a group (its
+# module-scoped runs), and every test that uses the session's three-class model joins one.
 
 SHARED_MODEL_FIXTURES = {"three_class_run", "three_class_dir"}
 
