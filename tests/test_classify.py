@@ -509,3 +509,21 @@ def test_info_without_a_model_card_exits_3(tmp_path):
 def test_unwritable_csv_path_is_a_usage_error_before_any_work(covid_xray, tmp_path):
     result = run_cli("classify", covid_xray, "--csv", tmp_path / "no" / "such" / "dir.csv")
     assert result.exit_code == EXIT_USAGE and "cannot write" in result.stderr
+
+
+def test_a_file_name_with_control_characters_stays_on_its_own_line(tmp_path, covid_xray):
+    """A newline or an escape sequence in a file name is printed escaped: it can neither split
+    a row of the table (and forge another) nor reach the terminal; --json keeps the name."""
+    named = tmp_path / "scan\nnormal  0.01  0.99.jpg"
+    shutil.copy(covid_xray, named)
+    escaped = tmp_path / "bad\x1b[2J.png"
+    escaped.write_text("not an image\n")
+    result = run_cli("classify", named, escaped, tmp_path / "gone\n.png")
+    rows = [line for line in result.stdout.splitlines() if "scan" in line]
+    assert len(rows) == 1 and rows[0].startswith("covid"), result.stdout
+    assert rows[0].endswith("scan\\nnormal  0.01  0.99.jpg")
+    assert "\x1b" not in result.output
+    assert "bad\\x1b[2J.png: not an image" in result.stderr
+    assert "gone\\n.png: no such file or folder" in result.stderr
+    document = json.loads(run_cli("classify", named, "--json").stdout)
+    assert document["results"][0]["path"] == str(named)

@@ -15,7 +15,7 @@ import click
 from .. import DISCLAIMER
 from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
-from .display import probability_text, refusal_text
+from .display import probability_text, refusal_text, shown_path
 from .guard import NOT_CHEST_XRAY
 from .pipeline import classify_paths
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
@@ -173,7 +173,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     files, problems = collect_inputs(paths)
     _refuse_csv_over_input(csv_target, files)
     for argument, reason in problems:
-        _error(f"{argument}: {reason}")
+        _error(f"{shown_path(argument)}: {reason}")
     if not files:
         _error("no image to classify")
         if as_json:
@@ -282,7 +282,7 @@ def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Clas
     width = _verdict_width(classifier)
     others = _other_columns(classifier)
     if not prediction.ok:
-        _error(f"{prediction.path}: {prediction.error}")
+        _error(f"{shown_path(prediction.path)}: {prediction.error}")
     elif not table_on_stdout:
         return
     elif prediction.verdict == NOT_CHEST_XRAY:
@@ -290,7 +290,7 @@ def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Clas
         dashes = "".join(f" {'-':>{_width(label)}}" for label in others)
         threshold = f" {'-':>9}" if _threshold_column(classifier) else ""
         click.echo(f"{'refused':<{width}} {'-':>8}{threshold}{dashes} {'-':>10}  "
-                   f"{prediction.path}")
+                   f"{shown_path(prediction.path)}")
         click.echo(textwrap.fill(refusal_text(prediction.reason), 100, initial_indent=" " * 10,
                                  subsequent_indent=" " * 10, break_on_hyphens=False))
     else:
@@ -302,7 +302,7 @@ def _print_human(prediction: Prediction, table_on_stdout: bool, classifier: Clas
             for label in others)
         threshold = f" {prediction.threshold:>9.3f}" if _threshold_column(classifier) else ""
         click.echo(f"{prediction.verdict:<{width}} {probability:>8}{threshold}"
-                   f"{columns} {prediction.latency_ms:>7.1f} ms  {prediction.path}")
+                   f"{columns} {prediction.latency_ms:>7.1f} ms  {shown_path(prediction.path)}")
 
 
 def _summary(predictions: list[Prediction], problems: list, classifier: Classifier) -> dict:

@@ -40,3 +40,14 @@ def decision_rule(scheme) -> str:
         return f"{positive} when P({positive}) >= the threshold, else {scheme.others[0]}"
     return (f"{positive} when P({positive}) >= the threshold, else the most probable of "
             f"{', '.join(scheme.others)}")
+
+
+def shown_path(path) -> str:
+    """A file name as one line of a table or message: control characters (a newline or an
+    escape sequence in a name) written as Python escapes, so no name can break a row, forge
+    another one or drive the terminal. Printable characters, accents included, stay as they
+    are."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
