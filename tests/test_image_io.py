@@ -224,3 +224,18 @@ def test_image_over_our_pixel_limit_is_refused(tmp_path):
     assert width * height > MAX_PIXELS
     message = _read_error(_png_claiming(tmp_path, width, height))
     assert "MP limit" in message
+
+
+def test_an_empty_file_is_called_empty_not_a_wrong_format(tmp_path):
+    """A 0-byte file is a failed copy or download: the fix is to copy it again, not to convert
+    it. A file with bytes that are no image keeps the format message."""
+    empty = tmp_path / "scan.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty file \(0 bytes\)"):
+        read_grayscale(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("hello\n")
+    with pytest.raises(ImageReadError) as caught:
+        read_grayscale(text)
+    assert "not an image covid-edge can read" in str(caught.value)
+    assert "empty" not in str(caught.value)

@@ -61,13 +61,16 @@ _SIGNATURES = (
 )
 
 
-def describe_refused(head: bytes, pillow_format: str | None = None) -> str:
+def describe_refused(head: bytes | None, pillow_format: str | None = None) -> str:
     """The one-line refusal for a file that is not of an accepted format; `head` is the file's
-    first bytes, `pillow_format` what Pillow called it when it could open it (MPO)."""
-    name = pillow_format or _sniff(head)
+    first bytes (None: they could not be read), `pillow_format` what Pillow called it when it
+    could open it (MPO)."""
+    name = pillow_format or _sniff(head or b"")
     if name == "MPO":
         return ("a multi-picture JPEG (MPO, from a 3D camera or some phones) is not accepted: "
                 f"save the picture as a plain JPEG or PNG ({ACCEPTED_TEXT})")
+    if head == b"" and not pillow_format:  # a failed copy or download, not a wrong format
+        return f"empty file (0 bytes): not an image; copy or save it again ({ACCEPTED_TEXT})"
     what = f"{name} images are not accepted" if name else "not an image covid-edge can read"
     return f"{what}: use {ACCEPTED_TEXT}"
 

@@ -125,7 +125,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=pillow_open_formats(_head(path))) as img:
+            with Image.open(path, formats=pillow_open_formats(_head(path) or b"")) as img:
                 if img.format not in PILLOW_FORMATS:  # MPO: the JPEG plugin's other face
                     raise ImageReadError(describe_refused(b"", img.format))
                 width, height = img.size
@@ -223,14 +223,15 @@ def _check_regular_file(path: Path) -> None:
         raise ImageReadError(str(exc)) from None
 
 
-def _head(source: Path | BinaryIO) -> bytes:
+def _head(source: Path | BinaryIO) -> bytes | None:
+    """The first bytes, for the refusal's wording; None when they cannot be read."""
     if hasattr(source, "read"):
         return read_head(source)
     try:
         with open(source, "rb") as handle:
             return handle.read(32)
     except OSError:
-        return b""
+        return None
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
