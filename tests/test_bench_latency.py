@@ -269,6 +269,22 @@ def test_bad_options_say_what_is_wrong(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("where", ["named", "reference", "in a folder"])
+def test_a_file_that_is_no_tflite_model_is_refused_before_measuring(tmp_path, where):
+    """A picture or a Keras file named like a model fails at once with exit 3, as for classify,
+    instead of every configuration failing on it in turn (exit 1 with a count)."""
+    fake = tmp_path / "model.tflite"
+    fake.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    args = {"named": [fake], "reference": [REFERENCE_MODEL, "--reference", fake],
+            "in a folder": [tmp_path]}[where]
+    result = bench(*args, *FAST)
+    assert result.exit_code == 3, result.output
+    assert "not a TensorFlow Lite model" in result.stderr and "Traceback" not in result.output
+    assert "configuration" not in result.stderr  # nothing was started
+    document = json.loads(bench(*args, *FAST, "--json").stdout)
+    assert document["exit_code"] == 3 and "not a TensorFlow Lite model" in document["error"]
+
+
 def test_a_runtime_that_is_not_installed():
     from covid_edge.benchmarks.runner import installed_runtimes
     if "tflite_runtime" in installed_runtimes():

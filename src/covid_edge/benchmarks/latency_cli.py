@@ -11,6 +11,7 @@ import click
 from .. import DISCLAIMER
 from ..progress import progress_bar
 from ..edge_runtime.devices import DEVICES
+from ..edge_runtime.json_command import JsonFailureCommand
 
 
 class OptionError(click.ClickException):
@@ -109,6 +110,8 @@ def _check_reference(ctx, param, value):
     return value
 
 
+EXIT_NOT_A_MODEL = 3  # as classify's "model cannot be loaded"
+
 EPILOG = f"""\b
 Examples:
   covid-edge bench latency --reference ../shared/reference/mobilenet_v2_1.0_224_quant.tflite
@@ -122,12 +125,12 @@ Exit status: 0 every configuration was measured or skipped for a reason
 (an Edge TPU model without an Edge TPU); 1 one failed or the run could not
 start (a runtime not installed, no Edge TPU); 2 bad options (an unknown
 runtime, a reversed thread range, an --out that holds a report without
---force or cannot be written).
+--force or cannot be written); 3 a named file is no TensorFlow Lite model.
 
 {DISCLAIMER}"""
 
 
-@click.command(epilog=EPILOG)
+@click.command(cls=JsonFailureCommand, epilog=EPILOG)
 @click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--reference", type=click.Path(dir_okay=False, path_type=Path),
               callback=_check_reference,
@@ -193,7 +196,10 @@ def latency(models, reference, runtime, threads, xnnpack, device, runs, warmup, 
         targets, notes = runner.targets_for(device, xnnpack, runtimes)
         notes += runner.onnx_notes(entries)
     except runner.BenchmarkError as exc:
-        raise click.ClickException(str(exc)) from None
+        error = click.ClickException(str(exc))
+        if isinstance(exc, runner.NotAModelError):
+            error.exit_code = EXIT_NOT_A_MODEL
+        raise error from None
     if not image_files:
         notes.append("no sample images found (pass --images DIR): inference used a random "
                      "input and end-to-end timing was skipped")

@@ -41,6 +41,26 @@ class BenchmarkError(Exception):
     """A benchmark that cannot start; the message says what to do."""
 
 
+class NotAModelError(BenchmarkError):
+    """A named file that is there but is no TensorFlow Lite model (exit 3, as for classify)."""
+
+
+TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every .tflite flatbuffer
+
+
+def _check_tflite(path: Path) -> None:
+    """Refused before any measuring process starts: otherwise every configuration fails on
+    it in turn and the run ends with a count of failures."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(8)
+    except OSError as exc:
+        raise NotAModelError(f"{path}: cannot be read ({exc.strerror})") from None
+    if header[4:8] != TFLITE_IDENTIFIER:
+        raise NotAModelError(f"{path}: not a TensorFlow Lite model (no TFL3 identifier); bench "
+                             "latency measures .tflite files and ONNX exports")
+
+
 def installed_runtimes() -> list[str]:
     """Runtimes that are installed, found without importing any (TensorFlow costs seconds)."""
     return [name for name, module in RUNTIME_MODULES.items()
@@ -172,6 +192,8 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
 
     exports = [(file, card_dir) for file, variant, card_dir in found if variant == "onnx"]
     found = [item for item in found if item[1] != "onnx"]
+    for file, _, _ in found:
+        _check_tflite(file)
     for card_dir in whole_folders:
         exports += [(file, card_dir) for file in _onnx_exports(card_dir)]
     for file, variant, card_dir in found:
@@ -204,6 +226,7 @@ def resolve_models(paths: list[str], reference: str | None) -> list[dict]:
         path = Path(reference)
         if not path.is_file():
             raise BenchmarkError(f"{path}: no such reference model")
+        _check_tflite(path)
         models.append(_model_entry(path, "reference", "reference"))
     return models
 
