@@ -38,6 +38,8 @@ SUMMARIES = {
     "average": "Average the weights of training runs into one model ([train] extra).",
     "fit-guard": "Fit the not-an-X-ray guard's feature check again for a converted model.",
     "export-onnx": "Export the int8 model to ONNX, checked against it ([train,onnx] extras).",
+    "train-lungs": "Train the U-Net lung model on X-ray + lung-mask pairs ([train] extra).",
+    "convert-lungs": "Convert a train-lungs run to an int8 TFLite lung model ([train] extra).",
     "classify": "Classify X-ray files, folders or globs with the int8 model.",
     "explain": "Draw where the model looked in an X-ray (occlusion heatmap).",
     "info": "Show the model card, the installed runtimes and the bundled samples.",
@@ -53,8 +55,8 @@ SUMMARIES = {
              context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="covid-edge")
 def main():
-    """covid-edge: train, quantize, run and benchmark a chest X-ray COVID-19 classifier
-    on edge devices (Raspberry Pi, Coral Edge TPU).
+    """covid-edge: train, quantize, run and benchmark a chest X-ray classifier (normal,
+    pneumonia, COVID-19) on edge devices (Raspberry Pi, Coral Edge TPU).
 
     \b
     The pipeline, in order:
