@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -527,3 +528,23 @@ def test_a_file_name_with_control_characters_stays_on_its_own_line(tmp_path, cov
     assert "gone\\n.png: no such file or folder" in result.stderr
     document = json.loads(run_cli("classify", named, "--json").stdout)
     assert document["results"][0]["path"] == str(named)
+
+
+def test_a_folder_search_names_the_pictures_it_passes_over(tmp_path, covid_xray):
+    """GIF, WebP or HEIC files beside the X-rays are not read: the search says how many it
+    passed over and what to do, instead of leaving them out in silence; other files (notes,
+    CSVs) are not mentioned."""
+    from PIL import Image
+
+    shutil.copy(covid_xray, tmp_path / "scan.jpg")
+    Image.open(covid_xray).save(tmp_path / "scan.gif")
+    (tmp_path / "sub").mkdir()
+    Image.open(covid_xray).save(tmp_path / "sub" / "other.gif")
+    (tmp_path / "notes.txt").write_text("read me\n")
+    result = run_cli("classify", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    assert [Path(r["path"]).name for r in json.loads(result.stdout)["results"]] == ["scan.jpg"]
+    assert "note: skipped 2 .gif files" in result.stderr and "PNG or JPEG" in result.stderr
+    assert ".txt" not in result.stderr
+    alone = run_cli("classify", tmp_path / "scan.jpg")
+    assert "skipped" not in alone.stderr

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+# The one list of file names searched for; DICOM files need the [dicom] extra (pydicom),
+# and image_io says so when it is missing.
+from .formats import IMAGE_SUFFIXES
+
 # Release 0.2.0's classes: what a two-folder data root (covid/, normal/) gives, in card order.
 LABELS = ("normal", "covid")
 POSITIVE = "covid"  # the screened-for class unless `train --positive` says otherwise
 DROP = "drop"  # a --map target: leave these images out
-# DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 SPLITS = ("train", "val", "test")
 MANIFEST = "MANIFEST.csv"
 

@@ -21,6 +21,10 @@ ACCEPTED_MEDIA_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp",
 # whatever its name: the content decides).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm",
                             ".dicom"})
+# Picture formats people keep beside their X-rays that covid-edge does not read: a folder's
+# files of these are counted and named when it is searched, not passed over in silence.
+UNREAD_IMAGE_SUFFIXES = frozenset({".gif", ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k",
+                                   ".jxl", ".psd"})
 
 # Each accepted format's Pillow plugin, and the first bytes that plugin accepts (its _accept).
 _PILLOW_PLUGINS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "BMP": "BmpImagePlugin",

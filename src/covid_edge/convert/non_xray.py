@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..formats import IMAGE_SUFFIXES
 from ..image_io import ImageReadError, read_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}
 # skimage/data files that are not pictures or need a download are skipped by suffix; these are
 # the pictures of the same scene twice or the same pattern twice, kept out to avoid counting one
 # image as two.

@@ -8,12 +8,13 @@ import json
 import os
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from .. import DISCLAIMER
-from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES
+from ..formats import ACCEPTED_TEXT, IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
 from .classifier import Classifier, ModelError, Prediction, load_with_messages
 from .display import probability_text, refusal_text, shown_path
 from .guard import NOT_CHEST_XRAY
@@ -60,12 +61,16 @@ class InputProblem(Exception):
     """A command-line path that names no image."""
 
 
-def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[str, str]]]:
+def collect_inputs(arguments: tuple[str, ...], skipped: Counter | None = None
+                   ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders (recursively, sorted) and globs (expanded here because shells on
-    Windows do not) into image paths; also return (argument, reason) for those naming none."""
+    Windows do not) into image paths; also return (argument, reason) for those naming none.
+    `skipped`, when given, counts the files of UNREAD_IMAGE_SUFFIXES the folders held, by
+    suffix."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
+    skipped = Counter() if skipped is None else skipped
 
     def add(path: Path) -> None:
         key = _identity(path)
@@ -75,7 +80,7 @@ def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[s
 
     for argument in arguments:
         try:
-            found, reason = _expand(argument)
+            found, reason = _expand(argument, skipped)
         except (OSError, RuntimeError) as exc:
             # A name too long, a folder that vanished while listed: this argument only.
             found, reason = [], f"cannot be listed ({getattr(exc, 'strerror', None) or exc})"
@@ -86,13 +91,13 @@ def collect_inputs(arguments: tuple[str, ...]) -> tuple[list[Path], list[tuple[s
     return files, problems
 
 
-def _expand(argument: str) -> tuple[list[Path], str | None]:
+def _expand(argument: str, skipped: Counter) -> tuple[list[Path], str | None]:
     """The images one argument names, or the reason it names none. Anything that is not a
     folder is passed on as it is: read_image refuses pipes, devices and link loops by type,
     as a per-file error."""
     path = Path(argument)
     if path.is_dir():
-        found = _images_in(path)
+        found = _images_in(path, skipped)
         return found, None if found else f"folder holds no {ACCEPTED_TEXT} image"
     if os.path.lexists(path):
         return [path], None  # whatever its name, read_image will say if it is no image
@@ -100,7 +105,7 @@ def _expand(argument: str) -> tuple[list[Path], str | None]:
         images = []
         for match in map(Path, sorted(glob.glob(argument, recursive=True))):
             if match.is_dir():
-                images.extend(_images_in(match))
+                images.extend(_images_in(match, skipped))
             elif match.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(match)
         return images, None if images else "pattern matches no image"
@@ -115,13 +120,32 @@ def _identity(path: Path):
         return Path(os.path.abspath(path))
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path, skipped: Counter) -> list[Path]:
     # Dot files are skipped: macOS leaves "._scan.jpg" resource forks that are not images.
     # Anything with an image name that is not a folder is kept, pipes and dangling links
     # included: they become per-file errors instead of vanishing silently.
-    return sorted(path for path in folder.rglob("*")
-                  if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    images = []
+    for path in folder.rglob("*"):
+        suffix = path.suffix.lower()
+        if (suffix not in IMAGE_SUFFIXES and suffix not in UNREAD_IMAGE_SUFFIXES
+                or any(part.startswith(".") for part in path.relative_to(folder).parts)
+                or path.is_dir()):
+            continue
+        if suffix in IMAGE_SUFFIXES:
+            images.append(path)
+        else:
+            skipped[suffix] += 1
+    return sorted(images)
+
+
+def skipped_note(skipped: Counter) -> str | None:
+    """One line naming the pictures a folder search passed over, or None."""
+    if not skipped:
+        return None
+    counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(skipped.items()))
+    total = sum(skipped.values())
+    return (f"note: skipped {counts} file{'s' if total > 1 else ''} in the folders searched: covid-edge "
+            f"reads {ACCEPTED_TEXT}; save them as PNG or JPEG to classify them")
 
 
 @click.command(cls=JsonErrorCommand, epilog=HELP_EPILOG)
@@ -170,10 +194,14 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
 
     _lossless_stdout()
     csv_target = _csv_target(csv_path, force)  # before any work: a bad --csv fails at once
-    files, problems = collect_inputs(paths)
+    skipped = Counter()
+    files, problems = collect_inputs(paths, skipped)
     _refuse_csv_over_input(csv_target, files)
     for argument, reason in problems:
         _error(f"{shown_path(argument)}: {reason}")
+    note = skipped_note(skipped)
+    if note:
+        click.echo(note, err=True)
     if not files:
         _error("no image to classify")
         if as_json:
