@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import DISCLAIMER
+from ..tflite_file import NOT_TFLITE, header_problem
 from ..model_card import CARD_FILENAME, ModelCardError, load_card, released_models_dir, sha256_file
 from . import device_info
 from .latency import Job, compare, goal_summary
@@ -45,20 +46,14 @@ class NotAModelError(BenchmarkError):
     """A named file that is there but is no TensorFlow Lite model (exit 3, as for classify)."""
 
 
-TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every .tflite flatbuffer
-
-
 def _check_tflite(path: Path) -> None:
     """Refused before any measuring process starts: otherwise every configuration fails on
     it in turn and the run ends with a count of failures."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(8)
-    except OSError as exc:
-        raise NotAModelError(f"{path}: cannot be read ({exc.strerror})") from None
-    if header[4:8] != TFLITE_IDENTIFIER:
-        raise NotAModelError(f"{path}: not a TensorFlow Lite model (no TFL3 identifier); bench "
-                             "latency measures .tflite files and ONNX exports")
+    problem = header_problem(path)
+    if problem == NOT_TFLITE:
+        problem += "; bench latency measures .tflite files and ONNX exports"
+    if problem:
+        raise NotAModelError(f"{path}: {problem}")
 
 
 def installed_runtimes() -> list[str]:

@@ -26,6 +26,7 @@ from ..model_card import (CARD_FILENAME, ModelCardError, card_for_model, load_ca
                           preprocess_spec, released_models_dir, sha256_file, variant_entry)
 from ..native_stderr import filtered_native_stderr
 from ..preprocess import prepare_gray, quantize, to_model_input
+from ..tflite_file import NOT_TFLITE, header_problem
 from .calibration import TemperatureScaling
 from .devices import DeviceChoice, DeviceError, explain_interpreter_failure, resolve_device
 from .guard import NOT_CHEST_XRAY, Guard, GuardStatsError
@@ -34,8 +35,6 @@ from .interpreter import (RUNTIME_NAMES, Runtime, RuntimeNotFound, RuntimeNumpyM
 from .lung_guard import LungRule
 from .lungs import LUNG_DIR, LungModelError, LungResult, LungSegmenter
 
-# Every TFLite flatbuffer carries this file identifier at bytes 4..8.
-TFLITE_IDENTIFIER = b"TFL3"
 SUPPORTED_INPUT_DTYPES = (np.float32, np.int8, np.uint8)
 # LiteRT prints this on every interpreter; it is noise to someone classifying an X-ray.
 _NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
@@ -576,15 +575,12 @@ def _check_tflite_file(model_path: Path) -> None:
                          "(see `covid-edge info` for the released one)")
     if not model_path.is_file():
         raise ModelError(f"{model_path}: not a file; pass the .tflite file")
-    try:
-        with open(model_path, "rb") as handle:
-            header = handle.read(8)
-    except OSError as exc:
-        raise ModelError(f"{model_path}: cannot be read ({exc.strerror})") from None
-    if header[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(
-            f"{model_path}: not a TensorFlow Lite model (no TFL3 identifier); covid-edge runs "
-            "the .tflite files `covid-edge convert` writes, not .keras/.h5/SavedModel files")
+    problem = header_problem(model_path)
+    if problem == NOT_TFLITE:
+        problem += ("; covid-edge runs the .tflite files `covid-edge convert` writes, not "
+                    ".keras/.h5/SavedModel files")
+    if problem:
+        raise ModelError(f"{model_path}: {problem}")
 
 
 def _card_beside(model_path: Path) -> dict | None:

@@ -13,7 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-TFLITE_IDENTIFIER = b"TFL3"
+from ..tflite_file import TFLITE_IDENTIFIER
+
 # Small integer constants (axes, paddings, permutations) are read so that rules can look at
 # them; anything larger is left in the file.
 _MAX_CONSTANT_VALUES = 16
