@@ -7,6 +7,7 @@ import click
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder
 from .train_cli import Log, progress
+from .tf_quiet import verbose_option
 
 
 @click.command(epilog=DISCLAIMER)
@@ -15,7 +16,7 @@ from .train_cli import Log, progress
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder for the averaged model.keras, its split, metrics and plots.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+@verbose_option
 def average(run_dirs, out_dir, force, verbose):
     """Average the weights of several training runs into one model (a "model soup").
 

@@ -7,6 +7,7 @@ import click
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder, no_empty_folder_left
 from .train_cli import HDF5_SIGNATURE, Log, file_error, progress
+from .tf_quiet import verbose_option
 
 
 class ComponentsParam(click.ParamType):
@@ -109,7 +110,7 @@ def guard_options(command):
                    "measure `bench check`'s tolerance (0: all; a seeded draw otherwise). The "
                    "reference kernels are slow: 800 images took 12 min on the development "
                    "machine.")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+@verbose_option
 def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_count, seed,
             force, edgetpu, non_xray_dirs, ood_train_images, ood_components, ood_quantile,
             ood_per_label, target_sensitivity, tolerance_images, verbose):

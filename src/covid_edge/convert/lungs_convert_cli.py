@@ -9,6 +9,7 @@ from .lungs_train_cli import _check_pack_data
 from ..cli_paths import check_out_folder, no_empty_folder_left
 from ..edge_runtime.json_command import JsonFailureCommand
 from .train_cli import Log, file_error
+from .tf_quiet import verbose_option
 
 
 def _loso_folders(ctx, param, folders):
@@ -50,7 +51,7 @@ def _loso_folders(ctx, param, folders):
 @click.option("--force", is_flag=True,
               help="Replace a lung model already in --out (else exit 1 and leave it alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+@verbose_option
 def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_version, force,
                   as_json, verbose):
     """Convert a `train-lungs` run to a full-integer int8 TFLite lung model with its card.

@@ -11,6 +11,7 @@ from .. import DISCLAIMER
 from .lungs_data import SOURCES
 from ..cli_paths import check_out_folder, no_empty_folder_left
 from .train_cli import Log, file_error, progress
+from .tf_quiet import verbose_option
 
 
 @click.command("train-lungs", epilog=DISCLAIMER)
@@ -49,7 +50,7 @@ from .train_cli import Log, file_error, progress
                    "the runtime reads (docs/bench/lungs/convention-heads.md).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out (or --pack file).")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+@verbose_option
 def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_filters, depth,
                 decoder_convs, separable, epochs,
                 batch_size, learning_rate, limit_per_source, max_minutes, convention_heads, seed,

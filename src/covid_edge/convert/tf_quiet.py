@@ -7,6 +7,12 @@ from __future__ import annotations
 import logging
 import os
 
+import click
+
+# Every command that starts TensorFlow takes it, with the same words.
+verbose_option = click.option("--verbose", is_flag=True,
+                              help="Show TensorFlow's own log lines (hidden by default).")
+
 
 # Lines TensorFlow and XLA write at import through absl's C++ logging, before any Python
 # setting can reach them; matched by substring.

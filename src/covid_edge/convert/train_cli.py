@@ -9,6 +9,7 @@ import click
 
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder, no_empty_folder_left
+from .tf_quiet import verbose_option
 
 
 class Log:
@@ -216,7 +217,7 @@ def parse_map(ctx, param, values) -> dict:
               help="Use only this many images per class (quick trials).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines (hidden by default).")
+@verbose_option
 def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, image_size, batch_size,
           head_epochs, fine_tune_epochs, fine_tune_from, target_sensitivity, corner_erase, crop,
           invariance, consistency, source_balance, start_from, high_bit_window, split_from,

@@ -144,8 +144,8 @@ def skipped_note(skipped: Counter) -> str | None:
         return None
     counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(skipped.items()))
     total = sum(skipped.values())
-    return (f"note: skipped {counts} file{'s' if total > 1 else ''} in the folders searched: covid-edge "
-            f"reads {ACCEPTED_TEXT}; save them as PNG or JPEG to classify them")
+    return (f"note: skipped {counts} file{'s' if total > 1 else ''} in the folders searched: "
+            f"covid-edge reads {ACCEPTED_TEXT}; save them as PNG or JPEG to classify them")
 
 
 @click.command(cls=JsonErrorCommand, epilog=HELP_EPILOG)
