@@ -10,6 +10,7 @@ import click
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder, no_empty_folder_left
 from .tf_quiet import verbose_option
+from .train import SOURCE_BALANCES
 
 
 class Log:
@@ -190,7 +191,7 @@ def parse_map(ctx, param, values) -> dict:
                    "divergence between the two verdicts' probabilities to the loss, so that "
                    "moving a picture across the threshold by re-encoding it costs loss (AugMix's "
                    "weight: 12). Each step then costs about twice as much. 0: off.")
-@click.option("--source-balance", type=click.Choice(["none", "sqrt"]), default="none",
+@click.option("--source-balance", type=click.Choice(SOURCE_BALANCES), default="none",
               show_default=True,
               help="How a class's loss weight is shared among its sources (a manifest's "
                    "source column): 'none' by image count, so the largest collection "
