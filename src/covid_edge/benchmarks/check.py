@@ -16,7 +16,6 @@ fixed 2-step tolerance and are checked against it.
 from __future__ import annotations
 
 import itertools
-import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,16 +61,16 @@ def reference_outputs(card: dict, card_path: Path) -> dict:
 def sample_paths(models_dir: Path, reference: dict) -> list[Path]:
     """The sample images the reference outputs were computed on: the classifier's, and the
     lung model's when it ships beside it (its card names them relative to lungs/)."""
-    from ..edge_runtime.lungs import LUNG_CARD_FILENAME, LUNG_DIR
+    from ..edge_runtime.lungs import LUNG_DIR, LungModelError, load_lung_card
 
     paths = [models_dir / image["file"] for image in reference["images"]]
-    lung_card = models_dir / LUNG_DIR / LUNG_CARD_FILENAME
+    lung_dir = models_dir / LUNG_DIR
     try:
-        lung_reference = json.loads(lung_card.read_text(encoding="utf-8")).get(
-            "reference_outputs") or {}
-    except (OSError, ValueError, AttributeError):
+        lung_card, _ = load_lung_card(lung_dir)
+        lung_reference = lung_card.get("reference_outputs") or {}
+    except LungModelError:
         lung_reference = {}  # no lung model, or a card the lung check itself reports on
-    paths += [lung_card.parent / image["file"] for image in lung_reference.get("images", [])]
+    paths += [lung_dir / image["file"] for image in lung_reference.get("images", [])]
     return list(dict.fromkeys(Path(path).resolve() for path in paths))
 
 
