@@ -214,8 +214,11 @@ def _png_claiming(tmp_path, width: int, height: int):
 
 
 def test_decompression_bomb_is_refused(tmp_path):
+    """Past Pillow's own hard limit its refusal comes first: worded as ours, with the size."""
     message = _read_error(_png_claiming(tmp_path, 20000, 20000))
     assert "decompression bomb" in message
+    assert "claims 400 MP, over the 100 MP limit" in message and "downscale" in message
+    assert "DOS attack" not in message  # Pillow's own words
 
 
 def test_image_over_our_pixel_limit_is_refused(tmp_path):

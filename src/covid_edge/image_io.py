@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 import struct
 import warnings
@@ -75,6 +76,16 @@ def looks_like_dicom(source: str | Path | BinaryIO) -> bool:
             return handle.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
     except OSError:
         return False  # Pillow's path below words missing or unreadable files
+
+
+def decompression_bomb_message(exc: Exception, max_pixels: int = MAX_PIXELS) -> str:
+    """Pillow refuses a header that claims more than twice its own pixel limit before
+    covid-edge's check can: the same words as that check, with the size the header claims."""
+    claimed = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(claimed.group(1)) / 1e6:,.0f} MP" if claimed else "its size"
+    return (f"refused as a decompression bomb: its header claims {size}, over the "
+            f"{max_pixels // 1_000_000} MP limit (a damaged file, or a scan far larger than any "
+            "X-ray); downscale it first")
 
 
 def read_grayscale(path: str | Path | BinaryIO, target_size: tuple[int, int] | None = None,
@@ -174,7 +185,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     except UnidentifiedImageError:
         raise ImageReadError(describe_refused(_head(path))) from None
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"refused as a decompression bomb: {exc}") from None
+        raise ImageReadError(decompression_bomb_message(exc, max_pixels)) from None
     except MemoryError:
         raise ImageReadError("not enough memory to decode it; downscale it first") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError) as exc:

@@ -28,8 +28,8 @@ from ..edge_runtime.explain_lungs import attach_lungs
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, describe_refused,
                        pillow_open_formats, read_head)
-from ..image_io import (DecodedImage, ImageReadError, looks_like_dicom, read_image,
-                        thumbnail_of)
+from ..image_io import (DecodedImage, ImageReadError, decompression_bomb_message,
+                        looks_like_dicom, read_image, thumbnail_of)
 from ..preprocess import resize_gray
 
 # What the upload page and the API accept, by what the bytes are (not by the file name): the
@@ -105,7 +105,7 @@ def identify(data: bytes | io.IOBase) -> tuple[str, tuple[int, int] | None]:
             with Image.open(stream, formats=pillow_open_formats(read_head(stream))) as img:
                 image_format, size = img.format, img.size
     except Image.DecompressionBombError as exc:
-        raise CorruptImage(f"refused as a decompression bomb: {exc}") from None
+        raise CorruptImage(decompression_bomb_message(exc)) from None
     except UnidentifiedImageError:
         stream.seek(0)
         raise UnsupportedImage(describe_refused(stream.read(32))) from None
