@@ -1,6 +1,7 @@
-"""Output folders named on the command line, checked before any work: shared by the training
-and conversion commands, the benchmarks and the kiosk, none of which should need TensorFlow to
-refuse a path."""
+"""Paths named on the command line: output folders checked before any work, and the error for
+a file that is there but is not what it should be. Shared by the training and conversion
+commands, the benchmarks and the kiosk, none of which should need TensorFlow to refuse a
+path."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
+EXIT_FILE = 3  # as classify's "model cannot be loaded"
+
+
+def file_error(message: str) -> click.ClickException:
+    """A file that is there but is not what it should be: exit 3, as for a bad model."""
+    error = click.ClickException(message)
+    error.exit_code = EXIT_FILE
+    return error
 
 
 def check_out_folder(out_dir, param_hint: str = "--out") -> None:

@@ -44,10 +44,10 @@ def average(run_dirs, out_dir, force, verbose):
         check_runs([Path(run_dir) for run_dir in run_dirs], Path(out_dir), force)
     except AverageError as exc:
         raise click.ClickException(str(exc)) from None
-    from .convert_cli import _check_keras_file
+    from .keras_files import check_keras_file
 
     for run_dir in run_dirs:  # each is known to hold a model.keras now
-        _check_keras_file(str(Path(run_dir) / "model.keras"))
+        check_keras_file(str(Path(run_dir) / "model.keras"))
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)

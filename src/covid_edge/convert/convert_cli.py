@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder, no_empty_folder_left
-from .train_cli import HDF5_SIGNATURE, Log, file_error, progress
+from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from .keras_files import check_keras_file
+from .train_cli import Log, progress
 from .tf_quiet import verbose_option
 
 
@@ -134,7 +135,7 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
       covid-edge convert runs/v1/model.keras --out models --non-xray ../shared/reference/photos
     """
     check_out_folder(out_dir)
-    _check_keras_file(model)
+    check_keras_file(model)
     from .tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
@@ -193,52 +194,3 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
         click.echo(f"Edge TPU: every op of {int8['file']} maps. {where}\n"
                    f"  {compiled['command']}\n"
                    f"and copy {compiled['file']} into {out_dir}. See docs/coral.md.")
-
-
-def _check_keras_file(model: str) -> None:
-    """MODEL must be a file Keras loads before TensorFlow is: anything else is exit 3 with one
-    line, not Keras' traceback minutes later. Keras goes by the name: a .keras file must be a
-    zip holding the config.json it saves, a .h5/.hdf5 one an HDF5 file holding a whole model
-    (model_config), not only weights."""
-    try:
-        with open(model, "rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise file_error(f"cannot read {model}: {exc.strerror}") from None
-    name = str(model)  # Keras matches the suffix case-sensitively
-    if name.endswith(".keras"):
-        why = (None if head.startswith(b"PK\x03\x04") else
-               "an HDF5 file, which Keras reads only as .h5" if head == HDF5_SIGNATURE else
-               "not a zip")
-        why = why or _keras_zip_problem(model)
-    elif name.endswith((".h5", ".hdf5")):
-        why = "not an HDF5 file" if head != HDF5_SIGNATURE else _hdf5_model_problem(model)
-    else:
-        why = "Keras loads a .keras file (or a legacy .h5 model) only"
-    if why:
-        raise file_error(f"{model} is not a Keras model (a model.keras that training wrote): "
-                         f"{why}")
-
-
-def _keras_zip_problem(model: str) -> str | None:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(model) as archive:
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return "a damaged zip"
-    return None if "config.json" in names else "a zip without the config.json Keras saves"
-
-
-def _hdf5_model_problem(model: str) -> str | None:
-    try:
-        import h5py
-    except ImportError:
-        return None  # Keras, which needs h5py, says what to install
-    try:
-        with h5py.File(model, "r") as handle:
-            whole_model = "model_config" in handle.attrs
-    except OSError:
-        return "a damaged HDF5 file"
-    return None if whole_model else "HDF5 weights without a model (no model_config)"

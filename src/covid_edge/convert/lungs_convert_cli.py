@@ -6,9 +6,10 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_train_cli import _check_pack_data
-from ..cli_paths import check_out_folder, no_empty_folder_left
+from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
 from ..edge_runtime.json_command import JsonFailureCommand
-from .train_cli import Log, file_error
+from .keras_files import check_keras_file
+from .train_cli import Log
 from .tf_quiet import verbose_option
 
 
@@ -125,10 +126,8 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
 def _check_run(run_dir) -> None:
     """RUN_DIR must be what train-lungs wrote, its model.keras a Keras file: exit 3 with one
     line before TensorFlow loads (Keras said "File not found" of a file that is there)."""
-    from .convert_cli import _check_keras_file
-
     missing = [name for name in ("run.json", "model.keras") if not (run_dir / name).is_file()]
     if missing:
         raise file_error(f"{run_dir} has no {' or '.join(missing)}: give a run folder that "
                          "`covid-edge train-lungs` wrote")
-    _check_keras_file(str(run_dir / "model.keras"))
+    check_keras_file(str(run_dir / "model.keras"))

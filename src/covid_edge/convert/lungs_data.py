@@ -143,11 +143,17 @@ def load(data: str | Path, spec: PreprocessSpec, progress=None,
     if path.is_file() and path.suffix == ".npz":
         loaded = load_pack(path, spec)
         if limit_per_source:
-            keep = np.concatenate([np.flatnonzero(loaded.sources == s)[:limit_per_source]
-                                   for s in SOURCES])
-            loaded = loaded.subset(np.sort(keep))
+            loaded = loaded.subset(_first_per_source(loaded.sources, limit_per_source))
         return loaded
     return load_folder(path, spec, progress, limit_per_source)
+
+
+def _first_per_source(sources: np.ndarray, limit: int | None) -> np.ndarray:
+    """Indices of each source's first `limit` pairs of a pack (all when None), in pack order:
+    what --limit-per-source keeps of a folder's manifest."""
+    if not limit:
+        return np.arange(len(sources))
+    return np.sort(np.concatenate([np.flatnonzero(sources == s)[:limit] for s in SOURCES]))
 
 
 def sources_of(data: str | Path, limit_per_source: int | None = None) -> np.ndarray:
@@ -157,10 +163,7 @@ def sources_of(data: str | Path, limit_per_source: int | None = None) -> np.ndar
     if path.is_file() and path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as pack:
             sources = pack["sources"]
-        if limit_per_source:
-            sources = sources[np.sort(np.concatenate(
-                [np.flatnonzero(sources == s)[:limit_per_source] for s in SOURCES]))]
-        return sources
+        return sources[_first_per_source(sources, limit_per_source)]
     return np.array([row["source"] for row in manifest_rows(path, limit_per_source)])
 
 

@@ -9,8 +9,8 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_data import SOURCES
-from ..cli_paths import check_out_folder, no_empty_folder_left
-from .train_cli import Log, file_error, progress
+from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from .train_cli import Log, progress
 from .tf_quiet import verbose_option
 
 

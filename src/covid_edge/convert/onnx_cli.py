@@ -9,7 +9,7 @@ import click
 
 from .. import DISCLAIMER
 from ..edge_runtime.json_command import JsonFailureCommand
-from .train_cli import file_error
+from ..cli_paths import file_error
 
 EPILOG = f"""\b
 The export runs only where its verdicts were checked: each installed backend

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder, no_empty_folder_left
+from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from .keras_files import HDF5_SIGNATURE, ZIP_SIGNATURE, check_keras_file
 from .tf_quiet import verbose_option
 from .train import SOURCE_BALANCES
 
@@ -38,16 +39,6 @@ def progress(items, label):
         yield from bar
 
 
-EXIT_FILE = 3
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def file_error(message: str) -> click.ClickException:
-    """A file that is there but is not what it should be: exit 3, as for a bad model."""
-    error = click.ClickException(message)
-    error.exit_code = EXIT_FILE
-    return error
-
 
 def _check_weights(weights: str) -> None:
     """--weights as a file: there, and HDF5 (or a .keras zip), before the images load
@@ -64,7 +55,7 @@ def _check_weights(weights: str) -> None:
             head = handle.read(8)
     except OSError as exc:
         raise file_error(f"--weights {weights}: cannot read it ({exc.strerror})") from None
-    if head != HDF5_SIGNATURE and not head.startswith(b"PK\x03\x04"):
+    if head != HDF5_SIGNATURE and not head.startswith(ZIP_SIGNATURE):
         raise file_error(f"--weights {weights}: not a Keras weights file (HDF5 .weights.h5, "
                          "e.g. mobilenet_v2_1.0_224_imagenet_no_top.weights.h5)")
 
@@ -84,13 +75,11 @@ def _check_split_from(split_from) -> None:
 def _check_start_from(run_dir: str) -> None:
     """The starting run's model.keras, checked as convert checks its MODEL: Keras would
     refuse it only after TensorFlow and every image have loaded."""
-    from .convert_cli import _check_keras_file
-
     model = Path(run_dir) / "model.keras"
     if not model.is_file():
         raise click.BadParameter(f"{run_dir} holds no model.keras: give a run folder that "
                                  "`covid-edge train --out` wrote", param_hint="--start-from")
-    _check_keras_file(str(model))
+    check_keras_file(str(model))
 
 
 def _check_validation_sources(config) -> None:

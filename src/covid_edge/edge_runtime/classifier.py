@@ -508,7 +508,7 @@ def _refuse_onnx_runtime(runtime: str | None, model_path: Path) -> None:
 
 def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifier":
     from ..model_card import ModelCardError as CardError
-    from .onnx_backends import OnnxBackendError, load_onnx
+    from .onnx_backends import EXPORT_AGAIN, OnnxBackendError, load_onnx
     try:
         return load_onnx(cls, model_path, runtime, num_threads, guard)
     except (OnnxBackendError, CardError) as exc:
@@ -516,8 +516,8 @@ def _load_onnx(cls, model_path: Path, runtime, num_threads, guard) -> "Classifie
     except Exception as exc:  # the backend's own load errors: one line, not a traceback
         raise ModelError(f"{model_path.name}: the ONNX backend cannot load it "
                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}); "
-                         "a damaged or partial export: write it again with `covid-edge "
-                         "export-onnx --force`") from None
+                         f"a damaged or partial export: write it again with {EXPORT_AGAIN}"
+                         ) from None
 
 
 def _load_lungs(model_path: Path, runtime: str | None, spec, guard: bool
