@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 from conftest import CXR, SHARED, WEIGHTS, subprocess_env
-from covid_edge.convert.tf_quiet import NOISE
+from covid_edge.tf_quiet import NOISE
 
 LUNGS = SHARED / "data" / "lungs"
 
@@ -194,6 +194,7 @@ def test_convert_lungs_hides_tensorflow_log_lines_unless_verbose(tmp_path):
     code, _, quiet = covid_edge(*args)
     assert_refused(code, quiet, 1)
     assert not [noise for noise in NOISE if noise in quiet], quiet[-2000:]
+    assert not (tmp_path / "int8").exists()  # failed after TensorFlow loaded: no empty --out
     code, _, verbose = covid_edge(*args, "--verbose")
     assert_refused(code, verbose, 1)
     if not [noise for noise in NOISE if noise in verbose]:
@@ -452,6 +453,24 @@ def test_bench_drift_failures_are_json_under_json(tmp_path):
     code, out_text, err = covid_edge("bench", "drift", CXR, "--limit", 0, "--json")
     assert_refused(code, err, 2, "--limit")
     assert '"exit_code": 2' in out_text
+
+
+@pytest.mark.train
+def test_bench_drift_keras_hides_tensorflow_log_lines_unless_verbose(tmp_path):
+    """As train and convert do: --keras starts TensorFlow without its start-up lines; the
+    failure (a zip that is no saved model) comes after TensorFlow has loaded."""
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    model = tmp_path / "model.keras"
+    with zipfile.ZipFile(model, "w") as archive:
+        archive.writestr("config.json", "{}")
+    args = ["bench", "drift", CXR, "--keras", model, "--limit", 1]
+    code, _, quiet = covid_edge(*args)
+    assert_refused(code, quiet, 3, "cannot load the model", "Keras cannot load it")
+    assert not [noise for noise in NOISE if noise in quiet], quiet[-2000:]
+    code, _, verbose = covid_edge(*args, "--verbose")
+    assert_refused(code, verbose, 3)
+    if not [noise for noise in NOISE if noise in verbose]:
+        pytest.skip("TensorFlow writes none of its start-up lines here")
 
 
 @pytest.mark.parametrize("what", ["png", "csv", "json"])

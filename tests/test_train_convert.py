@@ -332,7 +332,7 @@ def test_training_is_reproducible(tmp_path, monkeypatch):
 def test_training_settings_keep_what_the_user_exported(monkeypatch):
     """The settings that change TensorFlow's arithmetic or memory are defaults: a value the
     user exported wins."""
-    from covid_edge.convert import tf_quiet
+    from covid_edge import tf_quiet
 
     for name in tf_quiet.COMPUTE_SETTINGS:
         monkeypatch.delenv(name, raising=False)

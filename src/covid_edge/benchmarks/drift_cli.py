@@ -10,6 +10,7 @@ import click
 
 from .. import DISCLAIMER
 from ..progress import progress_bar
+from ..tf_quiet import quiet_tensorflow, verbose_option
 from ..edge_runtime.json_command import JsonErrorCommand
 from .labelled_cli import EXIT_ERROR, EXIT_MODEL, EXIT_USAGE, check_out, fail, finish
 from ..edge_runtime.cli_options import runtime_option, threads_option
@@ -106,8 +107,9 @@ def _command_line(data_dir, models_dir, keras_path, split, split_file, limit, la
               help="Write drift.json, drift.md and plots/*.png here.")
 @click.option("--force", is_flag=True, help="Overwrite an earlier report in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@verbose_option
 def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, runtime_name,
-          latency_path, latency_runs, out_dir, force, as_json):
+          latency_path, latency_runs, out_dir, force, as_json, verbose):
     """Accuracy and agreement of every model variant on labelled X-rays.
 
     Every variant (float32, float16, dynamic-range and int8 TFLite; the Keras
@@ -140,6 +142,8 @@ def drift(data_dir, models_dir, keras_path, split, split_file, limit, threads, r
 
     command = _command_line(data_dir, models_dir, keras_path, split, split_file, limit,
                             latency_path, latency_runs)
+    if keras_path is not None:
+        quiet_tensorflow(verbose)  # before --keras loads TensorFlow
     try:
         with contextlib.ExitStack() as stack:
             bars = []

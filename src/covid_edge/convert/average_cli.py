@@ -7,7 +7,7 @@ import click
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder
 from .train_cli import Log, progress
-from .tf_quiet import verbose_option
+from ..tf_quiet import verbose_option
 
 
 @click.command(epilog=DISCLAIMER)
@@ -48,7 +48,7 @@ def average(run_dirs, out_dir, force, verbose):
 
     for run_dir in run_dirs:  # each is known to hold a model.keras now
         check_keras_file(str(Path(run_dir) / "model.keras"))
-    from .tf_quiet import quiet_tensorflow
+    from ..tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
     try:

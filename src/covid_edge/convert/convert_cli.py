@@ -8,7 +8,7 @@ from .. import DISCLAIMER
 from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
 from .keras_files import check_keras_file
 from .train_cli import Log, progress
-from .tf_quiet import verbose_option
+from ..tf_quiet import verbose_option
 
 
 class ComponentsParam(click.ParamType):
@@ -136,7 +136,7 @@ def convert(model, out_dir, data_dir, calibration_size, bias_correction, sample_
     """
     check_out_folder(out_dir)
     check_keras_file(model)
-    from .tf_quiet import quiet_tensorflow
+    from ..tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
     try:

@@ -10,7 +10,7 @@ from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
 from ..edge_runtime.json_command import JsonFailureCommand
 from .keras_files import check_keras_file
 from .train_cli import Log
-from .tf_quiet import verbose_option
+from ..tf_quiet import verbose_option
 
 
 def _loso_folders(ctx, param, folders):
@@ -78,7 +78,7 @@ def convert_lungs(run_dir, data, out_dir, loso_dirs, calibration_images, model_v
     if Path(data).is_file() and Path(data).suffix == ".npz":
         _check_pack_data(data)
     _check_run(Path(run_dir))
-    from .tf_quiet import quiet_tensorflow
+    from ..tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
     try:

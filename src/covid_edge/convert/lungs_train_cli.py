@@ -11,7 +11,7 @@ from .. import DISCLAIMER
 from .lungs_data import SOURCES
 from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
 from .train_cli import Log, progress
-from .tf_quiet import verbose_option
+from ..tf_quiet import verbose_option
 
 
 @click.command("train-lungs", epilog=DISCLAIMER)
@@ -80,7 +80,7 @@ def train_lungs(data, out_dir, pack_path, hold_out, leave_out, image_size, base_
             raise click.BadParameter(f"{image_size} is not divisible by 2**{depth} = "
                                      f"{2 ** depth} (--depth)", param_hint="--image-size")
         _check_split(data, hold_out, tuple(leave_out), limit_per_source, seed)
-    from .tf_quiet import quiet_tensorflow, tensorflow_settings
+    from ..tf_quiet import quiet_tensorflow, tensorflow_settings
 
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         quiet_tensorflow(verbose)

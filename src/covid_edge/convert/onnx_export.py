@@ -44,7 +44,7 @@ def tensor_entries(details: list[dict]) -> list[dict]:
 def export_onnx(tflite_path: Path, out_path: Path, opset: int = OPSET) -> dict:
     """Write out_path and its sidecar (without agreement yet); returns the sidecar."""
     # TensorFlow's and tf2onnx's start-up chatter is not the user's to act on.
-    from .tf_quiet import quiet_tensorflow
+    from ..tf_quiet import quiet_tensorflow
     quiet_tensorflow()
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     try:

@@ -10,7 +10,7 @@ import click
 from .. import DISCLAIMER
 from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
 from .keras_files import HDF5_SIGNATURE, ZIP_SIGNATURE, check_keras_file
-from .tf_quiet import verbose_option
+from ..tf_quiet import verbose_option
 from .train import SOURCE_BALANCES
 
 
@@ -242,7 +242,7 @@ def train(data_dirs, out_dir, label_map, validation_sources, positive, weights, 
         _check_split_from(split_from)
     if start_from:
         _check_start_from(start_from)
-    from .tf_quiet import quiet_tensorflow
+    from ..tf_quiet import quiet_tensorflow
 
     quiet_tensorflow(verbose)
     try:

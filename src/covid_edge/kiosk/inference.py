@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 from PIL import Image, UnidentifiedImageError
 
@@ -59,10 +60,16 @@ class ImageResult:
     image_format: str | None
     width: int  # of the picture as received, before any resizing
     height: int
-    preview_jpeg: bytes
+    # The decoded grey picture the preview is made from, on first use: the page and the kiosk
+    # show it, the JSON API does not, and encoding it costs a request a JPEG encode.
+    decoded_gray: Image.Image
     # What the model saw (uint8, model-size): the prediction page hands it back to
     # /api/v1/explain, so that the heatmap is of exactly these pixels without storing the upload.
     model_pixels: np.ndarray | None = None
+
+    @cached_property
+    def preview_jpeg(self) -> bytes:
+        return preview_jpeg(self.decoded_gray)
 
     def image_info(self) -> dict:
         return {"format": self.image_format, "width": self.width, "height": self.height}
@@ -163,8 +170,7 @@ class SharedClassifier:
         with self._lock:
             prediction = self.classifier.finish(prepared)
         prediction.total_ms = (time.perf_counter() - start) * 1000.0
-        return ImageResult(prediction, image_format, width, height, preview_jpeg(decoded.gray),
-                           pixels)
+        return ImageResult(prediction, image_format, width, height, decoded.gray, pixels)
 
     def explain_bytes(self, data: bytes, name: str = "upload", view: str = "figure",
                       display: int = DEFAULT_DISPLAY, target: str | None = None

@@ -56,7 +56,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from ..native_stderr import filtered_native_stderr
+    from .native_stderr import filtered_native_stderr
 
     with filtered_native_stderr(lambda line: any(noise in line for noise in NOISE)):
         try:
