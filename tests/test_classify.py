@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -446,6 +447,25 @@ def test_help_documents_exit_codes():
     text = run_cli("classify", "--help").stdout
     for line in ("0  every image", "1  some inputs", "2  usage error", "3  the model"):
         assert line in text
+
+
+def _commands(group, prefix=()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+@pytest.mark.parametrize("command", list(_commands(main)), ids=" ".join)
+def test_every_command_help_has_exit_codes_and_examples(command):
+    """As the root --help promises: scripts can read what an exit code means, and a new user
+    sees a command that works."""
+    text = run_cli(*command, "--help").stdout
+    assert "Exit codes" in text or "Exit status" in text, text[-1500:]
+    assert "Example" in text, text[-1500:]
 
 
 def test_real_subprocess_run_of_the_command(models_dir, covid_xray, bad_image):

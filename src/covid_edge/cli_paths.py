@@ -13,6 +13,20 @@ import click
 
 EXIT_FILE = 3  # as classify's "model cannot be loaded"
 
+# The --help epilog of the commands that write a run or model folder (train, convert,
+# average, fit-guard, train-lungs, convert-lungs): the same codes, said the same way.
+WRITING_EXIT_CODES = """\b
+Exit codes:
+  0  done
+  1  the work failed or was refused, with the reason: TensorFlow missing (the [train]
+     extra), an earlier run or model in the way (--force replaces it), data it cannot
+     train or convert on, a conversion check that fails
+  2  usage error: a bad option or value, or an --out that cannot be written (checked
+     before any work)
+  3  a file given is not what it should be: a model.keras that is no Keras model, weights
+     that are no Keras weights, a pack `covid-edge train-lungs --pack` did not write
+"""
+
 
 def file_error(message: str) -> click.ClickException:
     """A file that is there but is not what it should be: exit 3, as for a bad model."""

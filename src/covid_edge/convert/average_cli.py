@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder
+from ..cli_paths import WRITING_EXIT_CODES, check_out_folder
 from .train_cli import Log, progress
 from ..tf_quiet import verbose_option
 
 
-@click.command(epilog=DISCLAIMER)
+@click.command(epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("run_dirs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),

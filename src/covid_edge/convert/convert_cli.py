@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from ..cli_paths import WRITING_EXIT_CODES, check_out_folder, file_error, no_empty_folder_left
 from .keras_files import check_keras_file
 from .train_cli import Log, progress
 from ..tf_quiet import verbose_option
@@ -77,7 +77,7 @@ def guard_options(command):
     return command
 
 
-@click.command(epilog=DISCLAIMER)
+@click.command(epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the .tflite files, model_card.json/MODEL_CARD.md and samples/.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
+from ..cli_paths import WRITING_EXIT_CODES
 from .convert_cli import guard_options
 from .train_cli import Log, progress
 
@@ -20,7 +21,7 @@ def _data(values) -> dict[str, str]:
     return data
 
 
-@click.command(epilog=DISCLAIMER)
+@click.command(epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("models_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data", multiple=True, metavar="ROOT=DIR",
               help="Where the images of one root of training/split.csv are, if not where the "

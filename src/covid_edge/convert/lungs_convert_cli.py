@@ -6,7 +6,7 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_train_cli import _check_pack_data
-from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from ..cli_paths import WRITING_EXIT_CODES, check_out_folder, file_error, no_empty_folder_left
 from ..edge_runtime.json_command import JsonFailureCommand
 from .keras_files import check_keras_file
 from .train_cli import Log
@@ -35,7 +35,7 @@ def _loso_folders(ctx, param, folders):
     return folders
 
 
-@click.command("convert-lungs", cls=JsonFailureCommand, epilog=DISCLAIMER)
+@click.command("convert-lungs", cls=JsonFailureCommand, epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="The lung pairs the run was trained on (folder or --pack file).")

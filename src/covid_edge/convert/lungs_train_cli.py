@@ -9,12 +9,12 @@ import click
 
 from .. import DISCLAIMER
 from .lungs_data import SOURCES
-from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from ..cli_paths import WRITING_EXIT_CODES, check_out_folder, file_error, no_empty_folder_left
 from .train_cli import Log, progress
 from ..tf_quiet import verbose_option
 
 
-@click.command("train-lungs", epilog=DISCLAIMER)
+@click.command("train-lungs", epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Run folder for model.keras, run.json, history.csv and split.csv.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import check_out_folder, file_error, no_empty_folder_left
+from ..cli_paths import WRITING_EXIT_CODES, check_out_folder, file_error, no_empty_folder_left
 from .keras_files import HDF5_SIGNATURE, ZIP_SIGNATURE, check_keras_file
 from ..tf_quiet import verbose_option
 from .train import SOURCE_BALANCES
@@ -124,7 +124,7 @@ def parse_map(ctx, param, values) -> dict:
     return mapping
 
 
-@click.command(epilog=DISCLAIMER)
+@click.command(epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("data_dirs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),

@@ -165,8 +165,8 @@ def skipped_note(skipped: Counter) -> str | None:
 @click.option("--force", is_flag=True, help="Replace an existing --csv FILE.")
 def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json, csv_path,
              force):
-    """Classify chest X-ray images into the model's classes (covid or normal for the released
-    int8 TFLite model; e.g. normal, pneumonia or covid for a three-class one).
+    """Classify chest X-ray images into the model's classes (normal, pneumonia or covid for
+    the released int8 TFLite model; covid or normal for a two-class one such as 0.2.0).
 
     PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
     .dcm with the [dicom] extra, displayed with its window/VOI LUT), a folder
@@ -182,10 +182,11 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     probability moves in steps of 1/256: it is shown with two decimals, and ">0.99" or
     "<0.01" when the output sits at the end of its range (the model may be surer than it
     can say). First, a guard decides whether the image is like the X-rays the model was
-    trained on: colour photos, blank frames, odd aspect ratios and pictures whose features
-    lie far from the training X-rays are "refused" (outside what this model was trained on),
-    with the reason, and get no verdict ("not a chest X-ray" in --json and --csv);
-    --no-guard turns it off.
+    trained on: colour photos, blank frames, odd aspect ratios, X-rays without two plausible
+    lung fields (lateral views, CT slices, other body parts; the lung model in models/lungs)
+    and pictures whose features lie far from the training X-rays are "refused" (outside what
+    this model was trained on), with the reason, and get no verdict ("not a chest X-ray" in
+    --json and --csv); --no-guard turns it off.
     """
     if not paths:
         raise click.UsageError("give at least one image, folder or glob")

@@ -30,5 +30,5 @@ device_option = click.option(
 
 no_guard_option = click.option(
     "--no-guard", is_flag=True,
-    help="Turn the out-of-distribution guard off: every image gets covid or normal, even a "
-         "photo or a blank frame.")
+    help="Turn the out-of-distribution guard off: every image gets a verdict (one of the "
+         "model's classes), even a photo, a blank frame or a lateral view.")

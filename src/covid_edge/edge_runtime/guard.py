@@ -1,7 +1,8 @@
 """The out-of-distribution guard: is this a frontal chest X-ray at all?
 
-A covid/normal classifier answers covid or normal for anything, a cat included. Before a verdict
-the guard runs two kinds of test, and any failure answers NOT_CHEST_XRAY with a reason:
+A classifier answers one of its classes for anything, a cat included. Before a verdict the
+guard runs these tests, and any failure answers NOT_CHEST_XRAY with a reason (the lung check
+between 1 and 2, on the lung model's mask, is edge_runtime.lung_guard's):
 
 1. Cheap image checks, before the model runs: colour (chest X-rays are gray; measured on the
    decoded file, before conversion to gray throws the colour away), a blank or nearly uniform

@@ -190,6 +190,12 @@ Exit codes:
   0  the model card was found and read
   3  no model card (the released model is not installed, or --model names none)
 
+\b
+Examples:
+  covid-edge info
+  covid-edge info --model runs/exp1/export
+  covid-edge info --json | python -m json.tool
+
 {DISCLAIMER}""")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A .tflite file beside its model_card.json, or such a folder. "
