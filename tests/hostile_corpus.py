@@ -150,6 +150,13 @@ def build(folder: Path, xray: Path | None = None, large: bool = False) -> list[H
                                                 append_images=[small])),
         ("picture.ico", "format", "ICO", _saved(small, "ICO")),
         ("document.pdf", "format", "PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"),
+        # several pictures in one file, or a colour space with no way to gray: refused by name,
+        # never read as their first page or called corrupt
+        ("two-pages.tif", "format", "2 pictures", _saved(small, "TIFF", save_all=True,
+                                                        append_images=[small])),
+        ("animated.png", "format", "animated PNG", _saved(small, "PNG", save_all=True,
+                                                         append_images=[small.rotate(90)])),
+        ("cielab.tif", "format", "CIELAB", _saved(small.convert("LAB"), "TIFF")),
         # odd but valid: answered, never an error; the two largest pictures the budget lets
         # through (the worst case for peak memory)
         ("rgb-6000x6000-near-budget.png", "memory", None, png(6000, 6000, 8, 2)),

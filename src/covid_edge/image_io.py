@@ -139,6 +139,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
             with Image.open(path, formats=pillow_open_formats(_head(path) or b"")) as img:
                 if img.format not in PILLOW_FORMATS:  # MPO: the JPEG plugin's other face
                     raise ImageReadError(describe_refused(b"", img.format))
+                _refuse_what_is_not_one_picture(img)
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageReadError(
@@ -192,6 +193,25 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated");
         # malformed headers surface as the others.
         raise ImageReadError(f"corrupt or truncated image: {_one_line(exc)}") from None
+
+
+# Colour spaces Pillow opens but cannot turn into RGB or gray (TIFF's CIELAB).
+_UNCONVERTIBLE_MODES = {"LAB": "CIELAB colour", "HSV": "HSV colour"}
+
+
+def _refuse_what_is_not_one_picture(img: Image.Image) -> None:
+    """A file of several pictures (a multi-page TIFF, an animated PNG) is refused rather than
+    read as its first, as a multi-frame DICOM is: which page is the radiograph is not ours to
+    guess. So is a colour space with no conversion to gray, by name rather than as a
+    "corrupt" file."""
+    pages = getattr(img, "n_frames", 1)
+    if pages > 1:
+        kind = "an animated PNG" if img.format == "PNG" else f"a {img.format} file"
+        raise ImageReadError(f"{kind} with {pages} pictures: covid-edge reads one picture per "
+                             "file; save the X-ray as a file of its own")
+    if img.mode in _UNCONVERTIBLE_MODES:
+        raise ImageReadError(f"{_UNCONVERTIBLE_MODES[img.mode]} {img.format}: no conversion "
+                             "to gray; save it as grayscale or RGB")
 
 
 # EXIF orientation (tag 0x0112) -> the transposition that makes the picture upright, as
