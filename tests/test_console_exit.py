@@ -61,3 +61,29 @@ def test_a_running_thread_is_waited_for(tmp_path):
     """, "--version")
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "done"
+
+
+def test_ctrl_c_is_exit_130_with_one_line_and_leaves_an_earlier_csv_whole(tmp_path, models_dir):
+    """Not click's "Aborted!" with exit 1, which reads as "some inputs could not be read"."""
+    import signal
+
+    from conftest import CXR
+
+    earlier = tmp_path / "results.csv"
+    earlier.write_text("an earlier run\n")
+    env = {**subprocess_env(), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "covid_edge", "classify", str(CXR / "normal"), "--model",
+         str(models_dir), "--csv", str(earlier), "--force"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+    try:
+        process.stdout.readline()  # the table's header: the command is running
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted (Ctrl-C)" in err
+    assert "Traceback" not in err and "Aborted!" not in err
+    assert earlier.read_text() == "an earlier run\n"
+    assert not list(tmp_path.glob(".results.csv.*"))  # no partial file left

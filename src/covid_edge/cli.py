@@ -51,7 +51,24 @@ SUMMARIES = {
 
 
 # Help fills up to 100 columns (not click's 80), so that summaries and examples do not wrap.
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS, summaries=SUMMARIES, epilog=DISCLAIMER,
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
+
+
+class CovidEdgeGroup(LazyGroup):
+    """The root group. A Ctrl-C ends any command with exit 130 and one line, not click's
+    "Aborted!" and exit 1, which a script would read as "some inputs could not be read".
+    Commands write their result files at the end, through a temporary file, so an
+    interrupted one leaves no half-written file and an earlier one whole."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted (Ctrl-C)", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=CovidEdgeGroup, lazy_commands=COMMANDS, summaries=SUMMARIES, epilog=DISCLAIMER,
              context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="covid-edge")
 def main():
@@ -64,7 +81,8 @@ def main():
       covid-edge convert runs/v2/model.keras --out models
       covid-edge classify models/samples/
       covid-edge bench check
-    Every command has --help with examples and its exit codes.
+    Every command has --help with examples and its exit codes. Ctrl-C ends a command
+    with exit 130 (serve and kiosk shut down cleanly and exit 0).
     """
 
 

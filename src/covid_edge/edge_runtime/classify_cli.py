@@ -43,6 +43,7 @@ Exit codes:
      invalid model card, its guard statistics missing or not matching the card: use
      --no-guard), or --device edgetpu cannot be honoured (no libedgetpu, no Edge TPU,
      model not compiled)
+  130  interrupted (Ctrl-C); an earlier --csv FILE is left as it was
 With --json, every failure prints a JSON document with "error" and "exit_code".
 
 \b
