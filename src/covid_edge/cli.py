@@ -56,9 +56,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended
 
 class CovidEdgeGroup(LazyGroup):
     """The root group. A Ctrl-C ends any command with exit 130 and one line, not click's
-    "Aborted!" and exit 1, which a script would read as "some inputs could not be read".
-    Commands write their result files at the end, through a temporary file, so an
-    interrupted one leaves no half-written file and an earlier one whole."""
+    "Aborted!" and exit 1, which a script would read as "some inputs could not be read"
+    (classify writes its --csv at the end through a temporary file, so an interrupted run
+    leaves an earlier file whole)."""
 
     def invoke(self, ctx):
         try:

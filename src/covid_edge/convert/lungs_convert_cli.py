@@ -35,7 +35,8 @@ def _loso_folders(ctx, param, folders):
     return folders
 
 
-@click.command("convert-lungs", cls=JsonFailureCommand, epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
+@click.command("convert-lungs", cls=JsonFailureCommand,
+               epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="The lung pairs the run was trained on (folder or --pack file).")
