@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import limits
 from .formats import PILLOW_FORMATS, describe_refused, pillow_open_formats, read_head
+from .jpeg_frame import unreadable_jpeg_reason
 
 # A 4300x3500 digital radiograph is 15 MP; 100 MP leaves room for scans of film while refusing
 # decompression bombs (a few kB of PNG that would inflate to gigabytes).
@@ -184,15 +185,17 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     except PermissionError:
         raise ImageReadError("permission denied") from None
     except UnidentifiedImageError:
-        raise ImageReadError(describe_refused(_head(path))) from None
+        raise ImageReadError(unreadable_jpeg_reason(path)
+                             or describe_refused(_head(path))) from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(decompression_bomb_message(exc, max_pixels)) from None
     except MemoryError:
         raise ImageReadError("not enough memory to decode it; downscale it first") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError) as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated");
-        # malformed headers surface as the others.
-        raise ImageReadError(f"corrupt or truncated image: {_one_line(exc)}") from None
+        # malformed headers surface as the others. A lossless JPEG fails here too.
+        raise ImageReadError(unreadable_jpeg_reason(path)
+                             or f"corrupt or truncated image: {_one_line(exc)}") from None
 
 
 # Colour spaces Pillow opens but cannot turn into RGB or gray (TIFF's CIELAB).

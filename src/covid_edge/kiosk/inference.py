@@ -29,6 +29,7 @@ from ..edge_runtime.explain_lungs import attach_lungs
 from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, describe_refused,
                        pillow_open_formats, read_head)
+from ..jpeg_frame import unreadable_jpeg_reason
 from ..image_io import (DecodedImage, ImageReadError, decompression_bomb_message,
                         looks_like_dicom, read_image, thumbnail_of)
 from ..preprocess import resize_gray
@@ -115,7 +116,8 @@ def identify(data: bytes | io.IOBase) -> tuple[str, tuple[int, int] | None]:
         raise CorruptImage(decompression_bomb_message(exc)) from None
     except UnidentifiedImageError:
         stream.seek(0)
-        raise UnsupportedImage(describe_refused(stream.read(32))) from None
+        raise UnsupportedImage(unreadable_jpeg_reason(stream)
+                               or describe_refused(stream.read(32))) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"corrupt or truncated image: {exc}") from None
     if image_format not in ACCEPTED_FORMATS:  # MPO
