@@ -75,7 +75,10 @@ def test_ctrl_c_is_exit_130_with_one_line_and_leaves_an_earlier_csv_whole(tmp_pa
     process = subprocess.Popen(
         [sys.executable, "-m", "covid_edge", "classify", str(CXR / "normal"), "--model",
          str(models_dir), "--csv", str(earlier), "--force"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT,
+        # An ignored SIGINT is inherited, and pytest-xdist's workers ignore it: a terminal's
+        # Ctrl-C reaches a command with the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         process.stdout.readline()  # the table's header: the command is running
         process.send_signal(signal.SIGINT)
