@@ -568,3 +568,34 @@ def test_a_folder_search_names_the_pictures_it_passes_over(tmp_path, covid_xray)
     assert ".txt" not in result.stderr
     alone = run_cli("classify", tmp_path / "scan.jpg")
     assert "skipped" not in alone.stderr
+
+
+# -- standard input ------------------------------------------------------------------------
+
+def test_an_image_piped_to_dash_gets_the_answer_its_file_gets(covid_xray, models_dir, tmp_path):
+    """`covid-edge classify -`, as a shell pipes it (a real process, a real pipe), among
+    other arguments and with --csv."""
+    csv_path = tmp_path / "out.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "covid_edge", "classify", "-", str(covid_xray), "--model",
+         str(models_dir), "--json", "--csv", str(csv_path)],
+        input=covid_xray.read_bytes(), capture_output=True, env=subprocess_env(),
+        cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    piped, from_file = json.loads(done.stdout)["results"]
+    assert piped["path"] == "-" and from_file["path"] == str(covid_xray)
+    assert piped["probabilities"] == from_file["probabilities"]
+    assert piped["verdict"] == from_file["verdict"]
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [row["path"] for row in rows] == ["-", str(covid_xray)]
+
+
+def test_dash_refuses_a_terminal_and_more_than_one_image_file_may_hold():
+    from covid_edge.edge_runtime.stdin_image import read_stdin_image
+
+    image, reason = read_stdin_image(io.BytesIO(b"x"), is_terminal=True)
+    assert image is None and "covid-edge classify - < chest.png" in reason
+    image, reason = read_stdin_image(io.BytesIO(bytes(2 * 2**20 + 1)), False, limit=2 * 2**20)
+    assert image is None and "more than 2 MB on standard input" in reason
+    image, reason = read_stdin_image(io.BytesIO(b"\x89PNG"), False)
+    assert reason is None and image.read() == b"\x89PNG" and str(image) == "-"

@@ -20,6 +20,7 @@ from .display import probability_text, refusal_text, shown_path
 from .guard import NOT_CHEST_XRAY
 from .pipeline import classify_paths
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
+from .stdin_image import STDIN_ARGUMENT, read_stdin_image
 from .json_command import JsonErrorCommand, emit_error
 
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
@@ -51,6 +52,7 @@ Examples:
   covid-edge classify chest.png
   covid-edge classify scans/ --csv results.csv
   covid-edge classify "scans/**/*.jpg" --json > results.json
+  curl -s https://example.org/chest.png | covid-edge classify -   (an image on standard input)
   covid-edge classify chest.png --model runs/exp1/export/covid-edge-float16.tflite
   covid-edge classify scans/ --device edgetpu    (Coral: runs covid-edge-int8_edgetpu.tflite)
   covid-edge classify photo.jpg --no-guard       (a verdict even for what is no chest X-ray)
@@ -62,16 +64,18 @@ class InputProblem(Exception):
     """A command-line path that names no image."""
 
 
-def collect_inputs(arguments: tuple[str, ...], skipped: Counter | None = None
-                   ) -> tuple[list[Path], list[tuple[str, str]]]:
+def collect_inputs(arguments: tuple[str, ...], skipped: Counter | None = None,
+                   stdin=None) -> tuple[list, list[tuple[str, str]]]:
     """Expand files, folders (recursively, sorted) and globs (expanded here because shells on
     Windows do not) into image paths; also return (argument, reason) for those naming none.
     `skipped`, when given, counts the files of UNREAD_IMAGE_SUFFIXES the folders held, by
-    suffix."""
-    files: list[Path] = []
+    suffix. `stdin`, when given, is called for the argument "-": (a StdinImage, None) or
+    (None, why not); it is read once, where "-" stands among the arguments."""
+    files: list = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
     skipped = Counter() if skipped is None else skipped
+    stdin_read = False
 
     def add(path: Path) -> None:
         key = _identity(path)
@@ -80,6 +84,15 @@ def collect_inputs(arguments: tuple[str, ...], skipped: Counter | None = None
             files.append(path)
 
     for argument in arguments:
+        if stdin is not None and argument == STDIN_ARGUMENT:
+            if not stdin_read:
+                stdin_read = True
+                image, reason = stdin()
+                if reason:
+                    problems.append((argument, reason))
+                else:
+                    files.append(image)
+            continue
         try:
             found, reason = _expand(argument, skipped)
         except (OSError, RuntimeError) as exc:
@@ -171,8 +184,8 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
 
     PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
     .dcm with the [dicom] extra, displayed with its window/VOI LUT), a folder
-    (its images are found recursively, in sorted order) or a quoted glob such as
-    "scans/**/*.png". Each image gets every class's probability and a verdict by the
+    (its images are found recursively, in sorted order), a quoted glob such as
+    "scans/**/*.png", or - for one image piped to standard input (a file named "-" is ./-). Each image gets every class's probability and a verdict by the
     screening rule: covid when P(covid) reaches the model card's threshold (chosen for high
     sensitivity), else the most probable other class. The table shows P(covid) and, for a
     model of more than two classes, each other class's probability; --json and --csv carry
@@ -197,7 +210,9 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     _lossless_stdout()
     csv_target = _csv_target(csv_path, force)  # before any work: a bad --csv fails at once
     skipped = Counter()
-    files, problems = collect_inputs(paths, skipped)
+    files, problems = collect_inputs(
+        paths, skipped, stdin=lambda: read_stdin_image(click.get_binary_stream("stdin"),
+                                                      sys.stdin is None or sys.stdin.isatty()))
     _refuse_csv_over_input(csv_target, files)
     for argument, reason in problems:
         _error(f"{shown_path(argument)}: {reason}")
@@ -387,7 +402,7 @@ def _csv_target(csv_path: str | None, force: bool) -> Path | None:
 def _refuse_csv_over_input(target: Path | None, files: list[Path]) -> None:
     # Even with --force: replacing an image with its own results loses the image.
     if target is not None and os.path.lexists(target):
-        if _identity(target) in {_identity(path) for path in files}:
+        if _identity(target) in {_identity(path) for path in files if isinstance(path, Path)}:
             raise click.BadParameter(f"{target} is one of the images to classify",
                                      param_hint="--csv")
 
