@@ -121,6 +121,7 @@ def build(folder: Path, xray: Path | None = None, large: bool = False) -> list[H
         Image.fromarray(rng.integers(0, 256, (256, 256), dtype=np.uint8)), "JPEG")
     good_png = _saved(Image.open(io.BytesIO(good)).convert("L"), "PNG")
     small = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB")
+    tiny = Image.new("L", (4, 4), 7)
     entries: list[tuple[str, str, str | None, bytes]] = [
         # memory: decoded bytes, not only pixels
         ("bomb-16bit-10000.png", "memory", "budget", png(10000, 10000, 16, 0)),
@@ -152,8 +153,10 @@ def build(folder: Path, xray: Path | None = None, large: bool = False) -> list[H
         ("document.pdf", "format", "PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"),
         # several pictures in one file, or a colour space with no way to gray: refused by name,
         # never read as their first page or called corrupt
-        ("two-pages.tif", "format", "2 pictures", _saved(small, "TIFF", save_all=True,
-                                                        append_images=[small])),
+        ("two-pages.tif", "format", "more than one picture",
+         _saved(small, "TIFF", save_all=True, append_images=[small])),
+        ("30000-pages.tif", "format", "more than one picture",  # refused from two headers
+         _tiff_of_pages(30000)),
         ("animated.png", "format", "animated PNG", _saved(small, "PNG", save_all=True,
                                                          append_images=[small.rotate(90)])),
         ("cielab.tif", "format", "CIELAB", _saved(small.convert("LAB"), "TIFF")),
@@ -165,6 +168,11 @@ def build(folder: Path, xray: Path | None = None, large: bool = False) -> list[H
         ("one-pixel.png", "valid", None, _saved(Image.new("L", (1, 1)), "PNG")),
         ("wide-1x4000.png", "valid", None, _saved(Image.new("L", (4000, 1), 9), "PNG")),
         ("float-with-nan.tif", "valid", None, _float_tiff_with_nan()),
+        # a second page that is a scanner's thumbnail, or a pointer to a page that is not
+        # there: read as the one picture they hold, as before
+        ("thumbnail-page.tif", "valid", None, _saved(small, "TIFF", save_all=True,
+                                                      append_images=[tiny], tiffinfo={254: 1})),
+        ("next-page-past-the-end.tif", "valid", None, _tiff_pointing_past_its_end(small)),
     ]
     try:
         import pydicom  # noqa: F401
@@ -189,6 +197,36 @@ def _patched_ihdr(data: bytes, width: int, height: int) -> bytes:
     data = bytearray(data)
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _tiff_of_pages(count: int) -> bytes:
+    """A TIFF of `count` 1x1 gray pages (Pillow's own multi-page writer takes seconds for
+    thousands): counting its pages is what a reader must not do per upload."""
+    tags = ((256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, None),
+            (278, 3, 1), (279, 4, 1))
+    page_bytes = 2 + 2 + 12 * len(tags) + 4  # the pixel (padded), then the page's directory
+    parts = [b"II*\x00", struct.pack("<I", 8 + 2)]
+    for page in range(count):
+        at = 8 + page * page_bytes
+        following = at + page_bytes + 2 if page + 1 < count else 0
+        parts.append(b"\x80\x00" + struct.pack("<H", len(tags)))
+        for tag, kind, value in tags:
+            value = at if value is None else value
+            parts.append(struct.pack("<HHI", tag, kind, 1)
+                         + (struct.pack("<HH", value, 0) if kind == 3
+                            else struct.pack("<I", value)))
+        parts.append(struct.pack("<I", following))
+    return b"".join(parts)
+
+
+def _tiff_pointing_past_its_end(picture: Image.Image) -> bytes:
+    """A one-page TIFF whose pointer to the next page points past the end of the file."""
+    data = bytearray(_saved(picture, "TIFF"))
+    offset = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[offset:offset + 2])[0]
+    next_pointer = offset + 2 + 12 * entries
+    data[next_pointer:next_pointer + 4] = struct.pack("<I", len(data) + 5000)
     return bytes(data)
 
 

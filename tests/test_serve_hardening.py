@@ -221,6 +221,17 @@ def test_upload_is_read_from_a_spooled_file_identically(shared, covid_xray):
     assert from_bytes.probability == from_file.probability
 
 
+def test_the_preview_is_made_only_for_an_answer_that_shows_it(shared, covid_xray):
+    """The page and the kiosk show a preview JPEG, made in the worker thread; the JSON API
+    shows none and pays for none."""
+    data = covid_xray.read_bytes()
+    shown = shared.classify_bytes(data, "x")
+    assert shown.preview_jpeg.startswith(b"\xff\xd8\xff")
+    api = shared.classify_bytes(data, "x", preview=False)
+    assert api.preview_jpeg is None
+    assert api.prediction.probabilities == shown.prediction.probabilities
+
+
 def test_serve_help_documents_the_limits():
     from click.testing import CliRunner
 

@@ -52,6 +52,7 @@ SUMMARIES = {
 
 # Help fills up to 100 columns (not click's 80), so that summaries and examples do not wrap.
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command ended by Ctrl-C
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 class CovidEdgeGroup(LazyGroup):
@@ -61,10 +62,18 @@ class CovidEdgeGroup(LazyGroup):
     leaves an earlier file whole)."""
 
     def invoke(self, ctx):
+        arguments = list(ctx.args)  # the command's own; click empties ctx.args as it goes on
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted (Ctrl-C)", err=True)
+        except KeyboardInterrupt as exc:
+            click.echo(f"\n{INTERRUPTED}", err=True)
+            # Under --json the document every failure prints: the command printed it if it
+            # was running (edge_runtime.json_command), else (still importing) it is printed here.
+            if not getattr(exc, "reported_as_json", False):
+                from .edge_runtime.json_command import emit_error, wants_json
+
+                if wants_json(arguments):
+                    emit_error(INTERRUPTED, EXIT_INTERRUPTED)
             ctx.exit(EXIT_INTERRUPTED)
 
 
@@ -82,7 +91,7 @@ def main():
       covid-edge classify models/samples/
       covid-edge bench check
     Every command has --help with examples and its exit codes. Ctrl-C ends a command
-    with exit 130 (serve and kiosk shut down cleanly and exit 0).
+    with exit 130 (a running server or kiosk shuts down cleanly and exits 0).
     """
 
 

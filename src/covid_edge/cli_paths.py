@@ -13,8 +13,8 @@ import click
 
 EXIT_FILE = 3  # as classify's "model cannot be loaded"
 
-# The --help epilog of the commands that write a run or model folder (train, convert,
-# average, fit-guard, train-lungs, convert-lungs): the same codes, said the same way.
+# The --help epilog of the commands that train or convert (train, convert, average,
+# train-lungs, convert-lungs): the same codes, said the same way.
 WRITING_EXIT_CODES = """\b
 Exit codes:
   0  done

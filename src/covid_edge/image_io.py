@@ -200,6 +200,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
 
 # Colour spaces Pillow opens but cannot turn into RGB or gray (TIFF's CIELAB).
 _UNCONVERTIBLE_MODES = {"LAB": "CIELAB colour", "HSV": "HSV colour"}
+_NEW_SUBFILE_TYPE = 254  # TIFF tag; bit 0 set: a reduced-resolution copy of another page
 
 
 def _refuse_what_is_not_one_picture(img: Image.Image) -> None:
@@ -207,14 +208,35 @@ def _refuse_what_is_not_one_picture(img: Image.Image) -> None:
     read as its first, as a multi-frame DICOM is: which page is the radiograph is not ours to
     guess. So is a colour space with no conversion to gray, by name rather than as a
     "corrupt" file."""
-    pages = getattr(img, "n_frames", 1)
-    if pages > 1:
-        kind = "an animated PNG" if img.format == "PNG" else f"a {img.format} file"
-        raise ImageReadError(f"{kind} with {pages} pictures: covid-edge reads one picture per "
-                             "file; save the X-ray as a file of its own")
+    if _holds_another_picture(img):
+        kind = (f"an animated PNG with {img.n_frames} pictures" if img.format == "PNG"
+                else f"a {img.format} file with more than one picture")
+        raise ImageReadError(f"{kind}: covid-edge reads one picture per file; save the X-ray "
+                             "as a file of its own")
     if img.mode in _UNCONVERTIBLE_MODES:
         raise ImageReadError(f"{_UNCONVERTIBLE_MODES[img.mode]} {img.format}: no conversion "
                              "to gray; save it as grayscale or RGB")
+
+
+def _holds_another_picture(img: Image.Image) -> bool:
+    """Whether a second full picture follows the first, from headers only: the PNG's animation
+    chunk, or the TIFF's pointer to a second page and that page's own header (never a count:
+    walking every page of a crafted TIFF costs seconds). A scanner's reduced-resolution
+    thumbnail page is no second picture, and neither is a pointer to a page that cannot be
+    read: such a file is read as its first page, as before."""
+    if not getattr(img, "is_animated", False):
+        return False
+    if img.format != "TIFF":
+        return True
+    try:
+        with warnings.catch_warnings():  # Pillow's "Corrupt EXIF data" about a damaged page
+            warnings.simplefilter("ignore")
+            img.seek(1)
+        thumbnail = int(img.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1
+    except Exception:  # noqa: BLE001 - a damaged page raises TypeError, ValueError, OSError...
+        thumbnail = True
+    img.seek(0)
+    return not thumbnail
 
 
 # EXIF orientation (tag 0x0112) -> the transposition that makes the picture upright, as

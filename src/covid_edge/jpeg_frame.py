@@ -4,7 +4,8 @@ Pillow's JPEG decoder (libjpeg) reads 8-bit baseline and progressive JPEG. Hospi
 sometimes hold what it cannot: 12- and 16-bit JPEG (DICOM's extended and lossless processes),
 and lossless JPEG where Pillow's libjpeg predates libjpeg-turbo 3. Pillow calls them no image
 at all or a broken data stream; a user told "use JPEG" or "corrupt" about a valid JPEG cannot
-act on that, so the refusal names the kind and the fix instead. Standard library only: the device imports it.
+act on that, so the refusal names the kind and the fix instead. Standard library and Pillow
+only: the device imports it.
 """
 
 from __future__ import annotations
@@ -47,12 +48,24 @@ def unreadable_jpeg_reason(source: Path | BinaryIO) -> str | None:
             if precision != 8:
                 return (f"a {precision}-bit {lossless}JPEG, which covid-edge's JPEG decoder "
                         "cannot read (8-bit only): save it as a 16-bit PNG or TIFF")
-            if lossless:  # libjpeg-turbo 3 reads 8-bit lossless JPEG; older builds do not
+            if lossless and not _reads_8_bit_lossless():
                 return ("a lossless JPEG, which this Pillow's JPEG decoder cannot read: "
                         "convert it to PNG or TIFF")
-            return None
+            return None  # a frame it reads: the file is damaged, and said so elsewhere
         at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
     return None
+
+
+def _reads_8_bit_lossless() -> bool:
+    """libjpeg-turbo 3 decodes 8-bit lossless JPEG; the libjpeg of older Pillow builds does
+    not. Asked only after a failure."""
+    from PIL import features
+
+    version = features.version("libjpeg_turbo") or "0"
+    try:
+        return int(version.split(".")[0]) >= 3
+    except ValueError:
+        return False
 
 
 def _first_bytes(source: Path | BinaryIO) -> bytes:

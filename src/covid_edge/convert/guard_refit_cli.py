@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from .. import DISCLAIMER
-from ..cli_paths import WRITING_EXIT_CODES
 from .convert_cli import guard_options
 from .train_cli import Log, progress
 
@@ -21,7 +20,15 @@ def _data(values) -> dict[str, str]:
     return data
 
 
-@click.command(epilog=f"{WRITING_EXIT_CODES}\n{DISCLAIMER}")
+@click.command(epilog=f"""\b
+Exit codes:
+  0  done: the folder's guard and model card are rewritten
+  1  the guard could not be fitted, with the reason: no model card or split.csv in the
+     folder, a guard already there (--force replaces it), training images not where the
+     card says (--data ROOT=DIR), an image that cannot be read
+  2  usage error: a bad option or value, or MODELS_DIR is no folder
+
+{DISCLAIMER}""")
 @click.argument("models_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "data", multiple=True, metavar="ROOT=DIR",
               help="Where the images of one root of training/split.csv are, if not where the "

@@ -9,6 +9,7 @@ import os
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ from .display import probability_text, refusal_text, shown_path
 from .guard import NOT_CHEST_XRAY
 from .pipeline import classify_paths
 from .cli_options import device_option, no_guard_option, runtime_option, threads_option
-from .stdin_image import STDIN_ARGUMENT, read_stdin_image
+from .stdin_image import STDIN_ARGUMENT, StdinImage, read_stdin_image
 from .json_command import JsonErrorCommand, emit_error
 
 # DICOM files need the [dicom] extra (pydicom); image_io says so when it is missing.
@@ -65,7 +66,8 @@ class InputProblem(Exception):
 
 
 def collect_inputs(arguments: tuple[str, ...], skipped: Counter | None = None,
-                   stdin=None) -> tuple[list, list[tuple[str, str]]]:
+                   stdin: Callable[[], tuple[StdinImage | None, str | None]] | None = None
+                   ) -> tuple[list, list[tuple[str, str]]]:
     """Expand files, folders (recursively, sorted) and globs (expanded here because shells on
     Windows do not) into image paths; also return (argument, reason) for those naming none.
     `skipped`, when given, counts the files of UNREAD_IMAGE_SUFFIXES the folders held, by
@@ -182,14 +184,14 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     """Classify chest X-ray images into the model's classes (normal, pneumonia or covid for
     the released int8 TFLite model; covid or normal for a two-class one such as 0.2.0).
 
-    PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM
-    .dcm with the [dicom] extra, displayed with its window/VOI LUT), a folder
-    (its images are found recursively, in sorted order), a quoted glob such as
-    "scans/**/*.png", or - for one image piped to standard input (a file named "-" is ./-). Each image gets every class's probability and a verdict by the
-    screening rule: covid when P(covid) reaches the model card's threshold (chosen for high
-    sensitivity), else the most probable other class. The table shows P(covid) and, for a
-    model of more than two classes, each other class's probability; --json and --csv carry
-    all of them. No TensorFlow is needed.
+    PATH may be an image file (PNG, JPEG, BMP, TIFF; 8- or 16-bit, gray or color; or DICOM .dcm
+    with the [dicom] extra, displayed with its window/VOI LUT), a folder (its images are found
+    recursively, in sorted order), a quoted glob such as "scans/**/*.png", or - for one image
+    piped to standard input (a file named "-" is ./-). Each image gets every class's probability
+    and a verdict by the screening rule: covid when P(covid) reaches the model card's threshold
+    (chosen for high sensitivity), else the most probable other class. The table shows P(covid)
+    and, for a model of more than two classes, each other class's probability; --json and --csv
+    carry all of them. No TensorFlow is needed.
 
     The probability shown is calibrated (temperature scaling fitted on the validation split;
     the threshold shown is on the same scale, so the verdict is unchanged). An int8 model's
@@ -210,9 +212,7 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     _lossless_stdout()
     csv_target = _csv_target(csv_path, force)  # before any work: a bad --csv fails at once
     skipped = Counter()
-    files, problems = collect_inputs(
-        paths, skipped, stdin=lambda: read_stdin_image(click.get_binary_stream("stdin"),
-                                                      sys.stdin is None or sys.stdin.isatty()))
+    files, problems = collect_inputs(paths, skipped, stdin=read_stdin_image)
     _refuse_csv_over_input(csv_target, files)
     for argument, reason in problems:
         _error(f"{shown_path(argument)}: {reason}")
@@ -399,10 +399,11 @@ def _csv_target(csv_path: str | None, force: bool) -> Path | None:
     return target
 
 
-def _refuse_csv_over_input(target: Path | None, files: list[Path]) -> None:
+def _refuse_csv_over_input(target: Path | None, files: list) -> None:
     # Even with --force: replacing an image with its own results loses the image.
     if target is not None and os.path.lexists(target):
-        if _identity(target) in {_identity(path) for path in files if isinstance(path, Path)}:
+        named = {_identity(path) for path in files if isinstance(path, Path)}  # not stdin
+        if _identity(target) in named:
             raise click.BadParameter(f"{target} is one of the images to classify",
                                      param_hint="--csv")
 

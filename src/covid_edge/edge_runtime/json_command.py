@@ -34,10 +34,17 @@ class JsonErrorCommand(click.Command):
             if ctx.params.get("as_json"):
                 self.emit_usage_error(exc.format_message(), exc.exit_code)
             raise
+        except KeyboardInterrupt as exc:  # the root group (cli.py) ends the process
+            if ctx.params.get("as_json"):
+                from ..cli import EXIT_INTERRUPTED, INTERRUPTED
+
+                self.emit_usage_error(INTERRUPTED, EXIT_INTERRUPTED)
+                exc.reported_as_json = True
+            raise
 
     def emit_usage_error(self, message: str, exit_code: int) -> None:
-        """The document a usage error prints; a command whose --json output is JSON lines
-        overrides it to print one line."""
+        """The document a usage error (or an interruption) prints; a command whose --json
+        output is JSON lines overrides it to print one line."""
         emit_error(message, exit_code)
 
 

@@ -15,7 +15,6 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
 
 from PIL import Image, UnidentifiedImageError
 
@@ -61,16 +60,12 @@ class ImageResult:
     image_format: str | None
     width: int  # of the picture as received, before any resizing
     height: int
-    # The decoded grey picture the preview is made from, on first use: the page and the kiosk
-    # show it, the JSON API does not, and encoding it costs a request a JPEG encode.
-    decoded_gray: Image.Image
+    # The picture shown beside the verdict (the page, the kiosk); None where nobody shows it
+    # (the JSON API), which saves a request a JPEG encode.
+    preview_jpeg: bytes | None
     # What the model saw (uint8, model-size): the prediction page hands it back to
     # /api/v1/explain, so that the heatmap is of exactly these pixels without storing the upload.
     model_pixels: np.ndarray | None = None
-
-    @cached_property
-    def preview_jpeg(self) -> bytes:
-        return preview_jpeg(self.decoded_gray)
 
     def image_info(self) -> dict:
         return {"format": self.image_format, "width": self.width, "height": self.height}
@@ -158,9 +153,12 @@ class SharedClassifier:
     def threshold(self) -> float:
         return self.classifier.threshold
 
-    def classify_bytes(self, data: bytes, name: str = "upload") -> ImageResult:
+    def classify_bytes(self, data: bytes, name: str = "upload",
+                       preview: bool = True) -> ImageResult:
         """Decode an uploaded file and classify it exactly as `Classifier.classify_file` does a
-        file on disk. Raises UnsupportedImage / CorruptImage."""
+        file on disk; with `preview`, also the JPEG shown beside the verdict, made here in the
+        calling (worker) thread while the decoded picture is at hand. Raises UnsupportedImage /
+        CorruptImage."""
         start = time.perf_counter()
         image_format, (width, height), decoded, pixels = self._decode(data)
         # classify_pixels in its two stages: the guard's image and lung checks touch no
@@ -172,7 +170,8 @@ class SharedClassifier:
         with self._lock:
             prediction = self.classifier.finish(prepared)
         prediction.total_ms = (time.perf_counter() - start) * 1000.0
-        return ImageResult(prediction, image_format, width, height, decoded.gray, pixels)
+        return ImageResult(prediction, image_format, width, height,
+                           preview_jpeg(decoded.gray) if preview else None, pixels)
 
     def explain_bytes(self, data: bytes, name: str = "upload", view: str = "figure",
                       display: int = DEFAULT_DISPLAY, target: str | None = None

@@ -161,14 +161,16 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                 "uploads_saved": settings.save_uploads is not None,
                 "not_chest_xray": NOT_CHEST_XRAY, **extra}
 
-    async def classify_request(request: Request) -> tuple[ImageResult, str, str | None]:
-        """Read, classify and (only when asked) save the request's upload. Raises ApiError."""
+    async def classify_request(request: Request, preview: bool
+                               ) -> tuple[ImageResult, str, str | None]:
+        """Read, classify and (only when asked) save the request's upload, with the preview
+        picture when the answer shows one. Raises ApiError."""
         upload = await read_upload(request, settings.max_upload_bytes)
         filename = upload.filename
         try:
             try:
                 result = await anyio.to_thread.run_sync(
-                    shared.classify_bytes, upload.file, filename,
+                    shared.classify_bytes, upload.file, filename, preview,
                     limiter=_decode_limiter(request.app))
             except UnsupportedImage as exc:
                 raise ApiError(415, str(exc), filename) from None
@@ -194,7 +196,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     @app.post("/classify", response_class=HTMLResponse, include_in_schema=False)
     async def classify_page(request: Request):
         try:
-            result, filename, saved_as = await classify_request(request)
+            result, filename, saved_as = await classify_request(request, preview=True)
         except ApiError as exc:
             message = f"{exc.filename}: {exc.message}" if exc.filename else exc.message
             return templates.TemplateResponse(request, "upload.html",
@@ -256,7 +258,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     async def classify_api(request: Request):
         """Classify one chest X-ray sent as multipart/form-data in the field `file`, e.g.
         `curl -F file=@chest.png http://127.0.0.1:8000/api/v1/classify`."""
-        result, filename, saved_as = await classify_request(request)
+        result, filename, saved_as = await classify_request(request, preview=False)
         prediction = result.prediction
         return JSONResponse(ClassifyResponse(
             verdict=prediction.verdict, probability=prediction.probability,
