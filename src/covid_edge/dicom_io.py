@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from . import install_hint, limits
-from .image_io import ImageReadError
+from .image_io import ImageReadError, UnsupportedImageKind
 
 # What to install for each family of compressed transfer syntaxes (pydicom's decoder plugins).
 _DECODER_PACKAGES = {
@@ -149,8 +149,8 @@ def _import_pydicom():
     try:
         import pydicom
     except ImportError:
-        raise ImageReadError(f"is a DICOM file; reading DICOM needs pydicom: {install_hint('dicom')}"
-                             ) from None
+        raise UnsupportedImageKind(
+            f"is a DICOM file; reading DICOM needs pydicom: {install_hint('dicom')}") from None
     return pydicom
 
 
@@ -203,7 +203,7 @@ def _check_image(ds, max_pixels: int) -> None:
                              "limit (far larger than any X-ray); downscale it first")
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
-        raise ImageReadError(
+        raise UnsupportedImageKind(
             f"multi-frame DICOM ({frames} frames, modality {ds.get('Modality', 'unknown')}): "
             "covid-edge classifies single chest radiographs; export the one frame you mean, "
             "e.g. with pydicom (`pydicom.pixels.pixel_array(path, index=0)`) or "
@@ -218,9 +218,9 @@ def _decode(ds) -> np.ndarray:
         try:
             decoder = get_decoder(syntax)
         except NotImplementedError:
-            raise ImageReadError(_no_decoder_message(syntax)) from None
+            raise UnsupportedImageKind(_no_decoder_message(syntax)) from None
         if not decoder.is_available:
-            raise ImageReadError(_no_decoder_message(syntax))
+            raise UnsupportedImageKind(_no_decoder_message(syntax))
     try:
         return ds.pixel_array  # YBR colour comes back as RGB
     except RuntimeError as exc:
@@ -254,7 +254,7 @@ def _to_display_image(stored: np.ndarray, ds, high_bit_depth: str = "minmax") ->
     if stored.ndim == 3:  # RGB, or YBR already converted to RGB by pydicom
         return _color_to_rgb(stored)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(f"unsupported Photometric Interpretation {photometric!r}")
+        raise UnsupportedImageKind(f"unsupported Photometric Interpretation {photometric!r}")
 
     transform, low, high = _grayscale_pipeline(stored, ds, high_bit_depth)
     out = np.zeros(stored.shape, dtype=np.uint8)

@@ -44,6 +44,12 @@ class ImageReadError(Exception):
     """A file that cannot be read as an image; the message says why and what to do."""
 
 
+class UnsupportedImageKind(ImageReadError):
+    """A file that is well formed but of a kind covid-edge does not read: a format, a JPEG
+    process, several pictures in one file, a colour space, a DICOM encoding without a
+    decoder. The server answers it 415 (send another kind), a damaged file 422."""
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """What reading a file gives: the grayscale picture the model sees, and what the
@@ -139,7 +145,7 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=pillow_open_formats(_head(path) or b"")) as img:
                 if img.format not in PILLOW_FORMATS:  # MPO: the JPEG plugin's other face
-                    raise ImageReadError(describe_refused(b"", img.format))
+                    raise UnsupportedImageKind(describe_refused(b"", img.format))
                 _refuse_what_is_not_one_picture(img)
                 width, height = img.size
                 if width * height > max_pixels:
@@ -185,8 +191,8 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     except PermissionError:
         raise ImageReadError("permission denied") from None
     except UnidentifiedImageError:
-        raise ImageReadError(unreadable_jpeg_reason(path)
-                             or describe_refused(_head(path))) from None
+        raise UnsupportedImageKind(unreadable_jpeg_reason(path)
+                                   or describe_refused(_head(path))) from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(decompression_bomb_message(exc, max_pixels)) from None
     except MemoryError:
@@ -194,8 +200,10 @@ def read_image(path: str | Path | BinaryIO, target_size: tuple[int, int] | None 
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError) as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated");
         # malformed headers surface as the others. A lossless JPEG fails here too.
-        raise ImageReadError(unreadable_jpeg_reason(path)
-                             or f"corrupt or truncated image: {_one_line(exc)}") from None
+        reason = unreadable_jpeg_reason(path)
+        if reason:
+            raise UnsupportedImageKind(reason) from None
+        raise ImageReadError(f"corrupt or truncated image: {_one_line(exc)}") from None
 
 
 # Colour spaces Pillow opens but cannot turn into RGB or gray (TIFF's CIELAB).
@@ -211,11 +219,11 @@ def _refuse_what_is_not_one_picture(img: Image.Image) -> None:
     if _holds_another_picture(img):
         kind = (f"an animated PNG with {img.n_frames} pictures" if img.format == "PNG"
                 else f"a {img.format} file with more than one picture")
-        raise ImageReadError(f"{kind}: covid-edge reads one picture per file; save the X-ray "
-                             "as a file of its own")
+        raise UnsupportedImageKind(f"{kind}: covid-edge reads one picture per file; save the "
+                                   "X-ray as a file of its own")
     if img.mode in _UNCONVERTIBLE_MODES:
-        raise ImageReadError(f"{_UNCONVERTIBLE_MODES[img.mode]} {img.format}: no conversion "
-                             "to gray; save it as grayscale or RGB")
+        raise UnsupportedImageKind(f"{_UNCONVERTIBLE_MODES[img.mode]} {img.format}: no "
+                                   "conversion to gray; save it as grayscale or RGB")
 
 
 def _holds_another_picture(img: Image.Image) -> bool:

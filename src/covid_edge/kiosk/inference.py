@@ -29,8 +29,8 @@ from ..edge_runtime.guard import NOT_CHEST_XRAY
 from ..formats import (ACCEPTED_FORMATS, ACCEPTED_MEDIA_TYPES, ACCEPTED_TEXT, describe_refused,
                        pillow_open_formats, read_head)
 from ..jpeg_frame import unreadable_jpeg_reason
-from ..image_io import (DecodedImage, ImageReadError, decompression_bomb_message,
-                        looks_like_dicom, read_image, thumbnail_of)
+from ..image_io import (DecodedImage, ImageReadError, UnsupportedImageKind,
+                        decompression_bomb_message, looks_like_dicom, read_image, thumbnail_of)
 from ..preprocess import resize_gray
 
 # What the upload page and the API accept, by what the bytes are (not by the file name): the
@@ -217,6 +217,8 @@ class SharedClassifier:
         try:
             decoded = read_image(_stream(data), target_size=(spec.width, spec.height),
                                  high_bit_depth=spec.high_bit_window)
+        except UnsupportedImageKind as exc:  # well formed, of a kind not read: 415
+            raise UnsupportedImage(str(exc)) from None
         except ImageReadError as exc:
             raise CorruptImage(str(exc)) from None
         except MemoryError:

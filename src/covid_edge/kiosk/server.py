@@ -135,7 +135,7 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
                      f"({ACCEPTED_TEXT}). Uploads are not stored unless the server was "
                      "started with --save-uploads. Errors are JSON `{\"error\": ...}` with "
                      "400 (malformed request), 403, 404, 413 (too large), 415 (not an accepted "
-                     "image type) or 422 (corrupt image, invalid document)."),
+                     "kind of image) or 422 (corrupt image, invalid document)."),
         openapi_url=f"{API}/openapi.json",
         # Swagger UI and ReDoc load their scripts from a CDN, which an offline kiosk cannot reach.
         docs_url=None, redoc_url=None,
@@ -231,7 +231,9 @@ def create_app(shared: SharedClassifier, settings: ServerSettings | None = None,
     error_responses = {code: {"model": ErrorResponse, "description": text} for code, text in (
         (400, "No file, or not a multipart/form-data request"),
         (413, f"Upload over {settings.max_upload_mb:g} MB"),
-        (415, f"Not a {ACCEPTED_TEXT} image"),
+        (415, f"Not a {ACCEPTED_TEXT} image, or one of a kind covid-edge does not read "
+              "(several pictures in one file, a 12-bit JPEG, a DICOM encoding without a "
+              "decoder)"),
         (422, "Corrupt, truncated or oversized (pixels) image"))}
 
     @app.get(f"{API}/health", response_model=HealthResponse, tags=["service"])
