@@ -103,6 +103,9 @@ def test_ctrl_c_is_exit_130_with_one_line_and_leaves_an_earlier_csv_whole(tmp_pa
         process.kill()
     assert process.returncode == 130, err[-2000:]
     assert "interrupted (Ctrl-C)" in err
+    if not as_json:  # interrupted after the table's header, so while classifying: how far
+        assert "images classified before the interruption; " in err
+        assert f"{earlier} not written" in err
     assert "Traceback" not in err and "Aborted!" not in err
     assert earlier.read_text() == "an earlier run\n"
     if as_json:

@@ -246,18 +246,24 @@ def classify(paths, model_path, threads, runtime_name, device, no_guard, as_json
     deferred: list[Prediction] = []
     predictions: list[Prediction] = []
 
-    if table_on_stdout and not show_progress:
-        click.echo(_table_header(classifier))
     progress = (click.progressbar(files, label="classifying", file=sys.stderr)
                 if show_progress else contextlib.nullcontext(files))
-    with progress as bar:
-        # Files are prepared ahead in threads while the interpreter runs (pipeline.py).
-        for _, prediction in zip(bar, classify_paths(classifier, files)):
-            predictions.append(prediction)
-            if show_progress:
-                deferred.append(prediction)
-            elif not as_json:
-                _print_human(prediction, table_on_stdout, classifier)
+    try:
+        if table_on_stdout and not show_progress:
+            click.echo(_table_header(classifier))
+        with progress as bar:
+            # Files are prepared ahead in threads while the interpreter runs (pipeline.py).
+            for _, prediction in zip(bar, classify_paths(classifier, files)):
+                predictions.append(prediction)
+                if show_progress:
+                    deferred.append(prediction)
+                elif not as_json:
+                    _print_human(prediction, table_on_stdout, classifier)
+    except KeyboardInterrupt:  # the root group ends the process with exit 130
+        unwritten = f"; {csv_path} not written" if csv_target is not None else ""
+        click.echo(f"\n{len(predictions)} of {len(files)} images classified before the "
+                   f"interruption{unwritten}", err=True)
+        raise
     if show_progress and table_on_stdout:
         click.echo(_table_header(classifier))
     for prediction in deferred:
