@@ -1,5 +1,6 @@
-"""Would blurring the model's input make its verdicts steadier under re-encoding? A probe with
-the released model as it is (no retraining), on validation images only.
+"""Would blurring the model's input make its verdicts steadier under re-encoding?
+
+A probe with the released model as it is (no retraining), on validation images only.
 
     python scripts/blur_probe.py [--model DIR] [--per-cell 40] [--sigmas 0,0.5,0.75,1,1.5]
                                  [--data cxr=../shared/data/cxr --data cxr-more=...]
