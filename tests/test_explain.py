@@ -278,3 +278,31 @@ def test_explain_refuses_what_the_guard_calls_no_chest_xray(models_dir, classifi
     assert "--no-guard" in refused.stderr and not (tmp_path / "h.png").exists()
     forced = run_cli("explain", photos[0], *options, "--no-guard")
     assert forced.exit_code == EXIT_OK and (tmp_path / "h.png").is_file()
+
+
+def test_an_image_piped_to_dash_is_explained_as_its_file_is(covid_xray, models_dir, tmp_path):
+    """`covid-edge explain - -o FILE` through a real pipe; without -o there is no name to
+    derive the heatmap's from, which is a usage error, not a file called '--heatmap.png'."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    def explain(*args):
+        return subprocess.run([sys.executable, "-m", "covid_edge", "explain", *map(str, args),
+                               "--model", str(models_dir), "--json"],
+                              input=covid_xray.read_bytes(), capture_output=True,
+                              env=subprocess_env(), cwd=tmp_path, timeout=120)
+
+    piped = explain("-", "-o", tmp_path / "piped.png")
+    from_file = explain(covid_xray, "-o", tmp_path / "file.png")
+    assert piped.returncode == 0 == from_file.returncode, piped.stderr.decode()[-2000:]
+    piped_doc, file_doc = json.loads(piped.stdout), json.loads(from_file.stdout)
+    assert piped_doc["image"] == "-"
+    assert piped_doc["probability"] == file_doc["probability"]
+    for key in ("max_drop", "peak_xy", "positive_evidence_in_lungs"):
+        assert piped_doc[key] == file_doc[key], key
+    assert Image.open(tmp_path / "piped.png").size == Image.open(tmp_path / "file.png").size
+    unnamed = explain("-")
+    assert unnamed.returncode == 2 and b"give -o FILE.png" in unnamed.stderr
+    assert not list(tmp_path.glob("*-heatmap.png"))

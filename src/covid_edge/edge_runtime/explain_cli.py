@@ -18,6 +18,7 @@ from .explain_lungs import attach_lungs
 from .guard import NOT_CHEST_XRAY
 from .cli_options import no_guard_option, runtime_option, threads_option
 from .json_command import JsonErrorCommand
+from .stdin_image import STDIN_ARGUMENT, read_stdin_image
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 LONG_RUN_INFERENCES = 1000  # about 10 s at 1 thread without int8 dot products
@@ -53,6 +54,7 @@ Examples:
   covid-edge explain scan.dcm -o scan-heatmap.png --patch 16 --stride 8 --json
   covid-edge explain chest.png --model models-3class/ --for covid   (evidence for covid
       even when the verdict is pneumonia)
+  curl -s https://example.org/chest.png | covid-edge explain - -o chest-heatmap.png
 
 {DISCLAIMER}"""
 
@@ -61,7 +63,7 @@ Examples:
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG file to write. Default: IMAGE's name with -heatmap.png, in the "
-                   "current folder.")
+                   "current folder (needed when IMAGE is -, an image on standard input).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path),
               help="A .tflite file with its model_card.json beside it, or a folder that "
@@ -104,6 +106,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
     verdict, the colour bar and the disclaimer. The image first passes the same
     out-of-distribution guard as `classify`.
     """
+    from_stdin = str(image) == STDIN_ARGUMENT
+    if from_stdin and output is None:
+        _fail("an image on standard input has no name to derive the heatmap's from: give "
+              "-o FILE.png", EXIT_USAGE, as_json)
     output = output or Path(f"{image.stem}-heatmap.png")
     if output.suffix.lower() != ".png":
         raise click.BadParameter("write a .png file", param_hint="-o/--output")
@@ -131,6 +137,10 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
         _fail(f"--for {target}: this model's classes are {', '.join(classifier.labels)} "
               f"(or {VERDICT})", EXIT_USAGE, as_json)
 
+    if from_stdin:
+        image, reason = read_stdin_image()
+        if reason:
+            _fail(f"{STDIN_ARGUMENT}: {reason}", EXIT_UNREADABLE, as_json)
     try:
         decoded = read_image(image, target_size=(classifier.spec.width, classifier.spec.height),
                              high_bit_depth=classifier.spec.high_bit_window)
@@ -165,7 +175,8 @@ def explain(image, output, force, model_path, patch, stride, full, occluder, dis
                              target=target)
 
     attach_lungs(classifier, explanation)
-    figure = render(explanation, decoded.gray, image.name, display)
+    figure = render(explanation, decoded.gray, str(image) if from_stdin else image.name,
+                    display)
     try:
         figure.save(output, format="PNG")
     except OSError as exc:
