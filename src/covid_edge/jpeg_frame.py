@@ -4,14 +4,16 @@ Pillow's JPEG decoder (libjpeg) reads 8-bit baseline and progressive JPEG. Hospi
 sometimes hold what it cannot: 12- and 16-bit JPEG (DICOM's extended and lossless processes),
 and lossless JPEG where Pillow's libjpeg predates libjpeg-turbo 3. Pillow calls them no image
 at all or a broken data stream; a user told "use JPEG" or "corrupt" about a valid JPEG cannot
-act on that, so the refusal names the kind and the fix instead. Standard library and Pillow
-only: the device imports it.
+act on that, so the refusal names the kind and the fix instead. No heavy imports (Pillow
+only after a failure): the device imports it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import BinaryIO
+
+from .formats import read_head
 
 # Start-of-frame markers (SOF0..SOF15 without DHT, JPG and DAC, which share the range).
 _START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -69,14 +71,10 @@ def _reads_8_bit_lossless() -> bool:
 
 
 def _first_bytes(source: Path | BinaryIO) -> bytes:
+    if hasattr(source, "read"):
+        return read_head(source, _SEARCHED_BYTES)
     try:
-        if hasattr(source, "read"):
-            start = source.tell()
-            source.seek(0)
-            data = source.read(_SEARCHED_BYTES)
-            source.seek(start)
-            return data
         with open(source, "rb") as handle:
             return handle.read(_SEARCHED_BYTES)
-    except (OSError, ValueError):
+    except OSError:
         return b""
