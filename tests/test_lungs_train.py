@@ -77,6 +77,9 @@ def test_convert_writes_an_integer_only_model_and_card(run_dir, pack, tmp_path):
     assert card["integer_only"] and card["input"]["lossless"]
     assert card["held_out_source"] == "jsrt"
     assert card["preprocessing"]["height"] == 32 and card["preprocessing"]["channels"] == 1
+    # both upsamplings of the depth-2 U-Net as ops XNNPACK runs (convert/upsample_ops.py)
+    assert "TILE" not in card["ops"] and "DEPTH_TO_SPACE" in card["ops"]
+    assert list(card["conversion"]["graph_rewrites"].values()) == [2]
     from covid_edge.edge_runtime.lungs import LungSegmenter
     from covid_edge.model_card import sha256_file
 

@@ -84,7 +84,7 @@ def correct_bias(int8_model: bytes, float_model: bytes, images: Iterable[np.ndar
         "layers": len(layers),
         "largest_shift_output_steps": max(shifts),
     }
-    return _pack(model), summary
+    return pack_tflite(model), summary
 
 
 def _biased_layers(model, schema) -> list[tuple[int, int, int]]:
@@ -158,7 +158,7 @@ def _truncated(model, op_index: int, output: int, schema) -> bytes:
     operators, outputs, signatures = graph.operators, graph.outputs, model.signatureDefs
     graph.operators, graph.outputs, model.signatureDefs = operators[:op_index + 1], [output], None
     try:
-        return _pack(model)
+        return pack_tflite(model)
     finally:
         graph.operators, graph.outputs, model.signatureDefs = operators, outputs, signatures
 
@@ -179,7 +179,7 @@ def _own_buffer(model, tensor_index: int, schema):
     return buffer
 
 
-def _pack(model) -> bytes:
+def pack_tflite(model) -> bytes:
     import flatbuffers
 
     builder = flatbuffers.Builder(1024)

@@ -1,7 +1,8 @@
 """`covid-edge convert-lungs`: the trained lung U-Net -> int8 TFLite + lung model card.
 
 run folder (train-lungs) -> SavedModel -> full-integer int8 TFLite calibrated on training
-images (through the same preprocessing) -> checks: integer-only, lossless int8 input, Dice of
+images (through the same preprocessing) -> upsamplings rewritten as ops XNNPACK runs
+(upsample_ops) -> checks: integer-only, lossless int8 input, Dice of
 int8 against float on the run's scored part (the held-out source, or validation) -> card.
 """
 
@@ -19,12 +20,13 @@ import numpy as np
 from ..edge_runtime.lungs import LUNG_CARD_FILENAME
 from ..model_card import sha256_file
 from ..preprocess import PreprocessSpec, to_model_input
-from . import lungs_data, quantize
+from . import lungs_data, quantize, upsample_ops
 from .lungs_train import MASK_THRESHOLD, predict, score
 
 MODEL_FILENAME = "lungs-int8.tflite"
 MAX_INT8_DICE_LOSS = 0.005  # issue 11: int8 may lose at most this much mean Dice
 MAX_FILE_BYTES = 1_500_000
+UPSAMPLING_REWRITE = "nearest upsampling as CONCATENATION + DEPTH_TO_SPACE"
 
 
 def read_parts(run_dir: Path, data: lungs_data.LungData) -> dict[str, np.ndarray]:
@@ -97,6 +99,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
         saved = quantize.export_saved_model(model, Path(tmp) / "saved_model")
         log(f"int8 conversion, calibrated on {len(calibration)} training images")
         tflite = quantize.convert_variant(saved, "int8", representative)
+    tflite, upsamplings = upsample_ops.rewrite(tflite)
     model_path = out_dir / MODEL_FILENAME
     model_path.write_bytes(tflite)
 
@@ -159,6 +162,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
                                                 "best_epoch", "versions", "seconds")},
         "conversion": {"calibration_images": int(len(calibration)), "seed": seed,
                        "grey_ramp_added": len(frames) > len(calibration),
+                       "graph_rewrites": {UPSAMPLING_REWRITE: upsamplings},
                        "python": platform.python_version(),
                        "tensorflow": __import__("tensorflow").__version__,
                        "seconds": round(time.time() - started, 1)},
