@@ -58,6 +58,7 @@ def rewrite(tflite: bytes) -> tuple[bytes, int]:
     graph.operators = _without_dead_ops(graph, operators)
     _drop_unused_tensors(model)
     _drop_unused_buffers(model)
+    _drop_unused_opcodes(model)
     return pack_tflite(model), replaced
 
 
@@ -148,8 +149,10 @@ def _concat_depth_to_space(model, source: int, target: int, schema) -> list:
     graph.tensors.append(stacked)
     stacked_index = len(graph.tensors) - 1
 
+    # The versions TensorFlow's converter gives both ops on int8 tensors (2); 1 otherwise.
+    version = 2 if original.type == schema.TensorType.INT8 else 1
     concat = schema.OperatorT()
-    concat.opcodeIndex = _opcode(model, schema.BuiltinOperator.CONCATENATION, schema)
+    concat.opcodeIndex = _opcode(model, schema.BuiltinOperator.CONCATENATION, schema, version)
     concat.inputs = np.array([source] * 4, dtype=np.int32)
     concat.outputs = np.array([stacked_index], dtype=np.int32)
     concat.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
@@ -157,7 +160,8 @@ def _concat_depth_to_space(model, source: int, target: int, schema) -> list:
     concat.builtinOptions.axis = 3
 
     depth_to_space = schema.OperatorT()
-    depth_to_space.opcodeIndex = _opcode(model, schema.BuiltinOperator.DEPTH_TO_SPACE, schema)
+    depth_to_space.opcodeIndex = _opcode(model, schema.BuiltinOperator.DEPTH_TO_SPACE, schema,
+                                         version)
     depth_to_space.inputs = np.array([stacked_index], dtype=np.int32)
     depth_to_space.outputs = np.array([target], dtype=np.int32)
     depth_to_space.builtinOptionsType = schema.BuiltinOptions.DepthToSpaceOptions
@@ -170,16 +174,17 @@ def _name(tensor) -> str:
     return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 
-def _opcode(model, builtin: int, schema) -> int:
+def _opcode(model, builtin: int, schema, version: int = 1) -> int:
     for index, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+        if (max(code.builtinCode, code.deprecatedBuiltinCode) == builtin
+                and code.version >= version):
             return index
     code = schema.OperatorCodeT()
     code.builtinCode = builtin
     # Codes above 127 live only in builtinCode; the deprecated field then holds the
     # placeholder the schema reserves for them.
     code.deprecatedBuiltinCode = builtin if builtin < 127 else 127
-    code.version = 1
+    code.version = version
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
 
@@ -208,6 +213,17 @@ def _drop_unused_tensors(model) -> None:
     for signature in model.signatureDefs or []:
         for mapping in (signature.inputs or []) + (signature.outputs or []):
             mapping.tensorIndex = new_index[int(mapping.tensorIndex)]
+
+
+def _drop_unused_opcodes(model) -> None:
+    """Remove operator codes no op uses any longer (TILE): an interpreter resolves every code
+    in the table when it loads a model, so a kernel set without TILE would refuse the file."""
+    used = sorted({int(op.opcodeIndex) for g in model.subgraphs for op in g.operators})
+    new_index = {old: new for new, old in enumerate(used)}
+    model.operatorCodes = [model.operatorCodes[i] for i in used]
+    for g in model.subgraphs:
+        for op in g.operators:
+            op.opcodeIndex = new_index[int(op.opcodeIndex)]
 
 
 def _drop_unused_buffers(model) -> None:
