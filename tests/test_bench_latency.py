@@ -189,9 +189,15 @@ def test_our_models_against_the_reference(our_run, model_card):
             lung["inference"]["p50_ms"] / int8["inference"]["p50_ms"])
     goal, = report["goals"]
     assert goal["reference_goal_met"] in (True, False, None)
+    reference, = [r for r in ok if r["model"] == "reference"]
+    assert goal["int8_over_reference_of_min"] == pytest.approx(
+        int8["inference"]["min_ms"] / reference["inference"]["min_ms"])
     text = (out / MARKDOWN_NAME).read_text()
     assert "## int8 against the reference and float32" in text
     assert "Goal check: int8, ai_edge_litert, XNNPACK, 1 thread:" in text
+    # beside each p50 ratio, the same ratio of the fastest runs
+    assert f"(<= 1.10: {'met' if goal['reference_goal_met'] else 'MISSED'}; fastest runs " \
+        f"{goal['int8_over_reference_of_min']:.2f})" in text
 
 
 def test_an_edge_tpu_model_is_skipped_on_the_cpu():

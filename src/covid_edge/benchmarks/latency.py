@@ -391,7 +391,10 @@ def goal_summary(comparisons: list[dict]) -> list[dict]:
             "xnnpack": c["xnnpack"],
             "int8_over_reference": ref.get("ratio"), "reference_goal_met": ref.get("met"),
             "reference_comparable": ref.get("comparable"),
+            "int8_over_reference_of_min": ref.get("ratio_of_min"),
             "float32_over_int8": f32.get("speedup"), "float32_goal_met": f32.get("met"),
+            "float32_over_int8_of_min": f32.get("speedup_of_min"),
             "lungs_over_int8": lungs.get("ratio"), "lungs_goal_met": lungs.get("met"),
+            "lungs_over_int8_of_min": lungs.get("ratio_of_min"),
         })
     return summary

@@ -2,7 +2,7 @@
 
 Keras' UpSampling2D(interpolation="nearest") reaches TFLite as RESHAPE -> TILE -> RESHAPE ->
 TILE -> RESHAPE. XNNPACK has no TILE kernel, so each upsampling cuts the delegated graph: the
-lung U-Net ran as 9 XNNPACK partitions with its 8 TILEs on the reference kernels between them.
+lung U-Net ran as 9 XNNPACK partitions with its 8 TILEs on the builtin kernels between them.
 The same values come from CONCATENATION of the input with itself four times along the
 channels followed by DEPTH_TO_SPACE(2): out[2h + r, 2w + s, c] = in[h, w, (2r + s) * C + c] =
 x[h, w, c]. Both have int8 XNNPACK kernels and both only copy bytes (every tensor of the chain
@@ -11,7 +11,8 @@ one partition. On Zen 5 (AVX-512 VNNI) the lung model's invoke() took 5-8% less 
 thread and about 20% less at 2 (scripts/variant_latency.py, docs/lungs.md).
 
 Only the exact chain is rewritten: shapes of a 2x upsampling, TILE multiples (1,1,2,1,1) and
-(1,1,1,2,1), one quantization throughout, no other reader of the intermediate tensors.
+(1,1,1,2,1), one quantization throughout, no other reader of the tensors after the first
+RESHAPE (which the converter may share between upsamplings of one tensor).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def rewrite(tflite: bytes) -> tuple[bytes, int]:
         for tensor in op.inputs:
             readers.setdefault(int(tensor), []).append(index)
 
-    replaced, operators, consumed = 0, [], set()
+    operators, consumed, first_reshapes = [], set(), []
     for index, op in enumerate(graph.operators):
         if index in consumed:
             continue
@@ -48,18 +49,20 @@ def rewrite(tflite: bytes) -> tuple[bytes, int]:
             operators.append(op)
             continue
         consumed.update(chain[1:])
-        # The first RESHAPE may feed other ops too (the converter shares it between
-        # upsamplings of one tensor); it is dropped below only if nothing reads it any more.
+        first_reshapes.append(graph.operators[chain[0]])
         operators.extend(_concat_depth_to_space(model, graph.operators[chain[0]].inputs[0],
                                                 graph.operators[chain[-1]].outputs[0], schema))
-        replaced += 1
-    if not replaced:
+    if not first_reshapes:
         return tflite, 0
-    graph.operators = _without_dead_ops(graph, operators)
+    # A chain's first RESHAPE may feed another upsampling too: it goes only if nothing reads
+    # its output any more.
+    read = {int(t) for op in operators for t in op.inputs} | {int(t) for t in graph.outputs}
+    graph.operators = [op for op in operators if not (
+        any(op is reshape for reshape in first_reshapes) and int(op.outputs[0]) not in read)]
     _drop_unused_tensors(model)
     _drop_unused_buffers(model)
     _drop_unused_opcodes(model)
-    return pack_tflite(model), replaced
+    return pack_tflite(model), len(first_reshapes)
 
 
 def _builtin(model, op) -> int:
@@ -103,17 +106,6 @@ def _upsampling_chain(model, start: int, builtin, producer, readers,
     if len({_quantization(graph.tensors[t]) for t in tensors}) != 1:
         return None
     return chain
-
-
-def _without_dead_ops(graph, operators: list) -> list:
-    """`operators` less those whose outputs nothing reads (a RESHAPE left behind by a
-    rewritten chain), repeated until none is left."""
-    while True:
-        read = {int(t) for op in operators for t in op.inputs} | {int(t) for t in graph.outputs}
-        alive = [op for op in operators if any(int(t) in read for t in op.outputs)]
-        if len(alive) == len(operators):
-            return alive
-        operators = alive
 
 
 def _shape(graph, tensor: int) -> tuple[int, ...]:
