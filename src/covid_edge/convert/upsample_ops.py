@@ -134,6 +134,9 @@ def _concat_depth_to_space(model, source: int, target: int, schema) -> list:
     original = graph.tensors[source]
     stacked = schema.TensorT()
     stacked.shape = np.array([*original.shape[:3], 4 * original.shape[3]], dtype=np.int32)
+    signature = original.shapeSignature
+    if signature is not None and len(signature) == 4:  # e.g. a batch of -1 (any)
+        stacked.shapeSignature = np.array([*signature[:3], 4 * signature[3]], dtype=np.int32)
     stacked.type = original.type
     stacked.quantization = original.quantization
     stacked.buffer = 0
