@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
 from covid_edge.benchmarks.lungs_check import raw_output  # noqa: E402
-from covid_edge.convert import upsample_ops  # noqa: E402
+from covid_edge.convert import quantize, upsample_ops  # noqa: E402
 from covid_edge.convert.lungs_convert import UPSAMPLING_REWRITE  # noqa: E402
 from covid_edge.edge_runtime.interpreter import select_runtime  # noqa: E402
 from covid_edge.edge_runtime.lungs import LUNG_CARD_FILENAME, LungSegmenter  # noqa: E402
@@ -62,7 +62,7 @@ def segmenter(model_path: Path, card: dict, xnnpack: bool) -> LungSegmenter:
 def op_names(model_path: Path) -> list[str]:
     interpreter = select_runtime().interpreter(str(model_path), num_threads=1, xnnpack=False)
     interpreter.allocate_tensors()
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return quantize.op_names(interpreter)
 
 
 def differing_images(original: Path, rewritten: Path, card: dict, images: list[Path]) -> dict:

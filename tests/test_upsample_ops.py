@@ -14,15 +14,21 @@ from covid_edge.edge_runtime.lungs import load_lung_card
 from covid_edge.model_card import released_models_dir
 
 
-def op_counts(model, xnnpack: bool = False) -> Counter:
+def interpreter(model, xnnpack: bool):
+    """A LiteRT interpreter of `model` (bytes or a path), tensors allocated: with XNNPACK, or
+    with the builtin kernels alone."""
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     module = select_runtime().module
     if not xnnpack:
         kwargs["experimental_op_resolver_type"] = \
             module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = module.Interpreter(num_threads=1, **kwargs)
-    interpreter.allocate_tensors()
-    return Counter(op["op_name"] for op in interpreter._get_ops_details())
+    loaded = module.Interpreter(num_threads=1, **kwargs)
+    loaded.allocate_tensors()
+    return loaded
+
+
+def op_counts(model, xnnpack: bool = False) -> Counter:
+    return Counter(op["op_name"] for op in interpreter(model, xnnpack)._get_ops_details())
 
 
 def test_released_lung_model_runs_in_one_xnnpack_partition():
@@ -62,15 +68,10 @@ def tiled_model(tmp_path_factory):
 
 
 def outputs(model: bytes, x: np.ndarray, xnnpack: bool) -> list[np.ndarray]:
-    module = select_runtime().module
-    kwargs = {} if xnnpack else {"experimental_op_resolver_type":
-                                 module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    interpreter = module.Interpreter(model_content=model, num_threads=1, **kwargs)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    return [interpreter.get_tensor(d["index"]).copy()
-            for d in interpreter.get_output_details()]
+    loaded = interpreter(model, xnnpack)
+    loaded.set_tensor(loaded.get_input_details()[0]["index"], x)
+    loaded.invoke()
+    return [loaded.get_tensor(d["index"]).copy() for d in loaded.get_output_details()]
 
 
 @pytest.mark.train
@@ -85,7 +86,7 @@ def test_2x_upsampling_is_rewritten_with_identical_outputs(tiled_model):
     assert before["RESHAPE"] == 5 and after["RESHAPE"] == 3  # the shared one stays
     assert after["DEPTH_TO_SPACE"] == 1
     assert after["CONCATENATION"] == before["CONCATENATION"] + 1
-    detail = select_runtime().module.Interpreter(model_content=tiled_model).get_input_details()[0]
+    detail = interpreter(tiled_model, xnnpack=False).get_input_details()[0]
     rng = np.random.default_rng(1)
     for _ in range(10):
         x = rng.integers(-128, 128, detail["shape"]).astype(detail["dtype"])

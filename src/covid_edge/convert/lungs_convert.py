@@ -112,7 +112,7 @@ def convert(run_dir: str | Path, data: str | Path, out_dir: str | Path, *,
     input_detail = interpreter.get_input_details()[0]
     input_q = quantize._quantization(input_detail)
     lossless = quantize.input_is_lossless(spec, input_q, np.dtype(input_detail["dtype"]).name)
-    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    ops = quantize.op_names(interpreter)
 
     card = {
         "name": "covid-edge-lungs-unet",

@@ -39,6 +39,11 @@ def with_features(model):
                        name=f"{model.name}_with_features")
 
 
+def op_names(interpreter) -> list[str]:
+    """The kinds of op in the interpreter's model, sorted: what a model card lists."""
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
 def export_saved_model(model, directory: Path) -> Path:
     """Freeze the Keras model into a SavedModel with a [1, H, W, C] signature.
 
@@ -116,7 +121,7 @@ def check_loadable(path: Path, variant: str, scheme=None) -> dict:
     shape = [int(v) for v in inputs[0]["shape"]]
     if shape[0] != 1 or any(v < 0 for v in inputs[0].get("shape_signature", shape)):
         raise ValueError(f"{path.name}: input shape {shape} is not static with batch 1")
-    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    ops = op_names(interpreter)
     leftover_variables = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} & set(ops)
     if leftover_variables:
         raise ValueError(f"{path.name}: weights were left as variables "
