@@ -4,18 +4,23 @@ the guard's fine-detail measure (integer sums) and the 12/16-bit stretch (a look
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image, ImageFilter
 
-from conftest import CXR, REFERENCE
-from covid_edge.edge_runtime.guard import DETAIL_BLUR_RADIUS, fine_detail, grey_spread
+from conftest import CXR, REFERENCE, REPO_ROOT
+from covid_edge.edge_runtime.guard import ImageChecks, fine_detail, grey_spread
 from covid_edge.image_io import read_grayscale
+from covid_edge.model_card import load_card
 from covid_edge.preprocess import PreprocessSpec, load_pixels
 from covid_edge.stretch import stretch_to_8bit
 
+# The blurs as their names say, written out apart from guard.DETAIL_BLURS.
+NAMED_BLURS = {"gaussian-2": ImageFilter.GaussianBlur(2), "box-3": ImageFilter.BoxBlur(3)}
 
-def fine_detail_float32(pixels: np.ndarray) -> float:
-    """The measure as it was written when the card's limits were fitted (covid-edge 0.2.0)."""
-    blurred = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DETAIL_BLUR_RADIUS))
+
+def fine_detail_float32(pixels: np.ndarray, blur: str) -> float:
+    """The measure as it was written when limits were first fitted (covid-edge 0.2.0)."""
+    blurred = Image.fromarray(pixels).filter(NAMED_BLURS[blur])
     values = pixels.astype(np.float32)
     spread = float(values.std())
     if spread == 0.0:
@@ -43,15 +48,22 @@ def real_pictures() -> list[np.ndarray]:
     return pictures
 
 
-def test_fine_detail_is_the_fitted_measure(model_card):
-    checks = model_card.get("ood_guard", {}).get("image_checks", {})
-    limits = [checks.get("detail_max"), checks.get("detail_min")]
+@pytest.mark.parametrize("card_path", ["models/model_card.json",
+                                       "releases/0.2.0/model_card.json"])
+def test_fine_detail_is_the_fitted_measure(card_path):
+    """Each card's limits are held to the measure they were fitted with: the shipped release
+    names the box blur, 0.2.0 names none and keeps the Gaussian."""
+    card = load_card(REPO_ROOT / card_path)
+    checks = ImageChecks.from_dict(card.get("ood_guard", {}).get("image_checks"))
+    named = card["ood_guard"]["image_checks"].get("detail_blur")
+    assert checks.detail_blur == (named or "gaussian-2")
+    limits = [checks.detail_max, checks.detail_min]
     for pixels in real_pictures():
-        expected = fine_detail_float32(pixels)
-        assert fine_detail(pixels) == expected
-        assert fine_detail(pixels, grey_spread(pixels)) == expected
+        expected = fine_detail_float32(pixels, checks.detail_blur)
+        assert fine_detail(pixels, blur=checks.detail_blur) == expected
+        assert fine_detail(pixels, grey_spread(pixels), checks.detail_blur) == expected
         for limit in filter(None, limits):  # the decisions, explicitly
-            assert (fine_detail(pixels) > limit) == (expected > limit)
+            assert (fine_detail(pixels, blur=checks.detail_blur) > limit) == (expected > limit)
 
 
 def test_stretch_table_gives_the_float64_bytes(tmp_path):

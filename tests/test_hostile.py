@@ -127,6 +127,7 @@ BAD_CARDS = [
     ("ood_guard", []), ("ood_guard.image_checks", "strict"),
     ("ood_guard.image_checks.colourfulness_max", "high"),
     ("ood_guard.image_checks.detail_max", float("inf")),
+    ("ood_guard.image_checks.detail_blur", "median-5"),
     ("ood_guard.stats_file", "../../etc/passwd"), ("preprocessing.height", 0),
     ("preprocessing.scale", None), ("preprocessing", [224, 224]),
     ("calibration.temperature", 0), ("calibration", "none"),

@@ -98,6 +98,32 @@ def test_image_checks():
     assert ImageChecks.from_dict({"detail_max": None}).detail_max is None
 
 
+def test_the_fine_detail_blur_is_the_cards():
+    """A card names the blur its limits were fitted with; one that names none was fitted
+    with the Gaussian and keeps it. What is fitted now, and round-trips, is the box blur."""
+    from covid_edge import card_schema
+    from covid_edge.edge_runtime import guard
+
+    assert tuple(guard.DETAIL_BLURS) == card_schema.DETAIL_BLURS
+    assert ImageChecks.from_dict({"detail_max": 0.25}).detail_blur == "gaussian-2"
+    assert ImageChecks.from_dict(None).detail_blur == "gaussian-2"
+    fitted = ImageChecks(detail_max=0.3)
+    assert fitted.detail_blur == guard.DETAIL_BLUR == "box-3"
+    assert ImageChecks.from_dict(fitted.to_dict()) == fitted
+    with pytest.raises(ValueError, match="median-5"):
+        ImageChecks(detail_blur="median-5")
+    # The two measures differ, so each limit is read with its own blur.
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:224, 0:224]
+    picture = np.clip(128 + 50 * np.sin(x / 7.0) + rng.normal(0, 6, x.shape), 0, 255
+                      ).astype(np.uint8)
+    box, gaussian = fine_detail(picture), fine_detail(picture, blur="gaussian-2")
+    assert box != gaussian
+    limit = (box + gaussian) / 2
+    assert (ImageChecks(detail_max=limit).reason(picture) is None) != (
+        ImageChecks(detail_max=limit, detail_blur="gaussian-2").reason(picture) is None)
+
+
 # -- the feature distance -------------------------------------------------------------------
 
 def gaussian_features(n: int, d: int = 64, seed: int = 0) -> np.ndarray:

@@ -108,7 +108,7 @@ def test_the_pipeline_table_rebuilds_the_release(models_dir):
     readme = (REPO_ROOT / "README.md").read_text()
     # A verb may have several rows (a run continued from another: two trains).
     table = {verb: re.findall(rf"\| {verb}[^|`]* \| `(covid-edge {verb} [^`]*)`", readme)
-             for verb in ("train", "average", "convert")}
+             for verb in ("train", "average", "convert", "fit-guard")}
     for recorded in card["reproduce"]:
         words = shlex.split(recorded)
         verb = words[1]

@@ -196,6 +196,10 @@ def test_conversion_fits_the_guard_and_the_calibration(export_dir):
     assert guard["validation_acceptance"] >= guard["quantile"]  # by construction
     assert guard["test"]["images"] == card["data"]["split_counts"]["test"]["images"]
     assert 0.0 <= guard["test"]["acceptance"] <= 1.0
+    # The fine-detail limits name the blur they were fitted with: the one the runtime uses.
+    checks = guard["image_checks"]
+    assert checks["detail_blur"] == "box-3"
+    assert 0 < checks["detail_min"] < checks["detail_max"]
     # The number of components was chosen on the tuning set, and the card says which won.
     tuning = guard["tuning"]
     chosen = [row for row in tuning["candidates"] if row.get("chosen")]

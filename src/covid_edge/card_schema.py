@@ -19,6 +19,8 @@ import re
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 RESIZE_FILTERS = ("bilinear", "bicubic", "lanczos", "nearest")
+# The fine-detail blurs the guard knows (edge_runtime.guard.DETAIL_BLURS).
+DETAIL_BLURS = ("gaussian-2", "box-3")
 # Larger model inputs than this are no edge model (and would allocate absurd tensors).
 MAX_INPUT_SIDE = 4096
 
@@ -129,6 +131,10 @@ def _ood_guard(entry) -> None:
         for key in ("detail_min", "detail_max"):
             if checks.get(key) is not None:
                 _number(checks, key, "ood_guard.image_checks", low=0.0, high=1e3)
+        if "detail_blur" in checks and checks["detail_blur"] not in DETAIL_BLURS:
+            raise CardSchemaError("ood_guard.image_checks.detail_blur",
+                                  f"must be one of {', '.join(DETAIL_BLURS)}, got "
+                                  f"{checks['detail_blur']!r}")
         low, high = checks.get("aspect_ratio_min"), checks.get("aspect_ratio_max")
         if low is not None and high is not None and low > high:
             raise CardSchemaError("ood_guard.image_checks.aspect_ratio_min",

@@ -243,6 +243,12 @@ def _calibrated_threshold(card: dict) -> list[str]:
             f"**{calibration['threshold']:.4f}**: the same decision."]
 
 
+def _blur_words(blur: str | None) -> str:
+    """The fine-detail blur a card names (guard.DETAIL_BLURS), in words; none named: the
+    Gaussian every card before the box blur was fitted with."""
+    return {"box-3": "radius-3 box blur (one pass)"}.get(blur or "", "radius-2 Gaussian blur")
+
+
 def _per_group(guard: dict) -> str:
     """How the feature model is grouped: one model per label or one for all."""
     groups = guard.get("groups") or ["all"]
@@ -274,7 +280,8 @@ def _guard(card: dict) -> list[str]:
         f"decoded file) above {checks['colourfulness_max']:g}; grey-level spread (standard "
         f"deviation of the model-size picture) below {checks['blank_std_min']:g}; aspect ratio "
         f"(width/height) outside {checks['aspect_ratio_min']:g}-{checks['aspect_ratio_max']:g}"
-        + (f"; fine detail (mean absolute difference from a radius-2 Gaussian blur over the "
+        + (f"; fine detail (mean absolute difference from a "
+           f"{_blur_words(checks.get('detail_blur'))} over the "
            f"standard deviation: noise, gravel, print) above {checks['detail_max']:.3f} or "
            f"below {checks.get('detail_min') or 0:.3f} (a smooth gradient) "
            f"({guard['image_checks_fitted']})" if checks.get("detail_max") else "") + ".",

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edge_runtime.guard import (DETAIL_MARGIN, NOT_CHEST_XRAY, OOD_STATS_FILENAME,
-                                  FeatureDistance, ImageChecks, fine_detail)
+from ..edge_runtime.guard import (DETAIL_BLUR, DETAIL_MARGIN, NOT_CHEST_XRAY,
+                                  OOD_STATS_FILENAME, FeatureDistance, ImageChecks, fine_detail)
 from ..dataset import item_path
 from ..image_io import read_image
 from ..model_card import sha256_file
@@ -170,6 +170,19 @@ def explained_variance(train_features: np.ndarray, stats: FeatureDistance,
     return explained / total if total else 1.0
 
 
+def training_subset(train_items: list, train_images: int, seed: int) -> list:
+    """The training images the guard is fitted on: a seeded sample, in split order."""
+    chosen = sorted(np.random.default_rng(seed).permutation(len(train_items))[:train_images])
+    return [train_items[i] for i in chosen]
+
+
+def fitted_image_checks(details, blur: str = DETAIL_BLUR) -> ImageChecks:
+    """The image checks, with fine-detail limits around the training X-rays' `details`
+    (measured with `blur`); the other limits are fixed."""
+    return ImageChecks(detail_max=DETAIL_MARGIN * max(details),
+                       detail_min=min(details) / DETAIL_MARGIN, detail_blur=blur)
+
+
 def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path, *,
               train_images: int = DEFAULT_TRAIN_IMAGES, components: int | None = None,
               quantile: float = DEFAULT_QUANTILE, per_label: bool = False, seed: int = 0,
@@ -186,16 +199,13 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
     calibration reuses: one pass over the validation split serves both).
     """
     progress = progress or (lambda items, label: items)
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.permutation(len(train_items))[:train_images])
-    subset = [train_items[i] for i in chosen]
+    subset = training_subset(train_items, train_images, seed)
     details: list[float] = []
     _, train_features = collect(classifier, data_dir, subset, progress,
                                 f"guard: training features ({classifier.variant})", details)
     val_probabilities, val_features = collect(classifier, data_dir, val_items, progress,
                                               f"guard: validation ({classifier.variant})")
-    checks = ImageChecks(detail_max=DETAIL_MARGIN * max(details),
-                         detail_min=min(details) / DETAIL_MARGIN)
+    checks = fitted_image_checks(details)
     with tempfile.TemporaryDirectory() as temporary:
         tuning_rows, tuning = tuning_features(classifier, checks,
                                               Path(scratch or temporary) / "tuning")
@@ -215,7 +225,8 @@ def fit_guard(classifier, data_dir: Path, train_items, val_items, out_dir: Path,
                               "counts" if per_label else ""),
         "verdict": NOT_CHEST_XRAY,
         "image_checks": checks.to_dict(),
-        "image_checks_fitted": f"detail_max = {DETAIL_MARGIN} x the largest fine detail of the "
+        "image_checks_fitted": f"detail_max = {DETAIL_MARGIN} x the largest fine detail "
+                               f"({checks.detail_blur} blur) of the "
                                f"{len(details)} training X-rays ({max(details):.3f}), "
                                f"detail_min = their smallest ({min(details):.3f}) / "
                                f"{DETAIL_MARGIN} (median {float(np.median(details)):.3f}); the "

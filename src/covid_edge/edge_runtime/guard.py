@@ -43,11 +43,20 @@ COLOURFULNESS_MAX = 15.0
 BLANK_STD_MIN = 8.0
 # width / height; chest radiographs are about 0.7 to 1.3.
 ASPECT_RATIO_RANGE = (0.5, 2.0)
-# Fine detail: mean |picture - its Gaussian blur (radius 2)| / its standard deviation, on the
-# model-size picture. X-rays are smooth at 224 px (training maximum about 0.18) but not
-# featureless (minimum about 0.02); sensor noise, gravel, grass or printed text score 0.3 to 0.8,
-# a smooth gradient 0. The limits are fitted at convert time.
-DETAIL_BLUR_RADIUS = 2.0
+# Fine detail: mean |picture - its blur| / its standard deviation, on the model-size picture.
+# X-rays are smooth at 224 px (training maximum about 0.23) but not featureless (minimum about
+# 0.02); sensor noise, gravel, grass or printed text score 0.3 to 0.8, a smooth gradient 0. The
+# limits are fitted at convert time, with the blur the card names (ImageChecks.detail_blur).
+# "box-3", one pass of a radius-3 box blur, costs 0.16 ms where Pillow's radius-2 Gaussian
+# (three box passes) cost 0.4 ms of every image's ~4.5 ms of CPU, and it refuses the same
+# images (docs/speed.md, "The guard's fine-detail blur"). A card without the field was
+# fitted with the Gaussian, so it keeps it: release 0.2.0 refuses what it always did.
+DETAIL_BLURS = {
+    "gaussian-2": ImageFilter.GaussianBlur(2.0),
+    "box-3": ImageFilter.BoxBlur(3.0),
+}
+DETAIL_BLUR = "box-3"              # what convert and fit-guard fit now
+DETAIL_BLUR_UNNAMED = "gaussian-2"  # what a card that names none was fitted with
 DETAIL_MARGIN = 1.3  # limits = the training X-rays' maximum times this, minimum divided by it
 
 
@@ -56,9 +65,11 @@ def grey_spread(pixels: np.ndarray) -> float:
     return float(np.asarray(pixels, dtype=np.uint8).astype(np.float32).std())
 
 
-def fine_detail(pixels: np.ndarray, spread: float | None = None) -> float:
+def fine_detail(pixels: np.ndarray, spread: float | None = None,
+                blur: str = DETAIL_BLUR) -> float:
     """How much of the picture's contrast is in fine detail (0 = smooth). `spread`: the
-    picture's grey_spread when the caller has it already.
+    picture's grey_spread when the caller has it already; `blur`: a DETAIL_BLURS name, the
+    one the limits were fitted with.
 
     The mean absolute difference is summed in integers: every term is a whole number and the
     total stays below 2**24, so it is the value float32 arithmetic gave, at a fraction of the
@@ -67,8 +78,7 @@ def fine_detail(pixels: np.ndarray, spread: float | None = None) -> float:
     spread = grey_spread(pixels) if spread is None else spread
     if spread == 0.0:
         return 0.0
-    blurred = np.asarray(
-        Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(DETAIL_BLUR_RADIUS)))
+    blurred = np.asarray(Image.fromarray(pixels).filter(DETAIL_BLURS[blur]))
     total = int(np.abs(np.subtract(pixels, blurred, dtype=np.int16)).sum(dtype=np.int64))
     return float(np.float32(total) / np.float32(pixels.size)) / spread
 
@@ -81,6 +91,12 @@ class ImageChecks:
     aspect_ratio_max: float = ASPECT_RATIO_RANGE[1]
     detail_max: float | None = None  # fitted on the training X-rays; None: not checked
     detail_min: float | None = None
+    detail_blur: str = DETAIL_BLUR  # the DETAIL_BLURS entry the detail limits were fitted with
+
+    def __post_init__(self):
+        if self.detail_blur not in DETAIL_BLURS:
+            raise ValueError(f"detail_blur {self.detail_blur!r} is none of "
+                             f"{', '.join(DETAIL_BLURS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,8 +104,9 @@ class ImageChecks:
     @classmethod
     def from_dict(cls, data: dict | None) -> "ImageChecks":
         data = data or {}
-        return cls(**{name: None if data[name] is None else float(data[name])
-                      for name in cls.__dataclass_fields__ if name in data})
+        limits = {name: None if data[name] is None else float(data[name])
+                  for name in cls.__dataclass_fields__ if name in data and name != "detail_blur"}
+        return cls(**limits, detail_blur=str(data.get("detail_blur", DETAIL_BLUR_UNNAMED)))
 
     def reason(self, pixels: np.ndarray, colourfulness: float | None = None,
                size: tuple[int, int] | None = None) -> str | None:
@@ -111,7 +128,7 @@ class ImageChecks:
                 return (f"aspect ratio {size[0]}x{size[1]} (width/height {ratio:.2f}) is outside "
                         f"{self.aspect_ratio_min:g}-{self.aspect_ratio_max:g}")
         if self.detail_max is not None or self.detail_min is not None:
-            detail = fine_detail(pixels, spread)
+            detail = fine_detail(pixels, spread, self.detail_blur)
             if self.detail_max is not None and detail > self.detail_max:
                 return (f"noise or fine texture (fine detail {detail:.2f} > "
                         f"{self.detail_max:.2f}); chest X-rays are smooth at this size")
