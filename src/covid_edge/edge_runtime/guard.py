@@ -44,13 +44,14 @@ BLANK_STD_MIN = 8.0
 # width / height; chest radiographs are about 0.7 to 1.3.
 ASPECT_RATIO_RANGE = (0.5, 2.0)
 # Fine detail: mean |picture - its blur| / its standard deviation, on the model-size picture.
-# X-rays are smooth at 224 px (training maximum about 0.23) but not featureless (minimum about
+# X-rays are smooth at 224 px (training maximum about 0.25) but not featureless (minimum about
 # 0.02); sensor noise, gravel, grass or printed text score 0.3 to 0.8, a smooth gradient 0. The
 # limits are fitted at convert time, with the blur the card names (ImageChecks.detail_blur).
-# "box-3", one pass of a radius-3 box blur, costs 0.16 ms where Pillow's radius-2 Gaussian
-# (three box passes) cost 0.4 ms of every image's ~4.5 ms of CPU, and it refuses the same
-# images (docs/speed.md, "The guard's fine-detail blur"). A card without the field was
-# fitted with the Gaussian, so it keeps it: release 0.2.0 refuses what it always did.
+# "box-3", one pass of a radius-3 box blur, halves the measure's cost against Pillow's
+# radius-2 Gaussian (three box passes; 0.23 against 0.46 ms of the ~5 ms of CPU a 224-px JPEG
+# costs on a Zen 5 core), and decides as it did but for 24 of 28,615 pictures, perturbed
+# X-rays the Gaussian refused (scripts/detail_blur_compare.py, docs/speed.md). A card without
+# the field was fitted with the Gaussian, so it keeps it: release 0.2.0 refuses what it did.
 DETAIL_BLURS = {
     "gaussian-2": ImageFilter.GaussianBlur(2.0),
     "box-3": ImageFilter.BoxBlur(3.0),
