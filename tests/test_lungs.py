@@ -133,6 +133,46 @@ def test_label_runs_matches_scipy(seed):
     assert (labels[~mask] == 0).all()
 
 
+def _spiral(size: int) -> np.ndarray:
+    """Rings inside rings, each open at a corner: runs that join only through long chains."""
+    mask = np.zeros((size, size), dtype=bool)
+    top, left, bottom, right = 0, 0, size - 1, size - 1
+    while top <= bottom and left <= right:
+        mask[top, left:right + 1] = True
+        mask[top:bottom + 1, right] = True
+        mask[bottom, left:right + 1] = True
+        mask[top + 2:bottom + 1, left] = True
+        mask[top + 2, left:left + 3] = True
+        top, left, bottom, right = top + 4, left + 4, bottom - 4, right - 4
+    return mask
+
+
+def _shapes() -> dict[str, np.ndarray]:
+    comb = np.zeros((40, 61), dtype=bool)
+    comb[::2, :] = False
+    comb[:, ::4] = True  # teeth joined only by the bottom row
+    comb[-1, :] = True
+    diagonal = np.eye(30, dtype=bool) | np.eye(30, k=5, dtype=bool)[:, ::-1]
+    checker = (np.indices((17, 23)).sum(axis=0) % 2).astype(bool)  # corners only
+    return {"spiral": _spiral(41), "comb": comb, "diagonals": diagonal, "checker": checker,
+            "empty": np.zeros((8, 9), dtype=bool), "full": np.ones((8, 9), dtype=bool),
+            "one row": np.array([[1, 1, 0, 1, 0, 0, 1]], dtype=bool),
+            "one column": np.array([[1], [1], [0], [1]], dtype=bool)}
+
+
+@pytest.mark.parametrize("name", list(_shapes()))
+def test_label_runs_joins_winding_shapes(name):
+    """Shapes whose runs join only through long chains or corners: the same components as
+    scipy's 8-connected labelling."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    mask = _shapes()[name]
+    labels, count = label_runs(mask)
+    expected, expected_count = ndimage.label(mask, structure=np.ones((3, 3)))
+    assert count == expected_count
+    assert len(set(zip(labels[mask].tolist(), expected[mask].tolist()))) == count
+    assert (labels[~mask] == 0).all()
+
+
 def _geometry_from_pixels(mask, probabilities):
     """The fields as the label image gives them, pixel by pixel: what geometry() sums over
     runs instead."""

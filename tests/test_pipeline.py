@@ -3,13 +3,17 @@ exactly what the one-by-one float path gives, on the real model and real files."
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import CXR, REFERENCE
-from covid_edge.edge_runtime.classifier import Classifier, integer_input_map
-from covid_edge.edge_runtime.pipeline import classify_paths
+from covid_edge.edge_runtime.classifier import Classifier, default_threads, integer_input_map
+from covid_edge.edge_runtime.pipeline import PREPARE_NICENESS, classify_paths
 from covid_edge.preprocess import PreprocessSpec, quantize, to_model_input
 
 TIMING_FIELDS = {"latency_ms", "total_ms"}
@@ -79,3 +83,43 @@ def test_pipeline_stops_early_without_error(classifier):
     first = next(stream)
     stream.close()
     assert first.path == str(files[0]) and first.ok
+
+
+def _preparing_niceness(classifier, monkeypatch) -> tuple[int, set[int]]:
+    """(the calling thread's nice value, the preparing threads' nice values) over a folder."""
+    seen = []
+    prepare = classifier.prepare_file
+
+    def recording(path):
+        seen.append((threading.get_native_id(),
+                     os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return prepare(path)
+
+    monkeypatch.setattr(classifier, "prepare_file", recording)
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    files = sorted((CXR / "normal").glob("*"))[:4]
+    list(classify_paths(classifier, files, workers=2))
+    assert len(seen) == 4
+    assert all(thread != threading.get_native_id() for thread, _ in seen)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller
+    return caller, {nice for _, nice in seen}
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="per-thread nice values are Linux's")
+
+
+@linux_only
+@pytest.mark.skipif(default_threads() < 2, reason="one core: nothing to leave free")
+def test_preparing_threads_yield_to_a_one_thread_interpreter(classifier, monkeypatch):
+    assert classifier.num_threads == 1
+    caller, preparing = _preparing_niceness(classifier, monkeypatch)
+    assert preparing == {min(19, caller + PREPARE_NICENESS)}
+
+
+@linux_only
+def test_preparing_threads_keep_their_priority_when_the_interpreter_fills_the_cores(
+        classifier, monkeypatch):
+    monkeypatch.setattr(classifier, "num_threads", default_threads())
+    caller, preparing = _preparing_niceness(classifier, monkeypatch)
+    assert preparing == {caller}

@@ -95,43 +95,52 @@ class Runs:
 
 
 def mask_runs(mask: np.ndarray) -> Runs:
-    """The row runs of a mask and their 8-connected components (a union-find on runs: a lung
-    mask has a few hundred, so it stays well under a millisecond)."""
+    """The row runs of a mask and their 8-connected components, in numpy: the runs that touch
+    across consecutive rows are found by binary search, then joined by a union-find whose
+    rounds each hook every tree to its smallest neighbour. A lung field is a stack of runs,
+    one or two per row, so a few rounds suffice; a Python loop over the runs cost a frontal
+    film 0.35 ms, this 0.13 ms (the guard runs it on every image)."""
     mask = np.asarray(mask, dtype=bool)
     height, width = mask.shape
-    padded = np.zeros((height, width + 2), dtype=np.int8)
+    # Each row between two zero columns: run edges never join across rows, and a position
+    # in the flattened rows is a sort key (row, column).
+    stride = width + 2
+    padded = np.zeros((height, stride), dtype=np.int8)
     padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    start_rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)  # same row order: each run starts and ends in its row
-    # Python lists: the loop below indexes them one value at a time (numpy scalars are slow).
-    first, last = starts.tolist(), ends.tolist()
-    parent = list(range(len(first)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    row_first = np.searchsorted(start_rows, np.arange(height + 1)).tolist()
-    for row in range(1, height):
-        a, a_end = row_first[row - 1], row_first[row]
-        b, b_end = row_first[row], row_first[row + 1]
-        while a < a_end and b < b_end:
-            # 8-connectivity: runs touch when they overlap or meet at a corner.
-            if first[a] <= last[b] and first[b] <= last[a]:
-                ra, rb = root(a), root(b)
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
-            if last[a] < last[b]:
-                a += 1
-            else:
-                b += 1
-    roots = np.array([root(i) for i in range(len(first))], dtype=np.int64)
-    _, component = np.unique(roots, return_inverse=True)
-    return Runs(start_rows, starts, ends, component.reshape(-1),
-                int(component.max() + 1) if len(first) else 0)
+    flat = padded.reshape(-1)
+    steps = flat[1:] - flat[:-1]
+    where = np.flatnonzero(steps)
+    rising = steps[where] == 1
+    start_keys, end_keys = where[rising], where[~rising]  # same order: each run ends in its row
+    rows = start_keys // stride
+    starts, ends = start_keys - rows * stride, end_keys - rows * stride
+    parent = np.arange(len(starts))
+    # The runs of the row above that touch a run (8-connectivity: overlap or meet at a
+    # corner) are a contiguous range: those ending at or after its start and starting at or
+    # before its end.
+    first = np.searchsorted(end_keys, start_keys - stride, side="left")
+    past = np.searchsorted(start_keys, end_keys - stride, side="right")
+    touching = np.maximum(past - first, 0)
+    pairs = int(touching.sum())
+    if pairs:
+        below = np.repeat(parent, touching)
+        above = np.repeat(first - np.cumsum(touching) + touching, touching) + np.arange(pairs)
+        while True:
+            root_above, root_below = parent[above], parent[below]
+            apart = root_above != root_below
+            if not apart.any():
+                break
+            # A root only ever points to a smaller index, so the parents stay a forest.
+            np.minimum.at(parent, np.maximum(root_above, root_below)[apart],
+                          np.minimum(root_above, root_below)[apart])
+            while True:  # every run straight to its root
+                grand = parent[parent]
+                if (grand == parent).all():
+                    break
+                parent = grand
+    _, component = np.unique(parent, return_inverse=True)
+    return Runs(rows, starts, ends, component.reshape(-1),
+                int(component.max() + 1) if len(parent) else 0)
 
 
 def label_runs(mask: np.ndarray) -> tuple[np.ndarray, int]:
