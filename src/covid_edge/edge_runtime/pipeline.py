@@ -61,9 +61,10 @@ def yield_to_the_interpreter() -> None:
 def interpreter_leaves_a_core(classifier: Classifier) -> bool:
     """Whether the interpreter's threads leave a core to the preparing threads. Only then do
     those yield to it: measured with scripts/folder_throughput.py on a 2-core Zen 4 host,
-    224-px JPEGs at 1 interpreter thread went at 78-92% of inference-only speed with them
-    yielding against 68-78% without; at 2 threads, where the interpreter fills both cores,
-    yielding starved the preparing threads (39-41% against 43-46%)."""
+    224-px JPEGs at 1 interpreter thread went at 72-92% (median 82%) of inference-only speed
+    with them yielding against 68-78% (median 69%) without, in seven alternated runs; at 2
+    threads, where the interpreter fills both cores, yielding starved the preparing threads
+    (39-41% against 43-46%; docs/speed.md)."""
     threads = getattr(classifier, "num_threads", None)
     return threads is not None and 0 < threads < default_threads()
 
