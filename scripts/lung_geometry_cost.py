@@ -21,11 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
-def pictures(films: int) -> list[Path]:
-    frontal = sorted((SHARED / "cxr" / "normal").glob("*"))[:films // 2]
+def pictures(films: int) -> tuple[list[Path], list[Path]]:
+    """(frontal films, half normal and half covid; the lateral/CT/knee pictures)."""
+    frontal = sorted((SHARED / "cxr" / "normal").glob("*"))[:films - films // 2]
     frontal += sorted((SHARED / "cxr" / "covid").glob("*"))[:films // 2]
-    other = sorted((SHARED / "not-frontal-chest").rglob("*.jpg"))
-    return frontal + other
+    return frontal, sorted((SHARED / "not-frontal-chest").rglob("*.jpg"))
 
 
 def best_per_film(function, masks, rounds: int) -> float:
@@ -52,15 +52,13 @@ def main() -> None:
     from covid_edge.image_io import read_grayscale
 
     segmenter = lungs.LungSegmenter.load(REPO_ROOT / "models" / "lungs")
-    files = pictures(args.films)
-    masks = [segmenter.segment(read_grayscale(path)).mask for path in files]
     print(f"code: {lungs.__file__}")
     print(f"host: {summary(cpu_features())}")
-    frontal = min(args.films, len(masks))
-    for label, chosen in (("frontal films", masks[:frontal]),
-                          ("lateral/CT/knee pictures", masks[frontal:])):
-        if not chosen:
+    for label, files in zip(("frontal films", "lateral/CT/knee pictures"),
+                            pictures(args.films)):
+        if not files:
             continue
+        chosen = [segmenter.segment(read_grayscale(path)).mask for path in files]
         runs = sum(len(lungs.mask_runs(mask).starts) for mask in chosen) / len(chosen)
         fields = best_per_film(lungs.mask_runs, chosen, args.rounds)
         geometry = best_per_film(lungs.geometry, chosen, args.rounds)

@@ -149,7 +149,6 @@ def _spiral(size: int) -> np.ndarray:
 
 def _shapes() -> dict[str, np.ndarray]:
     comb = np.zeros((40, 61), dtype=bool)
-    comb[::2, :] = False
     comb[:, ::4] = True  # teeth joined only by the bottom row
     comb[-1, :] = True
     diagonal = np.eye(30, dtype=bool) | np.eye(30, k=5, dtype=bool)[:, ::-1]
